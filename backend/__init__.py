@@ -1,0 +1,1 @@
+"""LLM Studio backend: services, domain packages, worker and API."""

@@ -1,0 +1,1 @@
+"""FastAPI app: OpenAI-compatible endpoints for published bots."""

@@ -1,0 +1,70 @@
+"""``studio up``, ``studio worker``, ``studio api``, ``studio doctor``."""
+
+from __future__ import annotations
+
+import typer
+
+from backend.cli.output import JSON_OPTION, emit
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def up(no_worker: bool = typer.Option(False, "--no-worker", help="Start no worker here."),
+           no_api: bool = typer.Option(False, "--no-api", help="Start no API server.")) -> None:
+        """Start everything: services, migrations, a worker, the API and the studio."""
+        from backend.launcher import run_up
+
+        raise typer.Exit(run_up(with_worker=not no_worker, with_api=not no_api))
+
+    @app.command()
+    def worker(
+        queues: str = typer.Option("cpu,gpu", help="Comma-separated queues: cpu, gpu."),
+        concurrency: int = typer.Option(None, help="Jobs at once (default: settings)."),
+        name: str = typer.Option(None, help="Worker name (default: studio-<queues>@<host>)."),
+    ) -> None:
+        """Run a worker for the given queues (start more on GPU machines with --queues gpu)."""
+        from backend.worker.celery_app import QUEUES
+        from backend.worker.main import run_worker
+
+        wanted = [q.strip() for q in queues.split(",") if q.strip()]
+        bad = [q for q in wanted if q not in QUEUES]
+        if bad or not wanted:
+            raise typer.BadParameter(f"queues must be among {', '.join(QUEUES)}")
+        run_worker(wanted, concurrency=concurrency, name=name)
+
+    @app.command()
+    def api(host: str = typer.Option(None), port: int = typer.Option(None)) -> None:
+        """Serve the OpenAI-compatible API."""
+        import uvicorn
+
+        from backend.config import get_settings
+
+        s = get_settings()
+        uvicorn.run("backend.api.app:app", host=host or s.host, port=port or s.api_port)
+
+    @app.command()
+    def doctor(as_json: bool = JSON_OPTION) -> None:
+        """Check Python, torch/GPU, Postgres + pgvector, Redis, schema and workers."""
+        from backend.services.system import doctor as run_doctor
+
+        report = run_doctor()
+
+        def human(r: object) -> None:
+            rep = report
+            typer.echo(f"Python      {rep.python}  ({rep.platform})")
+            typer.echo(f"torch       {rep.torch}  CUDA: {'yes ' + ', '.join(rep.gpus) if rep.cuda else 'no'}")
+            typer.echo(f"Postgres    {rep.postgres}  pgvector {rep.pgvector}"
+                       f"{'  (embedded)' if rep.embedded_postgres else ''}")
+            typer.echo(f"Schema      {rep.schema_revision} (code: {rep.schema_head})")
+            typer.echo(f"Redis       {rep.redis}{'  (embedded)' if rep.embedded_redis else ''}")
+            typer.echo(f"Workers     {len(rep.workers)} alive")
+            for w in rep.workers:
+                typer.echo(f"  {w['hostname']}  queues={','.join(w['queues'])}  {w['device']}")
+            typer.echo(f"Data dir    {rep.data_dir}")
+            for p in rep.problems:
+                typer.secho(f"Problem: {p}", fg=typer.colors.YELLOW)
+            typer.echo("OK" if rep.ok else "Some checks failed.")
+
+        emit(report, as_json, human)
+        if not report.ok:
+            raise typer.Exit(1)

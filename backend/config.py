@@ -1,0 +1,136 @@
+"""The one settings object. Every tunable is an environment variable prefixed ``STUDIO_``."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(RuntimeError):
+    """A setting has a value we cannot run with; the message says which and how to fix it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STUDIO_", env_file=".env", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        description="Postgres URL (with pgvector). Empty: an embedded Postgres under data_dir.",
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis URL. Empty: an embedded Redis under data_dir."
+    )
+    data_dir: Path = Field(
+        default=Path("studio-data"),
+        description="Uploads, checkpoints, model folders and the embedded services live here.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the studio and API listen on.")
+    studio_port: int = Field(default=8501, ge=1, le=65535, description="Streamlit port.")
+    api_port: int = Field(default=8000, ge=1, le=65535, description="OpenAI-compatible API port.")
+    max_upload_mb: int = Field(default=200, ge=1, description="Largest file one may upload.")
+    secret_key: str | None = Field(
+        default=None,
+        min_length=16,
+        description="Encrypts secrets at rest. Empty: generated once into data_dir/secret.key.",
+    )
+    worker_concurrency: int = Field(default=2, ge=1, le=64, description="Jobs a worker runs at once.")
+    torch_threads: int = Field(default=1, ge=1, le=256, description="torch.set_num_threads in workers.")
+    heartbeat_interval_s: float = Field(default=2.0, gt=0, description="Running jobs beat this often.")
+    heartbeat_timeout_s: float = Field(
+        default=30.0, gt=0, description="A running job silent this long is marked interrupted."
+    )
+    request_timeout_s: float = Field(
+        default=30.0, gt=0, description="Timeout for calls to remote model endpoints."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    default_language: Literal["en", "zh_CN"] = "en"
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    @field_validator("database_url")
+    @classmethod
+    def _pg_url(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        if not v.startswith(("postgresql", "postgres://")):
+            raise ValueError("must be a Postgres URL such as postgresql+psycopg://user:pw@host/db")
+        if v.startswith("postgres://"):
+            v = "postgresql://" + v.removeprefix("postgres://")
+        if v.startswith("postgresql://"):
+            v = "postgresql+psycopg://" + v.removeprefix("postgresql://")
+        return v
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        if not v.startswith(("redis://", "rediss://", "redis+socket://", "unix://")):
+            raise ValueError("must be a Redis URL such as redis://localhost:6379/0")
+        return v
+
+    # Derived paths -----------------------------------------------------------------------
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def embedded_dir(self) -> Path:
+        return self.data_dir / "embedded"
+
+    def ensure_dirs(self) -> None:
+        for d in (self.data_dir, self.uploads_dir, self.models_dir, self.runs_dir, self.logs_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def resolved_secret_key(self) -> str:
+        """The secret key: from the environment, else generated once and kept in data_dir."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret.key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(32)
+        path.write_text(key)
+        path.chmod(0o600)
+        return key
+
+
+def _explain(err: ValidationError) -> str:
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "?"
+    return f"Invalid setting STUDIO_{field.upper()}: {first['msg']}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings. Raises SettingsError with one readable line on a bad value."""
+    try:
+        return Settings()
+    except ValidationError as err:
+        raise SettingsError(_explain(err)) from None
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests change the environment between cases)."""
+    get_settings.cache_clear()

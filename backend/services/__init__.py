@@ -1,0 +1,1 @@
+"""What pages, the CLI and the API call. Every function takes the acting ``Actor``."""

@@ -1,0 +1,317 @@
+"""Jobs as the pages, the CLI and other services see them: submit, list, show, cancel, retry."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from backend.accounts.actor import Actor, Role
+from backend.config import get_settings
+from backend.db import session_scope
+from backend.jobs.kinds import get_kind
+from backend.jobs.reaper import reap_stale_jobs
+from backend.models.jobs import FINISHED_STATUSES, Job, JobLog, JobMetric, JobStatus, Worker
+
+log = logging.getLogger(__name__)
+
+
+class JobNotFound(LookupError):
+    pass
+
+
+class JobStateError(ValueError):
+    """The job is in a state where the action makes no sense (cancel a finished job)."""
+
+
+@dataclass
+class JobView:
+    id: int
+    kind: str
+    title: str
+    queue: str
+    status: str
+    progress: float
+    stage: str
+    params: dict[str, Any]
+    result: dict[str, Any] | None
+    error: str | None
+    worker_host: str | None
+    workspace_id: int
+    created_by: int | None
+    retry_of_id: int | None
+    attempt: int
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    error_detail: str | None = field(default=None, repr=False)
+
+    @property
+    def finished(self) -> bool:
+        return JobStatus(self.status) in FINISHED_STATUSES
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at or datetime.now(UTC)
+        return (end - self.started_at).total_seconds()
+
+    def to_dict(self, *, include_detail: bool = False) -> dict[str, Any]:
+        d = asdict(self)
+        if not include_detail:
+            d.pop("error_detail", None)
+        for k, v in d.items():
+            if isinstance(v, datetime):
+                d[k] = v.isoformat()
+        d["duration_s"] = self.duration_s
+        return d
+
+
+def _view(job: Job, actor: Actor) -> JobView:
+    return JobView(
+        id=job.id, kind=job.kind, title=job.title, queue=job.queue, status=job.status,
+        progress=job.progress, stage=job.stage, params=dict(job.params or {}), result=job.result,
+        error=job.error, worker_host=job.worker_host, workspace_id=job.workspace_id,
+        created_by=job.created_by, retry_of_id=job.retry_of_id, attempt=job.attempt,
+        cancel_requested=job.cancel_requested, created_at=job.created_at,
+        started_at=job.started_at, finished_at=job.finished_at, heartbeat_at=job.heartbeat_at,
+        # tracebacks are for admins only
+        error_detail=job.error_detail if actor.is_admin else None,
+    )
+
+
+def _visible(stmt: Any, actor: Actor) -> Any:
+    if actor.is_admin:
+        return stmt
+    stmt = stmt.where(Job.workspace_id == actor.workspace_id)
+    if actor.role == Role.user:
+        stmt = stmt.where(Job.created_by == actor.user_id)
+    return stmt
+
+
+def _load(session: Session, actor: Actor, job_id: int, *, lock: bool = False) -> Job:
+    job = session.get(Job, job_id, with_for_update=lock)
+    if job is None:
+        raise JobNotFound(f"No job #{job_id}.")
+    if not actor.is_admin:
+        if job.workspace_id != actor.workspace_id or (
+            actor.role == Role.user and job.created_by != actor.user_id
+        ):
+            raise JobNotFound(f"No job #{job_id}.")
+    return job
+
+
+def _enqueue(job_id: int, queue: str) -> None:
+    """Send the job to Celery after its row is committed. On failure the row says why."""
+    from backend.worker.celery_app import get_celery
+
+    try:
+        res = get_celery().send_task("studio.run_job", args=[job_id], queue=queue)
+    except Exception as exc:  # noqa: BLE001 - the broker is down: say so on the job
+        log.exception("could not enqueue job %s", job_id)
+        with session_scope() as session:
+            job = session.get(Job, job_id)
+            if job is not None:
+                job.status = JobStatus.failed.value
+                job.finished_at = datetime.now(UTC)
+                job.error = f"Could not reach the job queue (Redis): {exc}. Is Redis running?"
+        return
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is not None:
+            job.celery_task_id = res.id
+
+
+def submit_job(
+    *,
+    actor: Actor,
+    kind: str,
+    params: dict[str, Any] | None = None,
+    title: str = "",
+    retry_of_id: int | None = None,
+    enqueue: bool = True,
+) -> JobView:
+    """Create a queued job and send it to its queue. ``enqueue=False`` leaves it for ``run_inline``."""
+    actor.require_role(Role.builder, f"launch {kind} jobs")
+    spec = get_kind(kind)
+    with session_scope() as session:
+        job = Job(
+            kind=kind, title=title or spec.title, queue=spec.queue, params=params or {},
+            workspace_id=actor.workspace_id, created_by=actor.user_id, retry_of_id=retry_of_id,
+        )
+        session.add(job)
+        session.flush()
+        session.refresh(job)
+        view = _view(job, actor)
+    if enqueue:
+        _enqueue(view.id, view.queue)
+    return view
+
+
+def run_inline(*, actor: Actor, job_id: int) -> JobView:
+    """Run a queued job in this process (the CLI does this when no worker is alive)."""
+    from backend.jobs.runner import run_job
+
+    get_job(actor=actor, job_id=job_id)
+    run_job(job_id)
+    return get_job(actor=actor, job_id=job_id)
+
+
+def get_job(*, actor: Actor, job_id: int) -> JobView:
+    with session_scope() as session:
+        return _view(_load(session, actor, job_id), actor)
+
+
+def list_jobs(
+    *,
+    actor: Actor,
+    kinds: list[str] | None = None,
+    statuses: list[str] | None = None,
+    search: str = "",
+    limit: int = 200,
+) -> list[JobView]:
+    settings = get_settings()
+    with session_scope() as session:
+        reap_stale_jobs(session, timeout_s=settings.heartbeat_timeout_s)
+        stmt = _visible(select(Job), actor)
+        if kinds:
+            stmt = stmt.where(Job.kind.in_(kinds))
+        if statuses:
+            stmt = stmt.where(Job.status.in_(statuses))
+        if search:
+            like = f"%{search}%"
+            stmt = stmt.where(Job.title.ilike(like) | Job.kind.ilike(like) | Job.stage.ilike(like))
+        stmt = stmt.order_by(Job.id.desc()).limit(limit)
+        return [_view(j, actor) for j in session.execute(stmt).scalars()]
+
+
+def job_counts(*, actor: Actor) -> dict[str, int]:
+    with session_scope() as session:
+        stmt = _visible(select(Job.status, func.count()).group_by(Job.status), actor)
+        return {status: n for status, n in session.execute(stmt).all()}
+
+
+def job_kinds_in_use(*, actor: Actor) -> list[str]:
+    with session_scope() as session:
+        stmt = _visible(select(Job.kind).distinct(), actor)
+        return sorted(session.execute(stmt).scalars())
+
+
+def job_metrics(*, actor: Actor, job_id: int) -> dict[str, list[tuple[int, float]]]:
+    """Metric name -> [(step, value)], in step order."""
+    with session_scope() as session:
+        _load(session, actor, job_id)
+        rows = session.execute(
+            select(JobMetric.name, JobMetric.step, JobMetric.value)
+            .where(JobMetric.job_id == job_id)
+            .order_by(JobMetric.name, JobMetric.step, JobMetric.id)
+        ).all()
+    series: dict[str, list[tuple[int, float]]] = {}
+    for name, step, value in rows:
+        series.setdefault(name, []).append((int(step), float(value)))
+    return series
+
+
+@dataclass(frozen=True)
+class LogLine:
+    at: datetime
+    level: str
+    message: str
+
+
+def job_log_tail(*, actor: Actor, job_id: int, lines: int = 200) -> list[LogLine]:
+    with session_scope() as session:
+        _load(session, actor, job_id)
+        rows = session.execute(
+            select(JobLog).where(JobLog.job_id == job_id).order_by(JobLog.id.desc()).limit(lines)
+        ).scalars().all()
+        return [LogLine(at=r.created_at, level=r.level, message=r.message) for r in reversed(rows)]
+
+
+def cancel_job(*, actor: Actor, job_id: int) -> JobView:
+    """A queued job is cancelled at once; a running one is asked to stop at its next check."""
+    actor.require_role(Role.builder, "cancel jobs")
+    task_id: str | None = None
+    with session_scope() as session:
+        job = _load(session, actor, job_id, lock=True)
+        status = JobStatus(job.status)
+        if status in FINISHED_STATUSES:
+            raise JobStateError(f"Job #{job_id} has already ended ({status.value}).")
+        if status == JobStatus.queued:
+            job.status = JobStatus.cancelled.value
+            job.finished_at = datetime.now(UTC)
+            job.error = "Cancelled before it started."
+            task_id = job.celery_task_id
+        job.cancel_requested = True
+        session.flush()
+        view = _view(job, actor)
+    if task_id:
+        try:
+            from backend.worker.celery_app import get_celery
+
+            get_celery().control.revoke(task_id)
+        except Exception:  # noqa: BLE001 - the row already says cancelled; the runner skips it
+            log.warning("could not revoke task %s", task_id)
+    return view
+
+
+def retry_job(*, actor: Actor, job_id: int) -> JobView:
+    """A new job with the same kind and params, linked to the old one (which it may resume)."""
+    old = get_job(actor=actor, job_id=job_id)
+    if not old.finished:
+        raise JobStateError(f"Job #{job_id} is still {old.status}; cancel it before retrying.")
+    return submit_job(actor=actor, kind=old.kind, params=old.params, title=old.title,
+                      retry_of_id=old.id)
+
+
+def wait_for_job(*, actor: Actor, job_id: int, timeout_s: float | None = None,
+                 poll_s: float = 0.5) -> JobView:
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        view = get_job(actor=actor, job_id=job_id)
+        if view.finished:
+            return view
+        if deadline is not None and time.monotonic() > deadline:
+            return view
+        time.sleep(poll_s)
+        with session_scope() as session:
+            reap_stale_jobs(session, timeout_s=get_settings().heartbeat_timeout_s)
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    hostname: str
+    queues: list[str]
+    pid: int
+    concurrency: int
+    device: str
+    started_at: datetime
+    last_seen: datetime
+    alive: bool
+
+
+def list_workers(*, actor: Actor, include_dead: bool = False) -> list[WorkerView]:
+    settings = get_settings()
+    cutoff = datetime.now(UTC) - timedelta(seconds=settings.heartbeat_timeout_s)
+    with session_scope() as session:
+        rows = session.execute(select(Worker).order_by(Worker.hostname)).scalars().all()
+        views = [
+            WorkerView(hostname=w.hostname, queues=list(w.queues), pid=w.pid,
+                       concurrency=w.concurrency, device=w.device, started_at=w.started_at,
+                       last_seen=w.last_seen, alive=w.last_seen >= cutoff)
+            for w in rows
+        ]
+    return [v for v in views if include_dead or v.alive]
+
+
+def workers_alive(*, queue: str | None = None) -> bool:
+    workers = list_workers(actor=Actor.system())
+    return any(queue is None or queue in w.queues for w in workers)

@@ -1,0 +1,98 @@
+"""What a worker does besides tasks: announce itself, beat, reap dead jobs, say goodbye."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from datetime import UTC, datetime
+
+from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
+from sqlalchemy import delete
+from sqlalchemy.dialects.postgresql import insert
+
+from backend.config import get_settings
+from backend.db import session_scope
+from backend.jobs.context import WORKER_SHUTDOWN
+from backend.jobs.reaper import reap_jobs_of_previous_worker, reap_stale_jobs
+from backend.models.jobs import Worker
+
+log = logging.getLogger(__name__)
+
+_state: dict[str, object] = {}
+
+
+def device_description() -> str:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+            return "cuda: " + ", ".join(names)
+    except Exception:  # noqa: BLE001 - torch missing or broken: report cpu
+        pass
+    return "cpu"
+
+
+def _announce(hostname: str, queues: list[str], concurrency: int) -> None:
+    now = datetime.now(UTC)
+    with session_scope() as session:
+        stmt = insert(Worker).values(
+            hostname=hostname, queues=queues, pid=os.getpid(), concurrency=concurrency,
+            device=device_description(), started_at=now, last_seen=now,
+        )
+        session.execute(stmt.on_conflict_do_update(
+            index_elements=[Worker.hostname],
+            set_={"queues": queues, "pid": os.getpid(), "concurrency": concurrency,
+                  "device": stmt.excluded.device, "started_at": now, "last_seen": now},
+        ))
+        n = reap_jobs_of_previous_worker(session, worker_host=hostname)
+        if n:
+            log.warning("marked %d job(s) of the previous %s interrupted", n, hostname)
+
+
+def _beat(hostname: str, stop: threading.Event) -> None:
+    from sqlalchemy import update
+
+    settings = get_settings()
+    while not stop.wait(settings.heartbeat_interval_s):
+        try:
+            with session_scope() as session:
+                session.execute(update(Worker).where(Worker.hostname == hostname)
+                                .values(last_seen=datetime.now(UTC)))
+                reap_stale_jobs(session, timeout_s=settings.heartbeat_timeout_s)
+        except Exception:  # noqa: BLE001 - next beat retries
+            log.exception("worker heartbeat failed")
+
+
+@worker_ready.connect
+def _on_ready(sender=None, **_: object) -> None:  # type: ignore[no-untyped-def]
+    hostname = sender.hostname
+    queues = sorted(q.name for q in sender.app.amqp.queues.consume_from.values())
+    concurrency = int(getattr(sender, "concurrency", 1) or 1)
+    _announce(hostname, queues, concurrency)
+    stop = threading.Event()
+    thread = threading.Thread(target=_beat, args=(hostname, stop), daemon=True,
+                              name="worker-heartbeat")
+    thread.start()
+    _state.update(hostname=hostname, stop=stop)
+    log.info("worker %s ready on queues %s", hostname, ",".join(queues))
+
+
+@worker_shutting_down.connect
+def _on_shutting_down(**_: object) -> None:
+    WORKER_SHUTDOWN.set()
+
+
+@worker_shutdown.connect
+def _on_shutdown(**_: object) -> None:
+    stop = _state.get("stop")
+    if isinstance(stop, threading.Event):
+        stop.set()
+    hostname = _state.get("hostname")
+    if isinstance(hostname, str):
+        try:
+            with session_scope() as session:
+                session.execute(delete(Worker).where(Worker.hostname == hostname))
+        except Exception:  # noqa: BLE001
+            log.exception("could not remove worker row %s", hostname)

@@ -1,0 +1,1 @@
+"""The Streamlit studio. Pages are thin: they call backend.services."""

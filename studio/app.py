@@ -1,0 +1,40 @@
+"""Entry point: routes to the pages. Run with `studio up` (or `streamlit run studio/app.py`)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from studio.i18n import _  # noqa: E402
+
+st.set_page_config(page_title="LLM Studio", page_icon="🧪", layout="wide")
+
+PAGES = ROOT / "studio" / "pages"
+
+pages = {
+    _("Studio"): [
+        st.Page(str(PAGES / "home.py"), title=_("Home"), icon="🏠", url_path="home", default=True),
+    ],
+    _("Build"): [
+        st.Page(str(PAGES / "playground.py"), title=_("Playground"), icon="💬", url_path="playground"),
+        st.Page(str(PAGES / "knowledge.py"), title=_("Knowledge"), icon="📚", url_path="knowledge"),
+        st.Page(str(PAGES / "agents.py"), title=_("Agents"), icon="🤖", url_path="agents"),
+    ],
+    _("Train"): [
+        st.Page(str(PAGES / "finetune.py"), title=_("Fine-tune"), icon="🎯", url_path="finetune"),
+        st.Page(str(PAGES / "pretrain.py"), title=_("Pre-train"), icon="🏗️", url_path="pretrain"),
+    ],
+    _("Operate"): [
+        st.Page(str(PAGES / "models.py"), title=_("Models"), icon="🧠", url_path="models"),
+        st.Page(str(PAGES / "jobs.py"), title=_("Jobs"), icon="⚙️", url_path="jobs"),
+        st.Page(str(PAGES / "settings.py"), title=_("Settings"), icon="🔧", url_path="settings"),
+    ],
+}
+
+st.navigation(pages).run()

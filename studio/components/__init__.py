@@ -1,0 +1,1 @@
+"""Reusable widgets: session/actor, errors, job progress, charts."""

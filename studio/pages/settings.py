@@ -1,0 +1,8 @@
+"""Settings page: what the studio runs on."""
+
+import streamlit as st
+
+from studio.i18n import _
+
+st.title(_("Settings"))
+st.info(_("This page is not built yet. It arrives in a coming release."))
