@@ -47,8 +47,42 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(
         default=30.0, gt=0, description="Timeout for calls to remote model endpoints."
     )
+    # Local inference (models and inference) ---------------------------------------------
+    inference_device: Literal["auto", "cuda", "cpu"] = Field(
+        default="auto", description="Where local models run: auto picks cuda when present."
+    )
+    model_cache_size: int = Field(
+        default=2, ge=1, le=64, description="Local models a worker keeps loaded (LRU)."
+    )
+    model_cache_max_gb: float = Field(
+        default=24.0, gt=0, description="Memory the loaded local models may take in all (GB)."
+    )
+    inference_accept_timeout_s: float = Field(
+        default=10.0, gt=0,
+        description="How long a chat waits for a gpu worker to pick it up before giving up.",
+    )
+    inference_idle_timeout_s: float = Field(
+        default=300.0, gt=0,
+        description="Longest silence from a worker during a chat (model loading included).",
+    )
+    embedding_batch_size: int = Field(
+        default=64, ge=1, le=4096, description="Texts embedded per batch."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     default_language: Literal["en", "zh_CN"] = "en"
+    # Accounts ------------------------------------------------------------------------------
+    api_key: str | None = Field(
+        default=None,
+        description="CLI: act as this API key's user and workspace instead of as the operator.",
+    )
+    session_hours: float = Field(default=12.0, gt=0, description="A studio login lasts this long.")
+    login_max_failures: int = Field(
+        default=5, ge=1, description="Wrong passwords per username before logins are locked."
+    )
+    login_lockout_minutes: float = Field(
+        default=5.0, gt=0, description="Window (and lock) for counting wrong passwords."
+    )
+    password_min_length: int = Field(default=8, ge=4, description="Shortest password accepted.")
 
     @field_validator("data_dir")
     @classmethod

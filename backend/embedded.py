@@ -10,6 +10,7 @@ pruned, so a stale server left by a crashed run is reused rather than duplicated
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import json
 import logging
@@ -17,6 +18,7 @@ import os
 import subprocess
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,7 +86,10 @@ _pg_server = None
 
 def _embedded_postgres(settings: Settings) -> str:
     global _pg_server
-    import pgserver
+    with warnings.catch_warnings():
+        # pgserver asks platformdirs for a runtime dir; without XDG_RUNTIME_DIR it warns loudly
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        import pgserver
 
     pgdata = settings.embedded_dir / "pg"
     pgdata.parent.mkdir(parents=True, exist_ok=True)
@@ -210,12 +215,9 @@ class EmbeddedRedis:
         if self.ping():
             import redis
 
-            try:
-                redis.Redis(unix_socket_path=str(self.socket), socket_timeout=2).shutdown(
-                    nosave=False
-                )
-            except Exception:  # noqa: BLE001 - shutdown closes the connection under us
-                pass
+            # shutdown closes the connection under us: that error is the expected answer
+            with contextlib.suppress(Exception):
+                redis.Redis(unix_socket_path=str(self.socket), socket_timeout=2).shutdown(nosave=False)
         if pid is not None:
             try:
                 psutil.Process(pid).wait(5)

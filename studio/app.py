@@ -11,9 +11,11 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
+from studio.components.language import apply_language, language_switch  # noqa: E402
 from studio.i18n import _  # noqa: E402
 
 st.set_page_config(page_title="LLM Studio", page_icon="🧪", layout="wide")
+apply_language()  # before any _(): the page titles below are translated
 
 PAGES = ROOT / "studio" / "pages"
 
@@ -36,5 +38,8 @@ pages = {
         st.Page(str(PAGES / "settings.py"), title=_("Settings"), icon="🔧", url_path="settings"),
     ],
 }
+
+with st.sidebar:
+    language_switch()
 
 st.navigation(pages).run()

@@ -93,8 +93,8 @@ class WorkerHandle:
 
 def start_worker(env: dict[str, str], name: str, queues: str = "cpu,gpu",
                  log_dir: Path | None = None, timeout_s: float = 60) -> WorkerHandle:
-    from backend.services.jobs import list_workers
     from backend.accounts.actor import Actor
+    from backend.services.jobs import list_workers
 
     nodename = f"{name}@{socket.gethostname()}"
     log_dir = log_dir or Path(env["STUDIO_DATA_DIR"]) / "logs"

@@ -1,16 +1,36 @@
 """All ORM models. Import this package to get every table registered on ``Base.metadata``."""
 
+from backend.models.accounts import (
+    ApiKey,
+    AuditEntry,
+    LoginAttempt,
+    Membership,
+    Secret,
+    StudioSession,
+    User,
+)
 from backend.models.base import Base
 from backend.models.jobs import Job, JobLog, JobMetric, JobStatus, Worker
+from backend.models.registry import Capability, ModelKind, RegisteredModel
 from backend.models.workspaces import DEFAULT_WORKSPACE_ID, Workspace
 
 __all__ = [
+    "ApiKey",
+    "AuditEntry",
+    "LoginAttempt",
+    "Membership",
+    "Secret",
+    "StudioSession",
+    "User",
     "DEFAULT_WORKSPACE_ID",
     "Base",
+    "Capability",
     "Job",
     "JobLog",
     "JobMetric",
     "JobStatus",
+    "ModelKind",
+    "RegisteredModel",
     "Worker",
     "Workspace",
 ]

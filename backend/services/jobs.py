@@ -21,6 +21,11 @@ from backend.models.jobs import FINISHED_STATUSES, Job, JobLog, JobMetric, JobSt
 log = logging.getLogger(__name__)
 
 
+# Every status a job can have, in the order a job lives through them (pages list them so).
+STATUSES: tuple[str, ...] = tuple(s.value for s in JobStatus)
+ACTIVE_STATUSES: frozenset[str] = frozenset({JobStatus.queued.value, JobStatus.running.value})
+
+
 class JobNotFound(LookupError):
     pass
 
@@ -101,11 +106,10 @@ def _load(session: Session, actor: Actor, job_id: int, *, lock: bool = False) ->
     job = session.get(Job, job_id, with_for_update=lock)
     if job is None:
         raise JobNotFound(f"No job #{job_id}.")
-    if not actor.is_admin:
-        if job.workspace_id != actor.workspace_id or (
-            actor.role == Role.user and job.created_by != actor.user_id
-        ):
-            raise JobNotFound(f"No job #{job_id}.")
+    if not actor.is_admin and (job.workspace_id != actor.workspace_id or (
+        actor.role == Role.user and job.created_by != actor.user_id
+    )):
+        raise JobNotFound(f"No job #{job_id}.")
     return job
 
 
@@ -167,6 +171,7 @@ def run_inline(*, actor: Actor, job_id: int) -> JobView:
 
 def get_job(*, actor: Actor, job_id: int) -> JobView:
     with session_scope() as session:
+        reap_stale_jobs(session, timeout_s=get_settings().heartbeat_timeout_s)
         return _view(_load(session, actor, job_id), actor)
 
 
@@ -282,8 +287,6 @@ def wait_for_job(*, actor: Actor, job_id: int, timeout_s: float | None = None,
         if deadline is not None and time.monotonic() > deadline:
             return view
         time.sleep(poll_s)
-        with session_scope() as session:
-            reap_stale_jobs(session, timeout_s=get_settings().heartbeat_timeout_s)
 
 
 @dataclass(frozen=True)
@@ -315,3 +318,15 @@ def list_workers(*, actor: Actor, include_dead: bool = False) -> list[WorkerView
 def workers_alive(*, queue: str | None = None) -> bool:
     workers = list_workers(actor=Actor.system())
     return any(queue is None or queue in w.queues for w in workers)
+
+
+def queue_backlog(*, actor: Actor) -> dict[str, int]:
+    """Queue name -> jobs waiting on it (status queued), among the jobs ``actor`` may see."""
+    with session_scope() as session:
+        stmt = _visible(
+            select(Job.queue, func.count())
+            .where(Job.status == JobStatus.queued.value)
+            .group_by(Job.queue),
+            actor,
+        )
+        return {queue: n for queue, n in session.execute(stmt).all()}

@@ -120,12 +120,32 @@ def _libpq_url(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
+def _major(version_text: str) -> int:
+    import re
+
+    m = re.search(r"(\d+)(?:\.\d+)?", version_text)
+    return int(m.group(1)) if m else 0
+
+
 def _pg_tool(name: str) -> str:
-    settings = get_settings()
-    if settings.database_url is None:
-        return str(embedded_postgres_bin(name))
+    """The embedded Postgres's own tool, or one on PATH when the server is newer than it."""
+    from backend.db import get_engine
+
+    with get_engine().connect() as conn:
+        server = _major(conn.execute(text("SHOW server_version")).scalar_one())
+    candidates = [str(embedded_postgres_bin(name))]
     found = shutil.which(name)
-    return found or str(embedded_postgres_bin(name))
+    if found:
+        candidates.append(found)
+    for tool in candidates:
+        try:
+            out = subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=10)
+        except OSError:
+            continue
+        if _major(out.stdout.partition(")")[2]) >= server:
+            return tool
+    raise RuntimeError(f"No {name} of version {server} or newer found: install the Postgres "
+                       f"{server} client tools.")
 
 
 def dump_database(*, actor: Actor, out: Any) -> None:

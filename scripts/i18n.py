@@ -1,0 +1,286 @@
+"""Manage the studio's translation catalogs with Babel.
+
+    python scripts/i18n.py extract   # studio/**/*.py -> studio/locales/studio.pot
+    python scripts/i18n.py update    # merge the template into every <lang>/LC_MESSAGES/studio.po
+    python scripts/i18n.py compile   # .po -> .mo (the install step runs this)
+    python scripts/i18n.py all       # extract + update + compile, then say what needs translating
+    python scripts/i18n.py check     # fail (exit 1) listing missing, untranslated or fuzzy entries
+
+Keywords extracted: ``_``, ``N_``, ``ngettext`` (singular, plural) and ``pgettext`` (context,
+message); comments starting with ``TRANSLATORS:`` go to the translator. The English catalog is
+filled with the source text itself; every other catalog is translated by a person.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import io
+import string
+import sys
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+
+from babel.messages.catalog import Catalog, Message
+from babel.messages.extract import extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po, write_po
+from babel.util import LOCALTZ
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCE_DIR = ROOT / "studio"
+LOCALES_DIR = SOURCE_DIR / "locales"
+MAPPING_FILE = ROOT / "babel.cfg"
+DOMAIN = "studio"
+TEMPLATE = LOCALES_DIR / f"{DOMAIN}.pot"
+SOURCE_LANGUAGE = "en"
+LANGUAGES = ("en", "zh_CN")
+KEYWORDS = {"_": None, "N_": None, "ngettext": (1, 2), "pgettext": ((1, "c"), 2)}
+COMMENT_TAGS = ("TRANSLATORS:",)
+PROJECT = "LLM Studio"
+WIDTH = 100
+HEADER = """\
+# {lang} translations of LLM Studio's web interface.
+# Generated and merged by scripts/i18n.py (`make i18n`); edit the msgstr lines only."""
+
+
+def po_path(lang: str) -> Path:
+    return LOCALES_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
+
+
+def mo_path(lang: str) -> Path:
+    return LOCALES_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.mo"
+
+
+# ---------------------------------------------------------------------------------- extract
+
+
+def extract_template() -> Catalog:
+    """Every translatable string in ``studio/`` as a template catalog (nothing written)."""
+    with MAPPING_FILE.open() as fp:
+        method_map, options_map = parse_mapping_cfg(fp)
+    catalog = Catalog(project=PROJECT, domain=DOMAIN, charset="utf-8", fuzzy=False,
+                      header_comment=HEADER.format(lang="Template for"),
+                      copyright_holder=PROJECT, version="0.1")
+    found = extract_from_dir(
+        SOURCE_DIR, method_map, options_map, keywords=KEYWORDS, comment_tags=COMMENT_TAGS,
+        strip_comment_tags=True,
+        directory_filter=lambda d: Path(d).name not in {"locales", "__pycache__"},
+    )
+    for filename, lineno, message, comments, context in found:
+        location = (f"studio/{Path(filename).as_posix()}", lineno)
+        catalog.add(message, None, [location], auto_comments=comments, context=context)
+    return catalog
+
+
+def _signature(catalog: Catalog) -> list[tuple[object, ...]]:
+    """What a template says, minus its dates (so an unchanged source leaves the file alone)."""
+    return sorted(
+        (repr(m.id), m.context or "", tuple(sorted({f for f, _ in m.locations})),
+         tuple(m.auto_comments))
+        for m in catalog if m.id
+    )
+
+
+def _serialize(catalog: Catalog) -> bytes:
+    buf = io.BytesIO()
+    write_po(buf, catalog, width=WIDTH, include_lineno=False,
+             ignore_obsolete=True)
+    return buf.getvalue()
+
+
+def _write_if_changed(path: Path, data: bytes) -> bool:
+    if path.exists() and path.read_bytes() == data:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return True
+
+
+def _read(path: Path, lang: str | None = None) -> Catalog:
+    with path.open("rb") as fp:
+        return read_po(fp, locale=lang, domain=DOMAIN)
+
+
+def extract() -> Catalog:
+    """Write ``studio.pot`` when the set of strings changed; return the template."""
+    template = extract_template()
+    if TEMPLATE.exists():
+        old = _read(TEMPLATE)
+        if _signature(old) == _signature(template):
+            print(f"extract: {TEMPLATE.relative_to(ROOT)} unchanged ({len(old)} strings)")
+            return old
+    template.creation_date = datetime.now(LOCALTZ)
+    _write_if_changed(TEMPLATE, _serialize(template))
+    print(f"extract: wrote {TEMPLATE.relative_to(ROOT)} ({len(template)} strings)")
+    return template
+
+
+# ----------------------------------------------------------------------------------- update
+
+
+def _fill_source_language(catalog: Catalog) -> None:
+    """The English catalog translates every string to itself."""
+    for message in catalog:
+        if not message.id:
+            continue
+        if message.fuzzy or not _translated(message):
+            message.string = message.id
+            message.flags.discard("fuzzy")
+
+
+def update(template: Catalog | None = None) -> None:
+    """Merge the template into each language's catalog (new strings appear untranslated, changed
+    ones fuzzy; strings gone from the source are dropped)."""
+    template = template or (_read(TEMPLATE) if TEMPLATE.exists() else extract())
+    for lang in LANGUAGES:
+        path = po_path(lang)
+        if path.exists():
+            catalog = _read(path, lang)
+        else:
+            catalog = Catalog(locale=lang, domain=DOMAIN, project=PROJECT, charset="utf-8",
+                              fuzzy=False, header_comment=HEADER.format(lang=lang),
+                              copyright_holder=PROJECT, last_translator=PROJECT,
+                              language_team=f"{PROJECT} {lang}")
+        catalog.update(copy.deepcopy(template), update_creation_date=True)
+        catalog.obsolete.clear()
+        if lang == SOURCE_LANGUAGE:
+            _fill_source_language(catalog)
+        changed = _write_if_changed(path, _serialize(catalog))
+        print(f"update: {path.relative_to(ROOT)} {'updated' if changed else 'unchanged'}")
+
+
+# ---------------------------------------------------------------------------------- compile
+
+
+def compile_catalogs() -> None:
+    for lang in LANGUAGES:
+        source = po_path(lang)
+        if not source.exists():
+            print(f"compile: {source.relative_to(ROOT)} missing; run `make i18n`", file=sys.stderr)
+            continue
+        catalog = _read(source, lang)
+        buf = io.BytesIO()
+        write_mo(buf, catalog, use_fuzzy=False)
+        target = mo_path(lang)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(buf.getvalue())
+        done = sum(1 for m in catalog if m.id and _translated(m) and not m.fuzzy)
+        print(f"compile: {target.relative_to(ROOT)} ({done}/{len(catalog)} translated)")
+
+
+# ------------------------------------------------------------------------------------ check
+
+
+def _translated(message: Message) -> bool:
+    strings = message.string if isinstance(message.string, tuple | list) else (message.string,)
+    return bool(strings) and all(s and s.strip() for s in strings)
+
+
+def placeholders(text: str) -> set[str] | None:
+    """The ``{name}`` fields of a str.format template (``None`` if it is not one)."""
+    try:
+        return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    except ValueError:
+        return None
+
+
+def _as_tuple(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    return tuple(value) if isinstance(value, tuple | list) else (value,)
+
+
+def _placeholder_problem(message: Message) -> str | None:
+    ids = _as_tuple(message.id)
+    expected = placeholders(ids[-1])
+    if expected is None:
+        return None
+    if len(ids) > 1:  # a plural: the singular may spell out "one", the plural has every field
+        expected |= placeholders(ids[0]) or set()
+    for text in _as_tuple(message.string):
+        if not text:
+            continue
+        got = placeholders(text)
+        if got is None:
+            return "unbalanced braces in the translation"
+        if got != expected:
+            want = ", ".join(sorted(f"{{{p}}}" for p in expected)) or "none"
+            have = ", ".join(sorted(f"{{{p}}}" for p in got)) or "none"
+            return f"placeholders differ (source: {want}; translation: {have})"
+    return None
+
+
+def _label(message: Message) -> str:
+    text = _as_tuple(message.id)[0]
+    ctx = f"[{message.context}] " if message.context else ""
+    return ctx + (text if len(text) <= 90 else text[:87] + "...")
+
+
+def find_problems(template: Catalog | None = None) -> list[str]:
+    """Everything that stops a catalog from covering the source completely and correctly."""
+    template = template or extract_template()
+    problems: list[str] = []
+    for lang in LANGUAGES:
+        path = po_path(lang)
+        rel = path.relative_to(ROOT)
+        if not path.exists():
+            problems.append(f"{rel}: missing; run `make i18n`")
+            continue
+        catalog = _read(path, lang)
+        for message in template:
+            if message.id and catalog.get(message.id, context=message.context) is None:
+                problems.append(f"{rel}: not in the catalog (run `make i18n`): {_label(message)}")
+        for message in catalog:
+            if not message.id:
+                continue
+            if message.fuzzy:
+                problems.append(f"{rel}: fuzzy (check, then remove the flag): {_label(message)}")
+            elif not _translated(message):
+                problems.append(f"{rel}: untranslated: {_label(message)}")
+            else:
+                issue = _placeholder_problem(message)
+                if issue:
+                    problems.append(f"{rel}: {issue}: {_label(message)}")
+        for message, errors in catalog.check():
+            for error in errors:
+                problems.append(f"{rel}: {error}: {_label(message)}")
+    return problems
+
+
+def check() -> int:
+    problems = find_problems()
+    for line in problems:
+        print(line)
+    if problems:
+        print(f"check: {len(problems)} problem(s). Translate them in the .po files "
+              "(`make i18n` adds new strings first).", file=sys.stderr)
+        return 1
+    print("check: every catalog is complete")
+    return 0
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["extract", "update", "compile", "all", "check"])
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    if args.command == "extract":
+        extract()
+    elif args.command == "update":
+        update()
+    elif args.command == "compile":
+        compile_catalogs()
+    elif args.command == "all":
+        update(extract())
+        compile_catalogs()
+        todo = find_problems()
+        if todo:
+            print(f"all: {len(todo)} entr{'y needs' if len(todo) == 1 else 'ies need'} a "
+                  "translator; `python scripts/i18n.py check` lists them.")
+    else:
+        return check()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

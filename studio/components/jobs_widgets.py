@@ -1,0 +1,222 @@
+"""Job widgets any page can reuse: status badge, progress, metric charts, log tail, error.
+
+They read through ``backend.services.jobs`` only. A page that launched a job (fine-tune,
+pre-train, ingest) shows it with ``job_progress(job_id, actor=actor)``: the widget refreshes
+itself every couple of seconds while the job runs and stops once it has ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from backend.accounts.actor import Actor
+from backend.services.jobs import (
+    ACTIVE_STATUSES,
+    JobNotFound,
+    JobView,
+    get_job,
+    job_log_tail,
+    job_metrics,
+)
+from studio.components.errors import show_error
+from studio.formatting import (
+    format_duration,
+    format_number,
+    format_percent_value,
+    format_time,
+)
+from studio.i18n import N_, _
+
+REFRESH_S = 2.0
+
+# status -> (label, badge colour, material icon, emoji for tables)
+_STATUS_STYLE: dict[str, tuple[str, str, str, str]] = {
+    "queued": (N_("Queued"), "gray", ":material/schedule:", "⏳"),
+    "running": (N_("Running"), "blue", ":material/autorenew:", "🔄"),
+    "succeeded": (N_("Succeeded"), "green", ":material/check_circle:", "✅"),
+    "failed": (N_("Failed"), "red", ":material/error:", "❌"),
+    "cancelled": (N_("Cancelled"), "orange", ":material/block:", "🚫"),
+    "interrupted": (N_("Interrupted"), "violet", ":material/pause_circle:", "⏸️"),
+}
+
+# job kind -> what people call it; kinds not listed show their name
+_KIND_LABELS: dict[str, str] = {
+    "demo": N_("Demo job"),
+    "finetune": N_("Fine-tuning"),
+    "pretrain": N_("Pre-training"),
+    "ingest": N_("Knowledge base ingestion"),
+    "kb_ingest": N_("Knowledge base ingestion"),
+    "tokenizer": N_("Tokenizer training"),
+    "eval": N_("Evaluation"),
+    "export": N_("Model export"),
+}
+
+# metric name -> axis title; unknown names show as written
+_METRIC_LABELS: dict[str, str] = {
+    "loss": N_("Loss"),
+    "train_loss": N_("Training loss"),
+    "eval_loss": N_("Validation loss"),
+    "val_loss": N_("Validation loss"),
+    "lr": N_("Learning rate"),
+    "learning_rate": N_("Learning rate"),
+    "grad_norm": N_("Gradient norm"),
+    "perplexity": N_("Perplexity"),
+    "ppl": N_("Perplexity"),
+    "eval_perplexity": N_("Validation perplexity"),
+    "val_perplexity": N_("Validation perplexity"),
+    "tokens_per_s": N_("Tokens per second"),
+    "tokens_per_sec": N_("Tokens per second"),
+    "accuracy": N_("Accuracy"),
+    "eval_accuracy": N_("Validation accuracy"),
+    "epoch": N_("Epoch"),
+}
+
+
+def status_label(status: str) -> str:
+    style = _STATUS_STYLE.get(status)
+    return _(style[0]) if style else status
+
+
+def status_with_icon(status: str) -> str:
+    """``✅ Succeeded``: for tables and select boxes, where a badge cannot go."""
+    style = _STATUS_STYLE.get(status)
+    return f"{style[3]} {_(style[0])}" if style else status
+
+
+def status_badge(status: str) -> None:
+    style = _STATUS_STYLE.get(status)
+    if style is None:
+        st.badge(status, color="gray")
+        return
+    label, color, icon, _emoji = style
+    st.badge(_(label), icon=icon, color=color)  # type: ignore[arg-type]
+
+
+def kind_label(kind: str) -> str:
+    label = _KIND_LABELS.get(kind)
+    return _(label) if label else kind
+
+
+def metric_label(name: str) -> str:
+    label = _METRIC_LABELS.get(name)
+    return _(label) if label else name
+
+
+def metric_figure(name: str, points: Sequence[tuple[int, float]]) -> go.Figure:
+    """A line chart of one metric: x is the step, y the value, both axes titled."""
+    label = metric_label(name)
+    steps = [p[0] for p in points]
+    values = [p[1] for p in points]
+    fig = go.Figure(
+        go.Scatter(x=steps, y=values, mode="lines+markers" if len(points) < 30 else "lines",
+                   name=label, hovertemplate=_("Step") + " %{x}<br>" + label + " %{y:.4g}"
+                   + "<extra></extra>")
+    )
+    fig.update_layout(
+        title={"text": label, "font": {"size": 14}},
+        xaxis_title=_("Step"),
+        yaxis_title=label,
+        height=280,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        showlegend=False,
+    )
+    return fig
+
+
+def metric_charts(job_id: int, *, actor: Actor, key: str = "job") -> int:
+    """One chart per metric of the job, two per row. Returns how many charts it drew."""
+    series = job_metrics(actor=actor, job_id=job_id)
+    if not series:
+        st.caption(_("This job has reported no metrics yet."))
+        return 0
+    names = sorted(series)
+    for start in range(0, len(names), 2):
+        cols = st.columns(2)
+        for col, name in zip(cols, names[start:start + 2], strict=False):
+            points = series[name]
+            with col:
+                st.plotly_chart(metric_figure(name, points), key=f"{key}_metric_{job_id}_{name}",
+                                config={"displaylogo": False})
+                last_step, last_value = points[-1]
+                st.caption(_("Latest {metric}: {value} at step {step}").format(
+                    metric=metric_label(name), value=format_number(last_value),
+                    step=format_number(last_step)))
+    return len(names)
+
+
+def log_tail(job_id: int, *, actor: Actor, lines: int = 100) -> None:
+    """The job's last log lines, oldest first."""
+    rows = job_log_tail(actor=actor, job_id=job_id, lines=lines)
+    if not rows:
+        st.caption(_("This job has written no log lines yet."))
+        return
+    text = "\n".join(f"{format_time(r.at)}  {r.level:<7} {r.message}" for r in rows)
+    st.code(text, language="text", height=min(400, 26 + 22 * len(rows)))
+
+
+def job_error(job: JobView, *, actor: Actor) -> None:
+    """Why the job did not succeed, in words; the traceback only for admins, folded away."""
+    if job.status == "failed":
+        st.error(job.error or _("The job failed without saying why. Its log may tell more."),
+                 icon=":material/error:")
+    elif job.status == "interrupted":
+        st.warning(
+            (job.error + " " if job.error else "")
+            + _("The worker running it stopped before it finished. Retry to continue from its "
+                "last checkpoint."),
+            icon=":material/pause_circle:",
+        )
+    elif job.status == "cancelled":
+        st.info(job.error or _("Somebody cancelled this job."), icon=":material/block:")
+    elif job.cancel_requested and job.status == "running":
+        st.info(_("Cancel requested: the job stops at its next checkpoint."),
+                icon=":material/hourglass_top:")
+    if job.error_detail and actor.is_admin:
+        with st.expander(_("Technical details (for admins)")):
+            st.code(job.error_detail, language="text")
+
+
+def progress_bar(job: JobView) -> None:
+    """Progress bar with the stage written on it."""
+    stage = job.stage or status_label(job.status)
+    st.progress(
+        max(0.0, min(1.0, job.progress)),
+        text=_("{percent} · {stage}").format(percent=format_percent_value(job.progress),
+                                             stage=stage),
+    )
+
+
+def job_progress(job_id: int, *, actor: Actor, key: str = "job_progress",
+                 refresh_s: float = REFRESH_S, show_metrics: bool = True) -> JobView | None:
+    """A job's status, progress, duration and (optionally) metric charts, kept live while the
+    job is queued or running. Returns the job as first read, or None if it cannot be seen."""
+    try:
+        first = get_job(actor=actor, job_id=job_id)
+    except JobNotFound as exc:
+        show_error(exc, doing=_("Showing the job"))
+        return None
+    live = first.status in ACTIVE_STATUSES
+
+    @st.fragment(run_every=refresh_s if live else None)
+    def _panel() -> None:
+        job = get_job(actor=actor, job_id=job_id)
+        cols = st.columns([1, 3])
+        with cols[0]:
+            status_badge(job.status)
+        with cols[1]:
+            if job.duration_s is not None:
+                st.caption(_("Running for {duration}").format(duration=format_duration(
+                    job.duration_s)) if not job.finished else _("Took {duration}").format(
+                    duration=format_duration(job.duration_s)))
+        progress_bar(job)
+        job_error(job, actor=actor)
+        if show_metrics:
+            metric_charts(job_id, actor=actor, key=key)
+        if live and job.status not in ACTIVE_STATUSES:
+            st.rerun()  # the job ended: redraw the page once, which stops the refresh
+
+    _panel()
+    return first

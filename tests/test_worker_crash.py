@@ -1,0 +1,57 @@
+"""Cancel of a queued job, and a worker killed with SIGKILL mid-job: the job ends interrupted and
+a retry resumes from its checkpoint. Workers here are started and killed by the tests."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from backend.accounts.actor import Actor
+from backend.services import jobs as jobs_service
+
+ADMIN = Actor.system()
+
+
+def _wait_status(job_id: int, status: str, timeout_s: float) -> jobs_service.JobView:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        view = jobs_service.get_job(actor=ADMIN, job_id=job_id)
+        if view.status == status or time.monotonic() > deadline:
+            return view
+        time.sleep(0.1)
+
+
+def test_cancelled_queued_job_never_runs(worker_factory) -> None:
+    job = jobs_service.submit_job(actor=ADMIN, kind="demo", params={"steps": 2, "step_seconds": 0.01})
+    assert job.status == "queued"  # no worker is alive: it waits in Redis
+    cancelled = jobs_service.cancel_job(actor=ADMIN, job_id=job.id)
+    assert cancelled.status == "cancelled"
+    worker_factory("late-worker")
+    # a job submitted after the cancelled one runs; by then the cancelled message was consumed
+    later = jobs_service.submit_job(actor=ADMIN, kind="demo", params={"steps": 1, "step_seconds": 0})
+    assert jobs_service.wait_for_job(actor=ADMIN, job_id=later.id, timeout_s=60).status == "succeeded"
+    after = jobs_service.get_job(actor=ADMIN, job_id=job.id)
+    assert after.status == "cancelled" and after.started_at is None
+
+
+def test_sigkill_mid_job_marks_interrupted_and_retry_resumes(worker_factory) -> None:
+    w = worker_factory("doomed-worker")
+    job = jobs_service.submit_job(actor=ADMIN, kind="demo", params={"steps": 60, "step_seconds": 0.1})
+    view = _wait_status(job.id, "running", 30)
+    assert view.status == "running"
+    while jobs_service.get_job(actor=ADMIN, job_id=job.id).progress < 0.1:
+        time.sleep(0.1)
+    w.kill(signal.SIGKILL)
+    # the heartbeat stops; the reaper (run by readers and by live workers) marks it interrupted
+    view = _wait_status(job.id, "interrupted", 30)
+    assert view.status == "interrupted", view
+    assert "stopped without finishing" in (view.error or "")
+    done_steps = int(view.progress * 60)
+    assert 0 < done_steps < 60
+
+    worker_factory("rescue-worker")
+    again = jobs_service.retry_job(actor=ADMIN, job_id=job.id)
+    final = jobs_service.wait_for_job(actor=ADMIN, job_id=again.id, timeout_s=90)
+    assert final.status == "succeeded", final.error
+    assert final.result is not None
+    assert final.result["resumed_from"] >= done_steps - 1 > 0
