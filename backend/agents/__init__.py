@@ -1,0 +1,1 @@
+"""Agents domain package."""
