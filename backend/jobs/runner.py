@@ -1,7 +1,7 @@
 """Run one job by id: claim its row, call its kind's function, record the outcome.
 
-Idempotent: a duplicate delivery of a finished or cancelled job does nothing; a job another live
-worker is running is left alone; an interrupted job is resumed (attempt + 1, same run folder).
+Idempotent: only a queued job is claimed, so a duplicate or late delivery does nothing. A retry is a
+new job linked to the old one; its context's ``resume_dir`` is the old job's run folder.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 import socket
 import traceback
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import select
@@ -20,7 +20,7 @@ from backend.config import get_settings
 from backend.db import session_scope
 from backend.jobs.context import DbJobContext, JobCancelled, JobInterrupted
 from backend.jobs.kinds import get_kind
-from backend.models.jobs import Job, JobLog, JobStatus
+from backend.models.jobs import Job, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -41,27 +41,16 @@ def run_dir_for(job_id: int) -> Path:
 
 
 def _claim(job_id: int, worker_host: str) -> tuple[Job, Path | None] | None:
-    settings = get_settings()
     with session_scope() as session:
         job = session.execute(select(Job).where(Job.id == job_id).with_for_update()).scalar_one_or_none()
         if job is None:
             log.warning("job %s does not exist; skipping", job_id)
             return None
-        status = JobStatus(job.status)
-        if status in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled):
+        if JobStatus(job.status) != JobStatus.queued:
+            # finished, cancelled, already running, or interrupted (resumed by a retry, which is
+            # a new job): a duplicate or late delivery does nothing
             return None
-        if status == JobStatus.running and job.heartbeat_at is not None:
-            fresh = datetime.now(UTC) - job.heartbeat_at < timedelta(
-                seconds=settings.heartbeat_timeout_s
-            )
-            if fresh:
-                return None
-        resume_dir: Path | None = None
-        if job.retry_of_id is not None:
-            resume_dir = run_dir_for(job.retry_of_id)
-        if status in (JobStatus.interrupted, JobStatus.running):
-            session.add(JobLog(job_id=job.id, level="WARNING",
-                               message=f"Resuming on {worker_host} after an interruption"))
+        resume_dir = run_dir_for(job.retry_of_id) if job.retry_of_id is not None else None
         job.status = JobStatus.running.value
         job.started_at = job.started_at or datetime.now(UTC)
         job.finished_at = None
