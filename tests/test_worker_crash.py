@@ -55,3 +55,15 @@ def test_sigkill_mid_job_marks_interrupted_and_retry_resumes(worker_factory) -> 
     assert final.status == "succeeded", final.error
     assert final.result is not None
     assert final.result["resumed_from"] >= done_steps - 1 > 0
+
+
+def test_sigterm_stops_worker_promptly_and_marks_its_job_interrupted(worker_factory) -> None:
+    w = worker_factory("stopping-worker")
+    job = jobs_service.submit_job(actor=ADMIN, kind="demo", params={"steps": 600, "step_seconds": 0.1})
+    assert _wait_status(job.id, "running", 30).status == "running"
+    started = time.monotonic()
+    w.kill(signal.SIGTERM)  # warm shutdown: the job stops at its next check
+    assert time.monotonic() - started < 15
+    view = jobs_service.get_job(actor=ADMIN, job_id=job.id)
+    assert view.status == "interrupted"
+    assert view.error == "The worker was stopped while this job ran. Retry it to resume."
