@@ -6,7 +6,8 @@
     python scripts/i18n.py all       # extract + update + compile, then say what needs translating
     python scripts/i18n.py check     # fail (exit 1) listing missing, untranslated or fuzzy entries
 
-Keywords extracted: ``_``, ``N_``, ``ngettext`` (singular, plural) and ``pgettext`` (context,
+The help texts of the settings in ``backend/config.py`` are extracted too (the Settings page
+shows them translated). Keywords extracted: ``_``, ``N_``, ``ngettext`` (singular, plural) and ``pgettext`` (context,
 message); comments starting with ``TRANSLATORS:`` go to the translator. The English catalog is
 filled with the source text itself; every other catalog is translated by a person.
 """
@@ -16,8 +17,10 @@ from __future__ import annotations
 import argparse
 import copy
 import io
+import re
 import string
 import sys
+import tokenize
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -46,6 +49,13 @@ HEADER = """\
 # Generated and merged by scripts/i18n.py (`make i18n`); edit the msgstr lines only."""
 
 
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def po_path(lang: str) -> Path:
     return LOCALES_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
 
@@ -72,7 +82,24 @@ def extract_template() -> Catalog:
     for filename, lineno, message, comments, context in found:
         location = (f"studio/{Path(filename).as_posix()}", lineno)
         catalog.add(message, None, [location], auto_comments=comments, context=context)
+    for message, location, comment in setting_descriptions():
+        catalog.add(message, None, [location], auto_comments=[comment])
     return catalog
+
+
+def setting_descriptions() -> list[tuple[str, tuple[str, int], str]]:
+    """The help text of each setting (``Field(description=...)`` in backend/config.py): the
+    Settings page shows it through ``_(description)``, so it is translated like any string."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from backend.config import Settings
+
+    found = []
+    for name, field in Settings.model_fields.items():
+        if field.description:
+            env = f"STUDIO_{name.upper()}"
+            found.append((field.description, ("backend/config.py", 1), f"Setting {env}"))
+    return found
 
 
 def _signature(catalog: Catalog) -> list[tuple[object, ...]]:
@@ -110,11 +137,11 @@ def extract() -> Catalog:
     if TEMPLATE.exists():
         old = _read(TEMPLATE)
         if _signature(old) == _signature(template):
-            print(f"extract: {TEMPLATE.relative_to(ROOT)} unchanged ({len(old)} strings)")
+            print(f"extract: {_rel(TEMPLATE)} unchanged ({len(old)} strings)")
             return old
     template.creation_date = datetime.now(LOCALTZ)
     _write_if_changed(TEMPLATE, _serialize(template))
-    print(f"extract: wrote {TEMPLATE.relative_to(ROOT)} ({len(template)} strings)")
+    print(f"extract: wrote {_rel(TEMPLATE)} ({len(template)} strings)")
     return template
 
 
@@ -149,7 +176,7 @@ def update(template: Catalog | None = None) -> None:
         if lang == SOURCE_LANGUAGE:
             _fill_source_language(catalog)
         changed = _write_if_changed(path, _serialize(catalog))
-        print(f"update: {path.relative_to(ROOT)} {'updated' if changed else 'unchanged'}")
+        print(f"update: {_rel(path)} {'updated' if changed else 'unchanged'}")
 
 
 # ---------------------------------------------------------------------------------- compile
@@ -159,7 +186,7 @@ def compile_catalogs() -> None:
     for lang in LANGUAGES:
         source = po_path(lang)
         if not source.exists():
-            print(f"compile: {source.relative_to(ROOT)} missing; run `make i18n`", file=sys.stderr)
+            print(f"compile: {_rel(source)} missing; run `make i18n`", file=sys.stderr)
             continue
         catalog = _read(source, lang)
         buf = io.BytesIO()
@@ -168,7 +195,7 @@ def compile_catalogs() -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(buf.getvalue())
         done = sum(1 for m in catalog if m.id and _translated(m) and not m.fuzzy)
-        print(f"compile: {target.relative_to(ROOT)} ({done}/{len(catalog)} translated)")
+        print(f"compile: {_rel(target)} ({done}/{len(catalog)} translated)")
 
 
 # ------------------------------------------------------------------------------------ check
@@ -191,21 +218,23 @@ def _as_tuple(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     return tuple(value) if isinstance(value, tuple | list) else (value,)
 
 
-def _placeholder_problem(message: Message) -> str | None:
+def _placeholder_problem(message: Message, num_plurals: int) -> str | None:
+    """The translation must use exactly the source's ``{fields}``. For a plural, the first form
+    (singular, where the language has one) may spell the count out, e.g. "One file"."""
     ids = _as_tuple(message.id)
-    expected = placeholders(ids[-1])
-    if expected is None:
+    plural_fields = placeholders(ids[-1])
+    if plural_fields is None:
         return None
-    if len(ids) > 1:  # a plural: the singular may spell out "one", the plural has every field
-        expected |= placeholders(ids[0]) or set()
-    for text in _as_tuple(message.string):
+    allowed = plural_fields | (placeholders(ids[0]) or set())
+    for index, text in enumerate(_as_tuple(message.string)):
         if not text:
             continue
         got = placeholders(text)
         if got is None:
             return "unbalanced braces in the translation"
-        if got != expected:
-            want = ", ".join(sorted(f"{{{p}}}" for p in expected)) or "none"
+        singular_form = len(ids) > 1 and index == 0 and num_plurals > 1
+        if (singular_form and not got <= allowed) or (not singular_form and got != plural_fields):
+            want = ", ".join(sorted(f"{{{p}}}" for p in plural_fields)) or "none"
             have = ", ".join(sorted(f"{{{p}}}" for p in got)) or "none"
             return f"placeholders differ (source: {want}; translation: {have})"
     return None
@@ -217,13 +246,40 @@ def _label(message: Message) -> str:
     return ctx + (text if len(text) <= 90 else text[:87] + "...")
 
 
+_CALL_IN_FSTRING = re.compile(r"\{[^{}]*\b(_|N_|ngettext|pgettext)\(\s*[rRuU]?['\"]")
+
+
+def calls_inside_fstrings() -> list[str]:
+    """``f"{_('Part')}"`` is invisible to extraction (the string is never extracted, so it
+    never gets translated): each such call, as ``file:line``."""
+    found = []
+    for path in sorted(SOURCE_DIR.rglob("*.py")):
+        with path.open("rb") as fp:
+            try:
+                tokens = list(tokenize.tokenize(fp.readline))
+            except (tokenize.TokenError, SyntaxError):
+                continue
+        for token in tokens:
+            prefix = token.string[:3].lower()
+            is_fstring = token.type == tokenize.STRING and "f" in prefix.split('"')[0].split("'")[0]
+            fstring_start = getattr(tokenize, "FSTRING_START", None)
+            if (is_fstring and _CALL_IN_FSTRING.search(token.string)) or (
+                    fstring_start is not None and token.type == fstring_start
+                    and _CALL_IN_FSTRING.search(token.line)):
+                found.append(f"{_rel(path)}:{token.start[0]}")
+    return sorted(set(found))
+
+
 def find_problems(template: Catalog | None = None) -> list[str]:
     """Everything that stops a catalog from covering the source completely and correctly."""
     template = template or extract_template()
-    problems: list[str] = []
+    problems: list[str] = [
+        f"{where}: a translation call inside an f-string is never extracted; call it outside "
+        "and pass the result in" for where in calls_inside_fstrings()
+    ]
     for lang in LANGUAGES:
         path = po_path(lang)
-        rel = path.relative_to(ROOT)
+        rel = _rel(path)
         if not path.exists():
             problems.append(f"{rel}: missing; run `make i18n`")
             continue
@@ -239,7 +295,7 @@ def find_problems(template: Catalog | None = None) -> list[str]:
             elif not _translated(message):
                 problems.append(f"{rel}: untranslated: {_label(message)}")
             else:
-                issue = _placeholder_problem(message)
+                issue = _placeholder_problem(message, catalog.num_plurals)
                 if issue:
                     problems.append(f"{rel}: {issue}: {_label(message)}")
         for message, errors in catalog.check():

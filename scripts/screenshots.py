@@ -1,43 +1,45 @@
 """Take a PNG of every studio page into docs/screenshots/ (run: .venv/bin/python scripts/screenshots.py).
 
 It starts the studio (embedded Postgres and Redis, a worker, Streamlit) on free ports with a
-throwaway data folder, seeds a few demo jobs (one succeeded, one failed, one running) so the pages
-are not empty, and photographs each page with headless Chromium. Nothing of the user's data or
-services is touched: the database and Redis URLs of the environment are ignored.
+throwaway data folder, creates an admin, seeds demo jobs (one running, one failed, one succeeded)
+so the pages are not empty, logs in with headless Chromium and photographs each page listed in
+the sidebar. Nothing of the user's data or services is touched: the database and Redis URLs of
+the environment are ignored.
 
-Chromium: ``apt-get install -y chromium`` (or set CHROMIUM=/path/to/chrome).
+Chromium: ``apt-get install -y chromium`` (or set CHROMIUM=/path/to/chrome). It is driven over
+the DevTools protocol rather than with ``--screenshot``: Streamlit draws a page over a websocket
+after the page has loaded, which ``--virtual-time-budget`` does not wait for, and a login lives
+in one browser session, so the pages are reached by clicking the sidebar as a person would.
 """
 
 from __future__ import annotations
 
 import argparse
 import atexit
+import base64
+import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 OUT_DIR = ROOT / "docs" / "screenshots"
-# url path -> window height (long pages get a taller window; Streamlit scrolls inside the page)
-PAGES: dict[str, int] = {
-    "home": 1100,
-    "playground": 900,
-    "knowledge": 900,
-    "agents": 900,
-    "finetune": 900,
-    "pretrain": 900,
-    "models": 900,
-    "jobs": 1900,
-    "settings": 1700,
-}
+WIDTH = 1400
+DEFAULT_HEIGHT = 900
+# long pages get a taller window (Streamlit scrolls inside the page, so this is how to see more)
+HEIGHTS: dict[str, int] = {"home": 1250, "jobs": 1500, "settings": 2300}
+DEFAULT_PAGE = "home"  # the page st.navigation shows at the root address
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "screenshots-admin-pw"
 
@@ -69,63 +71,271 @@ def prepare_env(data_dir: Path) -> None:
     })
 
 
+def create_admin() -> tuple[str, str] | None:
+    """The first admin, where the studio has accounts; None where it has no login."""
+    try:
+        from backend.services import accounts
+    except ImportError:
+        return None
+    if accounts.needs_first_admin():
+        accounts.create_first_admin(username=ADMIN_USER, password=ADMIN_PASSWORD)
+    return ADMIN_USER, ADMIN_PASSWORD
+
+
 def seed_jobs() -> dict[str, int]:
-    """A finished, a failed and a running demo job; returns their ids by name."""
+    """A running, a failed and a succeeded demo job (newest last: the Jobs page opens it)."""
     from backend.accounts.actor import Actor
     from backend.services.jobs import get_job, run_inline, submit_job
 
     actor = Actor.system()
-    done = submit_job(actor=actor, kind="demo", title="Demo job: 60 steps",
-                      params={"steps": 60, "step_seconds": 0.01}, enqueue=False)
-    run_inline(actor=actor, job_id=done.id)
-    failed = submit_job(actor=actor, kind="demo", title="Demo job that fails at step 12",
-                        params={"steps": 30, "step_seconds": 0.01, "fail_at": 12}, enqueue=False)
-    run_inline(actor=actor, job_id=failed.id)
     running = submit_job(actor=actor, kind="demo", title="Demo job: long run",
-                         params={"steps": 2000, "step_seconds": 0.2})
+                         params={"steps": 3000, "step_seconds": 0.2})
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         job = get_job(actor=actor, job_id=running.id)
-        if job.status == "running" and job.progress > 0.01:
+        if job.status == "running" and job.progress > 0.02:
             break
         time.sleep(0.5)
-    return {"done": done.id, "failed": failed.id, "running": running.id}
+    failed = submit_job(actor=actor, kind="demo", title="Demo job that fails at step 12",
+                        params={"steps": 30, "step_seconds": 0.01, "fail_at": 12}, enqueue=False)
+    run_inline(actor=actor, job_id=failed.id)
+    done = submit_job(actor=actor, kind="demo", title="Demo job: 60 steps",
+                      params={"steps": 60, "step_seconds": 0.01}, enqueue=False)
+    run_inline(actor=actor, job_id=done.id)
+    return {"running": running.id, "failed": failed.id, "done": done.id}
 
 
-def login_cookie_args() -> list[str]:
-    """Pages behind a login gate: create an admin. A plain Chromium screenshot cannot fill the
-    login form, so pages are shot only where the studio lets the screenshot in (see README)."""
-    return []
+class Browser:
+    """Headless Chromium over the DevTools protocol: open, type, click, wait, capture."""
+
+    def __init__(self, chromium: str) -> None:
+        self.profile = tempfile.mkdtemp(prefix="chromium-")
+        self._stack = ExitStack()
+        self.proc = subprocess.Popen(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--hide-scrollbars", f"--window-size={WIDTH},{DEFAULT_HEIGHT}",
+             f"--user-data-dir={self.profile}", "--remote-debugging-port=0", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        port_file = Path(self.profile) / "DevToolsActivePort"
+        deadline = time.monotonic() + 30
+        while not port_file.exists() or not port_file.read_text().strip():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.close()
+                raise RuntimeError("Chromium did not start its DevTools endpoint")
+            time.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+        import httpx
+        from websockets.sync.client import connect
+
+        targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
+        page = next(t for t in targets if t.get("type") == "page")
+        self.ws = self._stack.enter_context(
+            connect(page["webSocketDebuggerUrl"], max_size=64 * 2**20))
+        self._id = 0
+
+    def call(self, method: str, **params: object) -> dict[str, Any]:
+        self._id += 1
+        self.ws.send(json.dumps({"id": self._id, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv(timeout=60))
+            if msg.get("id") == self._id:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return dict(msg.get("result", {}))
+
+    def evaluate(self, expression: str) -> Any:
+        res = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        return res.get("result", {}).get("value")
+
+    def resize(self, height: int) -> None:
+        self.call("Emulation.setDeviceMetricsOverride", width=WIDTH, height=height,
+                  deviceScaleFactor=1, mobile=False)
+
+    def open(self, url: str, timeout_s: float) -> bool:
+        self.call("Page.navigate", url=url)
+        time.sleep(0.5)
+        return self.wait_until_drawn(timeout_s)
+
+    def wait_until_drawn(self, timeout_s: float, *, path: str = "", settle_s: float = 1.2) -> bool:
+        """True once the script has stopped, no placeholder is left and the page has a title,
+        for ``settle_s`` on end (and, given ``path``, the address ends with it)."""
+        check = (
+            "(() => { const app = document.querySelector('[data-testid=stApp]');"
+            " if (!app) return false;"
+            f" if (!location.pathname.endsWith({json.dumps(path)})) return false;"
+            " return app.getAttribute('data-test-script-state') === 'notRunning'"
+            " && !document.querySelector('[data-testid=stSkeleton]')"
+            " && !!document.querySelector('[data-testid=stMainBlockContainer] h1'); })()"
+        )
+        deadline = time.monotonic() + timeout_s
+        quiet_since: float | None = None
+        while time.monotonic() < deadline:
+            if self.evaluate(check):
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= settle_s:
+                    return True
+            else:
+                quiet_since = None
+            time.sleep(0.2)
+        return False
+
+    def type_into(self, selector: str, text: str) -> None:
+        found = self.evaluate(f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
+                              " if (!e) return false; e.focus(); return true; })()")
+        if not found:
+            raise RuntimeError(f"nothing on the page matches {selector}")
+        self.call("Input.insertText", text=text)
+
+    def click(self, selector: str) -> bool:
+        return bool(self.evaluate(
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
+            " if (!e) return false; e.click(); return true; })()"))
+
+    def nav_pages(self) -> list[str]:
+        """The url paths of the pages listed in the sidebar, in order."""
+        paths = self.evaluate(
+            "Array.from(document.querySelectorAll('[data-testid=stSidebarNav] a'))"
+            ".map(a => new URL(a.href).pathname.replace(/^\\/+/, ''))")
+        return list(paths or [])
+
+    def go_to_page(self, path: str, timeout_s: float) -> bool:
+        """Click the page's link in the sidebar: the login lives in this browser session, so
+        the studio is navigated as a person does, never by loading a new address."""
+        clicked = self.evaluate(
+            "(() => { const a = Array.from(document.querySelectorAll("
+            "'[data-testid=stSidebarNav] a')).find(a => new URL(a.href).pathname"
+            f".replace(/^\\/+/, '') === {json.dumps(path)});"
+            " if (!a) return false; a.click(); return true; })()")
+        if not clicked:
+            raise RuntimeError(f"the sidebar has no link to {path!r}")
+        time.sleep(0.6)
+        return self.wait_until_drawn(timeout_s, path=path)
+
+    def follow_link(self, text: str, path: str, timeout_s: float) -> bool:
+        """Click the first page link whose text contains ``text``; wait for ``path`` to draw."""
+        clicked = self.evaluate(
+            "(() => { const a = Array.from(document.querySelectorAll("
+            "'[data-testid=stMainBlockContainer] a')).find(a => a.innerText.includes("
+            f"{json.dumps(text)})); if (!a) return false; a.click(); return true; }})()")
+        if not clicked:
+            raise RuntimeError(f"no link on the page says {text!r}")
+        time.sleep(0.6)
+        return self.wait_until_drawn(timeout_s, path=path)
+
+    def errors_on_page(self) -> list[str]:
+        found = self.evaluate(
+            "Array.from(document.querySelectorAll('[data-testid=stException]'))"
+            ".map(e => e.innerText.slice(0, 300))")
+        return list(found or [])
+
+    def capture(self, out: Path) -> None:
+        time.sleep(0.4)  # charts animate in
+        data = self.call("Page.captureScreenshot", format="png")["data"]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(base64.b64decode(data))
+
+    def close(self) -> None:
+        self._stack.close()
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        shutil.rmtree(self.profile, ignore_errors=True)
 
 
-def shoot(chromium: str, url: str, out: Path, *, height: int, budget_ms: int) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
-        args = [
-            chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-            "--no-first-run", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--hide-scrollbars", f"--user-data-dir={profile}",
-            f"--window-size=1400,{height}", f"--screenshot={out}",
-            f"--virtual-time-budget={budget_ms}", url,
-        ]
-        proc = subprocess.run(args, capture_output=True, timeout=120, check=False)
-    if proc.returncode != 0 or not out.exists():
-        raise RuntimeError(f"chromium failed on {url}: {proc.stderr.decode(errors='replace')[-800:]}")
+def login(browser: Browser, credentials: tuple[str, str] | None, timeout_s: float) -> None:
+    """Fill in the login form, where there is one."""
+    if not browser.evaluate("!!document.querySelector('input[type=password]')"):
+        return
+    if credentials is None:
+        raise RuntimeError("the studio asks for a login but no admin could be created")
+    browser.type_into("[data-testid=stTextInput] input:not([type=password])", credentials[0])
+    browser.type_into("input[type=password]", credentials[1])
+    if not browser.click("[data-testid=stFormSubmitButton] button"):
+        raise RuntimeError("the login form has no submit button")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if browser.nav_pages():
+            browser.wait_until_drawn(timeout_s)
+            return
+        time.sleep(0.3)
+    raise RuntimeError("logging in did not show the studio's pages")
+
+
+def _report(out: Path, started: float, drawn: bool, browser: Browser) -> None:
+    shown = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
+    note = "" if drawn else "  (still drawing when taken: look at it)"
+    errors = browser.errors_on_page()
+    if errors:
+        note += f"  PAGE SHOWS AN ERROR: {errors[0]!r}"
+    print(f"{shown}  ({time.monotonic() - started:.1f} s){note}", flush=True)
+
+
+def shoot_all(chromium: str, base: str, args: argparse.Namespace,
+              credentials: tuple[str, str] | None, ids: dict[str, int]) -> list[Path]:
+    browser = Browser(chromium)
+    taken: list[Path] = []
+    try:
+        browser.resize(DEFAULT_HEIGHT)
+        browser.open(f"{base}/", args.timeout)
+        login(browser, credentials, args.timeout)
+        # url path -> file name; the default page (Home) sits at the root address
+        pages = {path: path or DEFAULT_PAGE for path in browser.nav_pages()}
+        if not pages:
+            raise RuntimeError("the studio shows no page list in its sidebar")
+        by_name = {name: path for path, name in pages.items()}
+        wanted = args.pages or list(by_name)
+        unknown = [p for p in wanted if p not in by_name]
+        if unknown:
+            raise SystemExit(f"Unknown pages: {', '.join(unknown)}. Pages: {', '.join(by_name)}")
+        for name in wanted:
+            browser.resize(HEIGHTS.get(name, DEFAULT_HEIGHT))
+            t0 = time.monotonic()
+            drawn = browser.go_to_page(by_name[name], args.timeout)
+            out = args.out / f"{name}.png"
+            browser.capture(out)
+            taken.append(out)
+            _report(out, t0, drawn, browser)
+        if "failed" in ids and not args.pages and "home" in by_name:
+            # a failed job, opened from its link on Home, shows how errors read
+            browser.go_to_page(by_name["home"], args.timeout)
+            browser.resize(HEIGHTS["jobs"])
+            t0 = time.monotonic()
+            drawn = browser.follow_link(f"#{ids['failed']} ", "jobs", args.timeout)
+            out = args.out / "jobs-failed.png"
+            browser.capture(out)
+            taken.append(out)
+            _report(out, t0, drawn, browser)
+    finally:
+        browser.close()
+    return taken
+
+
+def _wait_for_worker(timeout_s: float = 90) -> None:
+    from backend.services.jobs import workers_alive
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if workers_alive(queue="cpu"):
+            return
+        time.sleep(0.5)
+    raise RuntimeError("the worker did not start; see its log in the data folder's logs/")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT_DIR, help="Folder for the PNGs.")
-    parser.add_argument("--pages", nargs="*", default=list(PAGES), help="Pages to photograph.")
-    parser.add_argument("--budget-ms", type=int, default=9000,
-                        help="Virtual time Chromium gives a page to render (Streamlit draws "
-                             "with JavaScript over a websocket).")
+    parser.add_argument("--pages", nargs="*", default=[],
+                        help="Url paths of the pages to photograph (default: every page).")
+    parser.add_argument("--timeout", type=float, default=40,
+                        help="Seconds to wait for a page to finish drawing.")
     parser.add_argument("--keep", action="store_true", help="Keep the temporary data folder.")
     args = parser.parse_args()
     chromium = find_chromium()
-    unknown = [p for p in args.pages if p not in PAGES]
-    if unknown:
-        raise SystemExit(f"Unknown pages: {', '.join(unknown)}. Pages: {', '.join(PAGES)}")
 
     data_dir = Path(tempfile.mkdtemp(prefix="studio-screens-"))
     # registered first, so it runs last: after the embedded services stopped at exit
@@ -143,30 +353,13 @@ def main() -> int:
         print("starting the studio…", flush=True)
         base = launcher.start()
         _wait_for_worker()
+        credentials = create_admin()
         ids = seed_jobs()
         print(f"studio at {base}; seeded jobs {ids}", flush=True)
-        for page in args.pages:
-            query = f"?job={ids['done']}" if page == "jobs" else ""
-            out = args.out / f"{page}.png"
-            t0 = time.monotonic()
-            shoot(chromium, f"{base}/{page}{query}", out, height=PAGES[page],
-                  budget_ms=args.budget_ms)
-            print(f"{out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}  "
-                  f"({time.monotonic() - t0:.1f} s)", flush=True)
+        shoot_all(chromium, base, args, credentials, ids)
     finally:
         launcher.stop()
     return 0
-
-
-def _wait_for_worker(timeout_s: float = 90) -> None:
-    from backend.services.jobs import workers_alive
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if workers_alive(queue="cpu"):
-            return
-        time.sleep(0.5)
-    raise RuntimeError("the worker did not start; see its log in the data folder's logs/")
 
 
 if __name__ == "__main__":

@@ -12,10 +12,20 @@ if str(ROOT) not in sys.path:
 import streamlit as st  # noqa: E402
 
 from studio.components.language import apply_language, language_switch  # noqa: E402
+from studio.components.login import account_sidebar, login_page  # noqa: E402
+from studio.components.session import refresh_session  # noqa: E402
 from studio.i18n import _  # noqa: E402
 
 st.set_page_config(page_title="LLM Studio", page_icon="🧪", layout="wide")
+actor = refresh_session()  # the login behind this browser session, checked on every run
 apply_language()  # before any _(): the page titles below are translated
+
+if actor is None:  # nobody logged in: the login page (first start: create the first admin)
+    with st.sidebar:
+        language_switch()
+    st.navigation([st.Page(login_page, title=_("Log in"), icon="🔑", url_path="login")],
+                  position="hidden").run()
+    st.stop()
 
 PAGES = ROOT / "studio" / "pages"
 
@@ -39,6 +49,13 @@ pages = {
     ],
 }
 
+if actor.is_admin:
+    pages[_("Operate")].append(
+        st.Page(str(PAGES / "admin.py"), title=_("Admin"), icon="🛡️", url_path="admin"))
+pages[_("Operate")].append(
+    st.Page(str(PAGES / "account.py"), title=_("My account"), icon="👤", url_path="account"))
+
+account_sidebar(actor)
 with st.sidebar:
     language_switch()
 

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import gettext
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,6 +30,7 @@ DEFAULT_LANGUAGE = "en"
 #: Language code -> its own name (what the switch shows, so anyone can find their language).
 LANGUAGES = {"en": "English", "zh_CN": "简体中文"}
 SESSION_KEY = "lang"
+_override: ContextVar[str | None] = ContextVar("studio_language_override", default=None)
 
 
 def normalize_language(tag: str | None) -> str | None:
@@ -90,7 +94,11 @@ def translations(lang: str) -> gettext.NullTranslations:
 
 
 def current_language() -> str:
-    """The language of the running Streamlit session (English outside a Streamlit run)."""
+    """The language of the running Streamlit session (English outside a Streamlit run), unless
+    ``using_language`` says otherwise."""
+    forced = _override.get()
+    if forced is not None:
+        return forced
     try:
         import streamlit as st
 
@@ -98,6 +106,18 @@ def current_language() -> str:
     except Exception:  # noqa: BLE001 - outside a Streamlit run
         lang = None
     return lang if lang in LANGUAGES else DEFAULT_LANGUAGE
+
+
+@contextmanager
+def using_language(lang: str) -> Iterator[str]:
+    """Translate and format in ``lang`` inside the block, whatever the session's language is
+    (a report written for one user, a test)."""
+    code = normalize_language(lang) or DEFAULT_LANGUAGE
+    token = _override.set(code)
+    try:
+        yield code
+    finally:
+        _override.reset(token)
 
 
 def set_language(lang: str) -> str:

@@ -141,3 +141,43 @@ def worker_factory(studio_env: dict[str, str]) -> Iterator:
     yield factory
     for h in started:
         h.kill(signal.SIGKILL)
+
+
+@pytest.fixture
+def fresh_database(studio_env: dict[str, str]) -> Iterator[str]:
+    """An empty database of its own, migrated to head, that this process uses for one test
+    (a true first start: no users at all). The session's database comes back afterwards."""
+    import uuid as _uuid
+
+    from sqlalchemy import text as _text
+
+    from backend import migrate
+    from backend.config import reset_settings
+    from backend.db import dispose_engines, get_engine
+
+    name = f"fresh_{_uuid.uuid4().hex[:10]}"
+    admin = get_engine().execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(_text(f'CREATE DATABASE "{name}"'))
+    url = get_engine().url.set(database=name).render_as_string(hide_password=False)
+    migrate.upgrade("head", url=url)
+    saved = os.environ["STUDIO_DATABASE_URL"]
+    os.environ["STUDIO_DATABASE_URL"] = url
+    reset_settings()
+    try:
+        yield url
+    finally:
+        os.environ["STUDIO_DATABASE_URL"] = saved
+        reset_settings()
+        dispose_engines()
+        with get_engine().execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
+            conn.execute(_text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny chat model (byte-level BPE + 4-layer Llama, random weights, HF format), built
+    offline once per test session. Reuse it; copy it before changing it."""
+    from backend.llm.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model") / "tiny", seed=0)

@@ -21,7 +21,7 @@ PROPER_NAMES = (
     "JSONL", "URL", "HTTP", "HTTPS", "ID", "PDF", "CSV", "TXT", "DOCX", "Markdown", "HTML", "SQL",
     "BPE", "Token", "Tokens", "Top-k", "Top-p", "English", "Python", "Docker", "Fernet", "UTC",
     "argon2", "bf16", "fp16", "fp32", "int8", "int4", "Admin", "AM", "PM", "KB", "MB", "GB", "TB",
-    "GiB", "MiB", "cpu", "gpu", "Studio",
+    "GiB", "MiB", "cpu", "gpu", "Studio", "PyTorch", "torch", "Linux", "macOS", "Windows",
 )
 _PROPER = sorted(PROPER_NAMES, key=len, reverse=True)
 _PROPER_RE = re.compile(
@@ -29,9 +29,9 @@ _PROPER_RE = re.compile(
 )
 _WORD_RE = re.compile(r"[A-Za-z][A-Za-z'’-]*[A-Za-z]|[A-Za-z]")
 _CODE_RE = re.compile(r"```.*?```|`[^`]*`", re.S)
-_ICON_RE = re.compile(r":material/[a-z0-9_]+:|:[a-z0-9_+-]+:")
+_ICON_RE = re.compile(r":material/[a-z0-9_]+:|:[a-z0-9_+-]+:|:[a-z]+(?:-[a-z]+)*\[")
 _URL_RE = re.compile(r"https?://\S+|\]\([^)]*\)|<[^>]+>")
-_ID_RE = re.compile(r"\b[a-z]+[_.][a-z0-9_.]+\b|\b[0-9a-f]{8,}\b")
+_ID_RE = re.compile(r"\b[a-z]+[_.][a-z0-9_.]+\b|\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|\b[0-9a-f]{8,}\b|(?<![A-Za-z0-9])\.[a-z]+\b")
 
 # Element types whose whole text is UI prose.
 _PROSE = {"markdown", "title", "header", "subheader", "caption", "text", "alert", "toast",
@@ -141,3 +141,24 @@ def untranslated(root: Any, *, data: Iterable[str] = ()) -> list[str]:
         if words:
             found.append(f"{kind}: {text!r} -> {words}")
     return found
+
+
+def table_cells(node: Any) -> Iterator[str]:
+    """The text cells of every table under ``node`` (user data mostly; see ``ui_strings_in``)."""
+    if getattr(node, "type", "") in {"arrow_data_frame", "dataframe", "table"}:
+        try:
+            frame = node.value
+        except Exception:  # noqa: BLE001 - an element AppTest cannot decode
+            frame = None
+        if frame is not None:
+            for column in frame.columns:
+                yield from (v for v in frame[column].tolist() if isinstance(v, str))
+    for child in (getattr(node, "children", None) or {}).values():
+        yield from table_cells(child)
+
+
+def ui_strings_in(root: Any, english: set[str]) -> list[str]:
+    """Texts on screen, table cells included, that are exactly an untranslated English UI
+    string (a label the page forgot to pass through ``_``)."""
+    texts = [text for _, text in element_texts(root)] + list(table_cells(root))
+    return sorted({t for t in texts if t in english})

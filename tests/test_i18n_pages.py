@@ -11,11 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from babel.messages.pofile import read_po
 from streamlit.testing.v1 import AppTest
 
 from backend.accounts.actor import Actor
 from backend.services import jobs as jobs_service
-from tests.i18n_walk import english_words, untranslated
+from tests.i18n_walk import english_words, ui_strings_in, untranslated
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "studio" / "app.py"
@@ -34,14 +35,24 @@ def chinese_job() -> int:
     return job.id
 
 
+def english_ui_strings() -> set[str]:
+    """English UI strings whose Chinese differs (so seeing one on a Chinese page is a bug)."""
+    with (ROOT / "studio/locales/zh_CN/LC_MESSAGES/studio.po").open("rb") as fp:
+        catalog = read_po(fp, locale="zh_CN")
+    return {m.id for m in catalog if isinstance(m.id, str) and m.id and m.string != m.id}
+
+
 def user_data() -> set[str]:
     """Text that people or jobs wrote (shown as it is, in whatever language it was written)."""
     actor = Actor.system()
-    data: set[str] = set()
+    data: set[str] = {actor.username}
     for job in jobs_service.list_jobs(actor=actor, limit=500):
         data.update(v for v in (job.title, job.stage, job.error, job.kind, job.worker_host) if v)
     for worker in jobs_service.list_workers(actor=actor):
         data.update(v for v in (worker.hostname, worker.device) if isinstance(v, str) and v)
+    import platform
+
+    data.add(platform.platform())  # the Settings page shows the machine's platform string
     try:
         from backend.services import accounts
 
@@ -70,6 +81,8 @@ def _assert_chinese(at: AppTest, where: str) -> None:
     assert not at.exception, (where, [e.value for e in at.exception])
     left = untranslated(at._tree, data=user_data())
     assert not left, f"{where}: English left on screen:\n" + "\n".join(left)
+    raw = ui_strings_in(at._tree, english_ui_strings())
+    assert not raw, f"{where}: UI strings shown without translation (tables included): {raw}"
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
@@ -85,8 +98,9 @@ def test_page_renders_in_chinese(page: Path, chinese_job: int) -> None:
 def test_job_detail_in_chinese(chinese_job: int) -> None:
     """A finished job's header, facts, tabs, chart and buttons, in Chinese."""
     at = _app()
+    # (picked through session state: AppTest formats the options outside the script's session)
+    at.session_state["jobs_pick"] = chinese_job
     at.switch_page("pages/jobs.py").run()
-    at.selectbox(key="jobs_pick").set_value(chinese_job).run()
     _assert_chinese(at, "jobs.py with a job open")
     assert any(CHINESE_TITLE in s.value for s in at.subheader), "the Chinese title is lost"
     assert any("任务" in s.value for s in at.subheader)
@@ -99,6 +113,8 @@ def test_english_is_english() -> None:
     at.switch_page("pages/jobs.py").run()
     assert not at.exception
     assert untranslated(at._tree, data=user_data())
+    assert {"Jobs", "Workers", "Run a demo job"} <= set(
+        ui_strings_in(at._tree, english_ui_strings()))
 
 
 def test_walk_keeps_names_and_data() -> None:

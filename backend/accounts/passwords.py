@@ -13,15 +13,21 @@ _DUMMY_HASH = _hasher.hash("not-a-real-password-but-just-as-slow")
 
 
 class WeakPassword(ValueError):
-    """The password breaks a rule; the message says which."""
+    """The password breaks a rule; the message says which (``rule``: too_short, is_username)."""
+
+    def __init__(self, message: str, rule: str, min_length: int = 0) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.min_length = min_length
 
 
 def check_password_rules(password: str, *, username: str = "") -> None:
     min_len = get_settings().password_min_length
     if len(password) < min_len:
-        raise WeakPassword(f"The password must have at least {min_len} characters.")
+        raise WeakPassword(f"The password must have at least {min_len} characters.",
+                           "too_short", min_len)
     if username and password.strip().lower() == username.strip().lower():
-        raise WeakPassword("The password must not be the user name.")
+        raise WeakPassword("The password must not be the user name.", "is_username")
 
 
 def hash_password(password: str) -> str:

@@ -7,9 +7,17 @@ import sys
 
 import typer
 
+from backend.cli import audit as audit_cmd
+from backend.cli import chat as chat_cmd
 from backend.cli import db as db_cmd
 from backend.cli import jobs as jobs_cmd
+from backend.cli import keys as keys_cmd
+from backend.cli import models as models_cmd
+from backend.cli import secrets as secrets_cmd
 from backend.cli import system as system_cmd
+from backend.cli import users as users_cmd
+from backend.cli import workspaces as workspaces_cmd
+from backend.cli.output import global_options
 from backend.config import SettingsError, get_settings
 
 app = typer.Typer(
@@ -22,6 +30,14 @@ app = typer.Typer(
 system_cmd.register(app)
 app.add_typer(db_cmd.app, name="db")
 app.add_typer(jobs_cmd.app, name="jobs")
+app.add_typer(models_cmd.app, name="models")
+app.command("chat")(chat_cmd.chat)
+app.callback()(global_options)
+app.add_typer(users_cmd.app, name="users")
+app.add_typer(workspaces_cmd.app, name="workspaces")
+app.add_typer(keys_cmd.app, name="keys")
+app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(secrets_cmd.app, name="secrets")
 
 
 def main() -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from pathlib import Path
@@ -44,6 +45,43 @@ def fail(message: str, *, as_json: bool = False, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+API_KEY_OPTION = typer.Option(
+    None, "--api-key", metavar="KEY",
+    help="Act as this API key's user in its workspace (default: the STUDIO_API_KEY setting; "
+         "with neither, as the machine's operator).",
+)
+_cli_api_key: str | None = None
+
+
+def global_options(api_key: str | None = API_KEY_OPTION) -> None:
+    """Options of the ``studio`` command itself, before the group: ``studio --api-key K ...``."""
+    global _cli_api_key
+    _cli_api_key = api_key
+
+
 def cli_actor() -> Actor:
-    """Who the CLI acts as: the machine's operator, i.e. the studio itself."""
-    return Actor.system()
+    """Who the CLI acts as. With an API key (``--api-key`` or STUDIO_API_KEY): that key's user
+    in the key's workspace, with that user's role. Without one: the machine's operator, i.e. the
+    studio itself (whoever can run commands on the server already holds its data)."""
+    from backend.config import get_settings
+
+    key = _cli_api_key or get_settings().api_key
+    if not key:
+        return Actor.system()
+    from backend.services.accounts import AuthError, actor_for_api_key
+
+    try:
+        return actor_for_api_key(key)
+    except AuthError as err:
+        fail(str(err), as_json="--json" in sys.argv[1:], code=2)
+
+
+@contextmanager
+def service_errors(as_json: bool = False) -> Iterator[None]:
+    """Turn refusals and bad requests from services into a clear message and exit code 1."""
+    from backend.accounts.actor import PermissionDenied
+
+    try:
+        yield
+    except (PermissionDenied, PermissionError, LookupError, ValueError) as err:
+        fail(str(err), as_json=as_json)

@@ -33,7 +33,12 @@ LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 
 class AuthError(PermissionError):
-    """Wrong credentials, an expired login, a revoked key. The message says what to do."""
+    """Wrong credentials, an expired login, a revoked key. The message says what to do;
+    ``reason`` names the case for pages that word it in the user's language."""
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class UserNotFound(LookupError):
@@ -42,6 +47,10 @@ class UserNotFound(LookupError):
 
 class AccountError(ValueError):
     """A request about accounts that cannot be done as asked; the message says why."""
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -124,7 +133,7 @@ def _check_username(username: str) -> str:
     if not USERNAME_RE.match(name):
         raise AccountError(
             "A user name has 2 to 100 characters: letters, digits and . _ @ - "
-            "(starting with a letter or digit)."
+            "(starting with a letter or digit).", "bad_username"
         )
     return name
 
@@ -214,22 +223,31 @@ def _actor_of(user: User, workspace_id: int) -> Actor:
 # ------------------------------------------------------------------------ first start
 
 
-def has_users() -> bool:
-    """False on first start: the studio then asks for the first admin."""
+def _admin_exists(session: Session) -> bool:
+    return session.execute(
+        select(func.count()).select_from(User).where(User.role == Role.admin.value)
+    ).scalar_one() > 0
+
+
+def needs_first_admin() -> bool:
+    """True on first start (no admin yet): the studio then asks for the first admin."""
     with session_scope() as session:
-        return session.execute(select(func.count()).select_from(User)).scalar_one() > 0
+        return not _admin_exists(session)
 
 
 def create_first_admin(*, username: str, password: str) -> UserView:
-    """The first account, an admin of the default workspace. Refused once any user exists."""
+    """The first admin, member of the default workspace. Refused once an admin exists."""
     name = _check_username(username)
     passwords.check_password_rules(password, username=name)
     pw_hash = passwords.hash_password(password)
     with session_scope() as session:
         # one first admin even if two browsers submit the form at once
         session.execute(text("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE"))
-        if session.execute(select(func.count()).select_from(User)).scalar_one():
-            raise AccountError("The first admin already exists: log in, or ask an admin.")
+        if _admin_exists(session):
+            raise AccountError("The first admin already exists: log in, or ask an admin.",
+                               "admin_exists")
+        if _user_by_name(session, name) is not None:
+            raise AccountError(f"A user named {name!r} already exists.", "user_exists")
         user = User(username=name, password_hash=pw_hash, role=Role.admin.value)
         session.add(user)
         session.flush()
@@ -260,7 +278,7 @@ def create_user(
     pw_hash = passwords.hash_password(password)
     with session_scope() as session:
         if _user_by_name(session, name) is not None:
-            raise AccountError(f"A user named {name!r} already exists.")
+            raise AccountError(f"A user named {name!r} already exists.", "user_exists")
         _check_workspaces_exist(session, wanted)
         user = User(username=name, password_hash=pw_hash, role=the_role.value)
         session.add(user)
@@ -341,7 +359,7 @@ def set_password(*, actor: Actor, user_id: int, new_password: str,
         if own and not actor.is_admin and not passwords.verify_password(
             user.password_hash, current_password or ""
         ):
-            raise AuthError("The current password is wrong.")
+            raise AuthError("The current password is wrong.", "current_password")
         passwords.check_password_rules(new_password, username=user.username)
         user.password_hash = passwords.hash_password(new_password)
         if not own:
@@ -404,14 +422,15 @@ def login(*, username: str, password: str) -> SessionInfo:
                          workspace_id=DEFAULT_WORKSPACE_ID),
                    "login_failed", "user", user.id if user else None,
                    {"username": name}, workspace_id=None, session=session)
-            failure = AuthError("Wrong user name or password.")
+            failure = AuthError("Wrong user name or password.", "wrong_password")
         elif not user.is_active:
-            failure = AuthError("This account is disabled. Ask an admin to enable it.")
+            failure = AuthError("This account is disabled. Ask an admin to enable it.", "disabled")
         else:
             reachable = _reachable_workspaces(session, user)
             if not reachable:
                 failure = AuthError(
-                    "Your account belongs to no workspace yet. Ask an admin to add you to one."
+                    "Your account belongs to no workspace yet. Ask an admin to add you to one.",
+                    "no_workspace",
                 )
             else:
                 ids = [w.id for w in reachable]
@@ -475,14 +494,14 @@ def switch_workspace(*, token: str, workspace_id: int) -> SessionInfo:
     with session_scope() as session:
         found = _session_row(session, token)
         if found is None:
-            raise AuthError("Your login has expired. Log in again.")
+            raise AuthError("Your login has expired. Log in again.", "expired")
         studio_session, user = found
         if workspace_id not in [w.id for w in _reachable_workspaces(session, user)]:
             raise PermissionDenied("You are not a member of that workspace.")
         studio_session.workspace_id = workspace_id
     info = resume_session(token)
     if info is None:
-        raise AuthError("Your login has expired. Log in again.")
+        raise AuthError("Your login has expired. Log in again.", "expired")
     return info
 
 
@@ -549,7 +568,7 @@ def list_api_keys(*, actor: Actor, user_id: int | None = None,
     """Admins see every key (or one user's); others see their own."""
     if not actor.is_admin:
         if user_id not in (None, actor.user_id):
-            raise PermissionDenied("You may only see your own API keys.")
+            actor.require_role(Role.admin, "see other users' API keys")
         user_id = actor.user_id
         if user_id is None:
             return []

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backend.accounts.actor import Actor, Role
+from backend.accounts.audit import record
 from backend.config import get_settings
 from backend.db import session_scope
 from backend.jobs.kinds import get_kind
@@ -155,6 +156,8 @@ def submit_job(
         session.flush()
         session.refresh(job)
         view = _view(job, actor)
+        record(actor, "launch", "job", job.id, {"kind": kind, "title": job.title,
+                                                "retry_of": retry_of_id}, session=session)
     if enqueue:
         _enqueue(view.id, view.queue)
     return view
@@ -258,6 +261,8 @@ def cancel_job(*, actor: Actor, job_id: int) -> JobView:
         job.cancel_requested = True
         session.flush()
         view = _view(job, actor)
+        record(actor, "cancel", "job", job.id, {"kind": job.kind, "was": status.value},
+               workspace_id=job.workspace_id, session=session)
     if task_id:
         try:
             from backend.worker.celery_app import get_celery
@@ -270,11 +275,15 @@ def cancel_job(*, actor: Actor, job_id: int) -> JobView:
 
 def retry_job(*, actor: Actor, job_id: int) -> JobView:
     """A new job with the same kind and params, linked to the old one (which it may resume)."""
+    actor.require_role(Role.builder, "retry jobs")
     old = get_job(actor=actor, job_id=job_id)
     if not old.finished:
         raise JobStateError(f"Job #{job_id} is still {old.status}; cancel it before retrying.")
-    return submit_job(actor=actor, kind=old.kind, params=old.params, title=old.title,
-                      retry_of_id=old.id)
+    new = submit_job(actor=actor, kind=old.kind, params=old.params, title=old.title,
+                     retry_of_id=old.id)
+    record(actor, "retry", "job", old.id, {"kind": old.kind, "new_job": new.id},
+           workspace_id=old.workspace_id)
+    return new
 
 
 def wait_for_job(*, actor: Actor, job_id: int, timeout_s: float | None = None,

@@ -75,3 +75,24 @@ def settings_overview(*, actor: Actor) -> list[SettingValue]:
             description=field.description or "", is_default=value == default,
         ))
     return rows
+
+
+@dataclass(frozen=True)
+class EmbeddedServices:
+    postgres: bool
+    redis: bool
+
+
+def embedded_services() -> EmbeddedServices:
+    """Whether Postgres and Redis are the studio's own embedded ones. ``studio up`` hands their
+    URLs to its children, so a URL that points into the data folder counts as embedded too."""
+    settings = get_settings()
+    embedded_dir = str(settings.embedded_dir)
+
+    def own(url: str | None, marker: str) -> bool:
+        return not url or embedded_dir in url or marker in url
+
+    return EmbeddedServices(
+        postgres=own(settings.database_url, embedded_dir),
+        redis=own(settings.redis_url, "studio-redis-"),
+    )

@@ -18,7 +18,8 @@ QUEUES = ("cpu", "gpu")
 def get_celery() -> Celery:
     urls = ensure_services(get_settings())
     broker = celery_url(urls.redis_url)
-    app = Celery("studio", broker=broker, include=["backend.worker.tasks"])
+    app = Celery("studio", broker=broker,
+                 include=["backend.worker.tasks", "backend.worker.inference_tasks"])
     app.conf.update(
         task_queues=[Queue(q) for q in QUEUES],
         task_default_queue="cpu",

@@ -127,15 +127,17 @@ def metric_figure(name: str, points: Sequence[tuple[int, float]]) -> go.Figure:
 
 
 def metric_charts(job_id: int, *, actor: Actor, key: str = "job") -> int:
-    """One chart per metric of the job, two per row. Returns how many charts it drew."""
+    """One chart per metric of the job, two per row (one alone takes the row). Returns how many
+    charts it drew."""
     series = job_metrics(actor=actor, job_id=job_id)
     if not series:
         st.caption(_("This job has reported no metrics yet."))
         return 0
     names = sorted(series)
-    for start in range(0, len(names), 2):
-        cols = st.columns(2)
-        for col, name in zip(cols, names[start:start + 2], strict=False):
+    per_row = 1 if len(names) == 1 else 2
+    for start in range(0, len(names), per_row):
+        cols = st.columns(per_row)
+        for col, name in zip(cols, names[start:start + per_row], strict=False):
             points = series[name]
             with col:
                 st.plotly_chart(metric_figure(name, points), key=f"{key}_metric_{job_id}_{name}",

@@ -21,7 +21,7 @@ import streamlit as st
 from backend.accounts.actor import Actor
 from backend.config import get_settings
 from backend.services import accounts
-from studio.components.session import current_actor
+from studio.components.session import signed_in_actor
 from studio.i18n import (
     LANGUAGES,
     SESSION_KEY,
@@ -123,8 +123,9 @@ def apply_language() -> str:
     if lang not in LANGUAGES:
         lang = set_language(remembered_language() or default_language(browser_language()))
 
-    actor = current_actor()
-    if actor.user_id is not None and st.session_state.get(USER_APPLIED_KEY) != actor.user_id:
+    actor = signed_in_actor()  # None on the login screen
+    if actor is not None and actor.user_id is not None and \
+            st.session_state.get(USER_APPLIED_KEY) != actor.user_id:
         st.session_state[USER_APPLIED_KEY] = actor.user_id
         try:
             saved = load_user_language(actor)
@@ -144,7 +145,9 @@ def _on_switch() -> None:
     lang = set_language(st.session_state[WIDGET_KEY])
     st.query_params[QUERY_PARAM] = lang
     st.session_state["_lang_cookie_pending"] = True
-    actor = current_actor()
+    actor = signed_in_actor()
+    if actor is None:
+        return
     try:
         save_user_language(actor, lang)
     except Exception:  # noqa: BLE001

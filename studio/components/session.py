@@ -1,15 +1,96 @@
-"""Who is using the studio in this browser session."""
+"""Who is using the studio in this browser session.
+
+A login (``sign_in``) keeps a session token, its expiry and the user's Actor in
+``st.session_state``. ``studio/app.py`` calls ``refresh_session()`` on every run: it checks the
+token against the database (expired, logged out elsewhere, account disabled, role changed) and
+keeps ``st.session_state["actor"]`` in step, or clears it.
+
+``current_actor()`` is what pages call. When nobody is logged in it shows a short "please log in"
+note and stops the page (``st.stop()``): a page never runs without an actor. Session state lives
+on the server, so only code can put an actor there; page tests do it directly::
+
+    at = AppTest.from_file("studio/pages/jobs.py")
+    at.session_state["actor"] = Actor(user_id=1, username="ann", role=Role.builder, workspace_id=1)
+
+(an actor set without a token is taken as it is, which is what such tests want).
+"""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 import streamlit as st
 
 from backend.accounts.actor import Actor
+from studio.i18n import _
+
+ACTOR_KEY = "actor"
+TOKEN_KEY = "session_token"
+EXPIRES_KEY = "session_expires_at"
+WORKSPACES_KEY = "session_workspaces"
+
+
+def signed_in_actor() -> Actor | None:
+    """The logged-in actor, or None (for code that must also run before login)."""
+    actor = st.session_state.get(ACTOR_KEY)
+    return actor if isinstance(actor, Actor) else None
 
 
 def current_actor() -> Actor:
-    """The logged-in user's actor. (Until accounts exist, the studio acts as itself.)"""
-    actor = st.session_state.get("actor")
-    if isinstance(actor, Actor):
+    """The logged-in user's actor. Nobody logged in: a note, and the page stops here."""
+    actor = signed_in_actor()
+    if actor is not None:
         return actor
-    return Actor.system()
+    st.info(_("Please log in to use the studio."))
+    st.stop()
+    raise RuntimeError("unreachable")  # st.stop() raises; this keeps type checkers content
+
+
+def sign_in(info: object) -> Actor:
+    """Remember a login (a ``backend.services.accounts.SessionInfo``) in this browser session."""
+    from backend.services.accounts import SessionInfo
+
+    assert isinstance(info, SessionInfo)
+    st.session_state[TOKEN_KEY] = info.token
+    st.session_state[ACTOR_KEY] = info.actor
+    st.session_state[EXPIRES_KEY] = info.expires_at
+    st.session_state[WORKSPACES_KEY] = [(w.id, w.name) for w in info.workspaces]
+    return info.actor
+
+
+def sign_out() -> None:
+    """End the login here and in the database."""
+    token = st.session_state.get(TOKEN_KEY)
+    if token:
+        from backend.services.accounts import logout
+
+        logout(token)
+    for key in (TOKEN_KEY, ACTOR_KEY, EXPIRES_KEY, WORKSPACES_KEY):
+        st.session_state.pop(key, None)
+
+
+def refresh_session() -> Actor | None:
+    """Re-check this browser's login (once per run). Returns the actor, or None when nobody is
+    logged in any more (expired, logged out, disabled)."""
+    token = st.session_state.get(TOKEN_KEY)
+    if not token:
+        return signed_in_actor()  # an actor put there by code (tests), or nobody
+    from backend.services.accounts import resume_session
+
+    info = resume_session(token)
+    if info is None:
+        for key in (TOKEN_KEY, ACTOR_KEY, EXPIRES_KEY, WORKSPACES_KEY):
+            st.session_state.pop(key, None)
+        st.session_state["login_notice"] = _("Your login has expired. Please log in again.")
+        return None
+    return sign_in(info)
+
+
+def session_workspaces() -> list[tuple[int, str]]:
+    """(id, name) of the workspaces this login may switch to."""
+    return list(st.session_state.get(WORKSPACES_KEY) or [])
+
+
+def session_expires_at() -> datetime | None:
+    value = st.session_state.get(EXPIRES_KEY)
+    return value if isinstance(value, datetime) else None

@@ -44,15 +44,16 @@ except Exception as exc:  # noqa: BLE001
     st.stop()
 
 tiles = [
-    (_("Running jobs"), counts.get("running", 0), _("Jobs a worker is running now.")),
-    (_("Queued jobs"), counts.get("queued", 0), _("Jobs waiting for a free worker.")),
-    (_("Succeeded jobs"), counts.get("succeeded", 0), _("Jobs that finished well.")),
-    (_("Failed jobs"), counts.get("failed", 0) + counts.get("interrupted", 0),
+    (_("Running"), counts.get("running", 0), _("Jobs a worker is running now.")),
+    (_("Queued"), counts.get("queued", 0), _("Jobs waiting for a free worker.")),
+    (_("Succeeded"), counts.get("succeeded", 0), _("Jobs that finished well.")),
+    (_("Failed"), counts.get("failed", 0) + counts.get("interrupted", 0),
      _("Jobs that failed or were interrupted; the Jobs page says why.")),
-    (_("Live workers"), len(workers), _("Worker processes that reported in the last seconds.")),
+    (_("Workers"), len(workers), _("Worker processes that reported in the last seconds.")),
 ]
 if models is not None:
     tiles.append((_("Models"), models, _("Models registered on the Models page.")))
+st.subheader(_("At a glance"))
 for col, (label, value, help_text) in zip(st.columns(len(tiles)), tiles, strict=True):
     col.metric(label, format_number(value), help=help_text, border=True)
 
@@ -87,17 +88,18 @@ st.caption(_("Start at the first and go only as far as you need: most teams are 
 stages = [
     ("1", _("Prompt engineering"),
      _("Try prompts against any model, compare answers side by side and keep the versions that "
-       "work."), [("playground", _("Open the Playground"), "💬")]),
+       "work."), [("playground", _("Playground"), ":material/chat:")]),
     ("2", _("Knowledge and agents"),
      _("Upload documents into a knowledge base and build a bot that answers from them, with "
        "sources, and can use tools."),
-     [("knowledge", _("Open Knowledge"), "📚"), ("agents", _("Open Agents"), "🤖")]),
+     [("knowledge", _("Knowledge"), ":material/library_books:"),
+      ("agents", _("Agents"), ":material/smart_toy:")]),
     ("3", _("Fine-tuning"),
      _("Teach an existing model your style or your answers with LoRA, on a few hundred "
-       "examples."), [("finetune", _("Open Fine-tune"), "🎯")]),
+       "examples."), [("finetune", _("Fine-tune"), ":material/tune:")]),
     ("4", _("Pre-training"),
      _("Train a small model from scratch on your own text, when no existing model fits."),
-     [("pretrain", _("Open Pre-train"), "🏗️")]),
+     [("pretrain", _("Pre-train"), ":material/construction:")]),
 ]
 for col, (number, title, text, links) in zip(st.columns(4), stages, strict=True):
     with col, st.container(border=True, height="stretch"):

@@ -186,7 +186,7 @@ def _job_table(jobs: list[JobView]) -> None:
         height=min(400, 38 + 35 * len(jobs)),
         column_config={
             "id": st.column_config.NumberColumn("#", format="%d", width="small"),
-            "status": st.column_config.TextColumn(_("Status"), width="small"),
+            "status": st.column_config.TextColumn(_("Status"), width=130),
             "kind": st.column_config.TextColumn(_("Kind")),
             "title": st.column_config.TextColumn(_("Title"), width="medium"),
             "progress": st.column_config.ProgressColumn(

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import streamlit as st
 
-from backend.services.settings_view import SettingValue, settings_overview
+from backend.services.settings_view import SettingValue, embedded_services, settings_overview
 from backend.services.system import DoctorReport, doctor
 from studio.components.errors import show_error
 from studio.components.session import current_actor
@@ -43,18 +43,19 @@ def _yes_no(flag: bool) -> str:
     return _("yes") if flag else _("no")
 
 
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
 def _facts(rows: list[tuple[str, str]]) -> None:
-    st.dataframe(
-        {"what": [r[0] for r in rows], "value": [r[1] for r in rows]},
-        hide_index=True,
-        column_config={
-            "what": st.column_config.TextColumn(_("Part"), width="medium"),
-            "value": st.column_config.TextColumn(_("Value"), width="large"),
-        },
-    )
+    """A small two-column table that wraps long values instead of cutting them."""
+    lines = ["| " + " | ".join([_("Part"), _("Value")]) + " |", "| --- | --- |"]
+    lines += [f"| {_cell(what)} | {_cell(value)} |" for what, value in rows]
+    st.markdown("\n".join(lines))
 
 
 unknown = _("unknown")
+own = embedded_services()
 left, right = st.columns(2)
 with left:
     st.subheader(_("Software"))
@@ -66,9 +67,7 @@ with left:
          ", ".join(report.gpus) if report.cuda else _("none: training runs on the processor")),
     ])
     st.subheader(_("Storage"))
-    _facts([
-        (_("Data folder"), report.data_dir),
-    ])
+    _facts([(_("Data folder"), f"`{report.data_dir}`")])
     st.caption(_("Uploads, checkpoints and model folders live in the data folder; the database "
                  "points at them. Back it up together with the database."))
 with right:
@@ -78,12 +77,12 @@ with right:
         (_("pgvector (vector search)"), report.pgvector or _("missing")),
         (_("Schema version"), report.schema_revision or unknown),
         (_("Schema the code expects"), report.schema_head or unknown),
-        (_("Started by the studio (embedded)"), _yes_no(report.embedded_postgres)),
+        (_("Run by the studio itself"), _yes_no(report.embedded_postgres or own.postgres)),
     ])
     st.subheader(_("Job queue"))
     _facts([
         (_("Redis"), report.redis or _("not reachable")),
-        (_("Started by the studio (embedded)"), _yes_no(report.embedded_redis)),
+        (_("Run by the studio itself"), _yes_no(report.embedded_redis or own.redis)),
     ])
 
 st.subheader(_("Workers"))
@@ -125,27 +124,21 @@ def _value(row: SettingValue) -> str:
         return _("not set")
     if row.state == "embedded":
         return _("empty: the studio starts its own")
-    return row.value or ""
+    return f"`{row.value}`" if row.value else ""
 
 
 rows = settings_overview(actor=actor)
 st.caption(_("Secrets are never shown: keys only say whether they are set, and passwords in "
-             "addresses are replaced by ***."))
-st.dataframe(
-    {
-        "variable": [r.env_var for r in rows],
-        "value": [_value(r) for r in rows],
-        "default": ["" if r.is_default else "✏️" for r in rows],
-        # TRANSLATORS: the descriptions come from backend/config.py
-        "description": [_(r.description) if r.description else "" for r in rows],
-    },
-    hide_index=True,
-    height=38 + 35 * len(rows),
-    column_config={
-        "variable": st.column_config.TextColumn(_("Environment variable"), width="medium"),
-        "value": st.column_config.TextColumn(_("Value"), width="medium"),
-        "default": st.column_config.TextColumn(
-            _("Changed"), width="small", help=_("✏️ marks a value that differs from the default.")),
-        "description": st.column_config.TextColumn(_("What it does"), width="large"),
-    },
-)
+             "addresses are replaced by `***`."))
+lines = [
+    "| " + " | ".join([_("Environment variable"), _("Value"), _("What it does")]) + " |",
+    "| --- | --- | --- |",
+]
+for r in rows:
+    value = _cell(_value(r))
+    if not r.is_default:
+        value = _("{value} (changed)").format(value=value)
+    # TRANSLATORS: the descriptions come from backend/config.py
+    description = _cell(_(r.description)) if r.description else ""
+    lines.append(f"| `{r.env_var}` | {value} | {description} |")
+st.markdown("\n".join(lines))

@@ -1,0 +1,76 @@
+"""API authentication: ``Authorization: Bearer <key>`` -> the key's Actor.
+
+Use it as a dependency; every route but ``/health`` needs it::
+
+    @router.get("/v1/models")
+    def models(actor: Actor = Depends(require_actor)) -> ...
+
+Errors come back as OpenAI-style JSON (``{"error": {"message", "type", "code"}}``) so the
+official client shows the message: 401 for a missing, unknown or revoked key; 403 when the key's
+user may not do what was asked. ``install_error_handlers(app)`` registers the handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Header, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from backend.accounts.actor import Actor, PermissionDenied
+
+log = logging.getLogger(__name__)
+
+
+class ApiAuthError(Exception):
+    """No usable API key: answered with 401."""
+
+    def __init__(self, message: str, code: str = "invalid_api_key") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def error_body(message: str, *, type_: str, code: str) -> dict[str, dict[str, str | None]]:
+    return {"error": {"message": message, "type": type_, "code": code, "param": None}}
+
+
+def _bearer(authorization: str | None) -> str:
+    if not authorization:
+        raise ApiAuthError(
+            "No API key. Send 'Authorization: Bearer <key>'; create a key on the Admin page "
+            "or with `studio keys create`.", code="missing_api_key")
+    scheme, _, key = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise ApiAuthError("The Authorization header must be 'Bearer <key>'.",
+                           code="invalid_authorization_header")
+    return key.strip()
+
+
+async def require_actor(authorization: str | None = Header(default=None)) -> Actor:
+    """FastAPI dependency: the actor of the request's API key (401 if none is valid)."""
+    from backend.services.accounts import AuthError, actor_for_api_key
+
+    key = _bearer(authorization)
+    try:
+        return await run_in_threadpool(actor_for_api_key, key)
+    except AuthError as err:
+        raise ApiAuthError(str(err)) from None
+
+
+async def _auth_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiAuthError)
+    return JSONResponse(status_code=401, headers={"WWW-Authenticate": "Bearer"},
+                        content=error_body(exc.message, type_="invalid_request_error",
+                                           code=exc.code))
+
+
+async def _permission_error(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(status_code=403, content=error_body(
+        str(exc), type_="permission_error", code="permission_denied"))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiAuthError, _auth_error)
+    app.add_exception_handler(PermissionDenied, _permission_error)

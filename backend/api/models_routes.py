@@ -1,0 +1,44 @@
+"""``GET /v1/models`` (and ``/v1/models/{name}``): the registered models of the API key's
+workspace, in OpenAI's list format, so ``client.models.list()`` works unchanged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from backend.accounts.actor import Actor
+from backend.api.auth import error_body, require_actor
+from backend.services import models as models_service
+
+router = APIRouter()
+
+
+def _card(m: models_service.ModelView) -> dict[str, Any]:
+    return {
+        "id": m.name,
+        "object": "model",
+        "created": int(m.created_at.timestamp()),
+        "owned_by": f"workspace-{m.workspace_id}",
+        "kind": m.kind,
+        "capabilities": list(m.capabilities),
+    }
+
+
+@router.get("/v1/models")
+async def list_models(actor: Actor = Depends(require_actor)) -> dict[str, Any]:
+    rows = await run_in_threadpool(lambda: models_service.list_models(actor=actor))
+    return {"object": "list", "data": [_card(m) for m in rows]}
+
+
+@router.get("/v1/models/{name:path}", response_model=None)
+async def get_model(name: str, actor: Actor = Depends(require_actor)) -> Any:
+    try:
+        m = await run_in_threadpool(lambda: models_service.get_model(actor=actor, model=name))
+    except models_service.ModelNotFound:
+        return JSONResponse(status_code=404, content=error_body(
+            f"The model {name!r} does not exist in this key's workspace.",
+            type_="invalid_request_error", code="model_not_found"))
+    return _card(m)

@@ -1,0 +1,49 @@
+"""The worker's side of a local chat: take the request, load (or reuse) the model, generate and
+publish every piece to the request's Redis stream as it is made. Plain function; the Celery task
+only calls it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import redis
+
+from backend.llm.channel import ChannelWriter, stop_requested
+from backend.llm.errors import LLMError
+from backend.llm.local_hf import ModelCache, model_cache, run_local_chat
+from backend.llm.types import GenerationParams, validate_messages
+
+log = logging.getLogger(__name__)
+
+
+def serve_chat_request(request: dict[str, Any], *, r: redis.Redis, worker: str,
+                       cache: ModelCache | None = None) -> str:
+    """Run one chat request; returns how it ended (stop, length, stopped, tool_calls, error,
+    dropped). Every outcome is also written to the stream, so the caller never hangs."""
+    rid = str(request["request_id"])
+    out = ChannelWriter(r, rid)
+    if stop_requested(r, rid) or time.time() > float(request.get("expires_at") or "inf"):
+        out.send("error", message="The chat was cancelled before a worker took it.")
+        return "dropped"
+    out.send("accepted", worker=worker)
+    try:
+        source = str(request["model"]["source"])
+        messages = validate_messages(request["messages"])
+        params = GenerationParams.from_dict(request.get("params"))
+        tools = request.get("tools") or None
+        lm = (cache or model_cache()).get(source, on_load=lambda: out.send("loading"))
+        usage = run_local_chat(
+            lm, messages, params, tools, emit=out.piece,
+            should_stop=lambda: stop_requested(r, rid), where=f"worker {worker}",
+        )
+    except LLMError as exc:
+        out.send("error", message=str(exc))
+        return "error"
+    except Exception as exc:  # noqa: BLE001 - the caller gets one line; the trace is logged
+        log.exception("chat request %s failed", rid)
+        out.send("error", message=f"The worker {worker} failed: {type(exc).__name__}: {exc}")
+        return "error"
+    out.send("done", **usage.to_dict())
+    return usage.finish_reason

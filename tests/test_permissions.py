@@ -1,0 +1,446 @@
+"""Who may do what. Each service function against each role (allowed and refused), and workspace
+isolation: a user of workspace A cannot read, search or chat with anything of workspace B
+through the services, the CLI (``--api-key`` + ``--json``) or the API."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from backend.accounts.actor import Actor, PermissionDenied, Role
+from backend.services import accounts, audit, jobs, models, secrets, workspaces
+from tests.accounts_helpers import (
+    PASSWORD,
+    SYSTEM,
+    actor_of,
+    make_key,
+    make_user,
+    make_workspace,
+    unique,
+)
+
+ROLES = (Role.user, Role.builder, Role.admin)
+
+
+@dataclass
+class World:
+    """Two workspaces, A and B, each with a user, a builder and an admin, a job, a model and a
+    secret; and API keys for A's user and builder and B's user."""
+
+    ws_a: int
+    ws_b: int
+    actors: dict[Role, Actor]
+    b_actor: Actor
+    job_a: int
+    job_b: int
+    model_a: str
+    model_b: str
+    model_b_id: int
+    key_a_user: str
+    key_a_builder: str
+    key_b_user: str
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def actor(self, role: Role) -> Actor:
+        return self.actors[role]
+
+
+def _job(workspace_id: int, created_by: Actor | None = None) -> int:
+    actor = created_by or Actor.system(workspace_id)
+    if created_by is not None and not created_by.has_role(Role.builder):
+        actor = Actor(user_id=created_by.user_id, username=created_by.username,
+                      role=Role.builder, workspace_id=workspace_id)
+    return jobs.submit_job(actor=actor, kind="demo", params={"steps": 1, "step_seconds": 0},
+                           enqueue=False).id
+
+
+def _model(workspace_id: int) -> models.ModelView:
+    return models.add_openai_model(actor=Actor.system(workspace_id), name=unique("model"),
+                                   base_url="http://127.0.0.1:9/v1", remote_model="remote",
+                                   api_key="sk-endpoint-key-123456")
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    ws_a, ws_b = make_workspace("A"), make_workspace("B")
+    users = {role: make_user(role, [ws_a], prefix=f"a-{role.value}") for role in ROLES}
+    actors = {role: actor_of(u, ws_a) for role, u in users.items()}
+    b_user = make_user(Role.user, [ws_b], prefix="b-user")
+    b_actor = actor_of(b_user, ws_b)
+    job_a = _job(ws_a, actors[Role.user])
+    job_b = _job(ws_b, b_actor)
+    model_a, model_b = _model(ws_a), _model(ws_b)
+    secrets.set_secret(actor=Actor.system(ws_b), name="B_ONLY", value="b-secret-value-1")
+    secrets.set_secret(actor=Actor.system(ws_a), name="A_ONLY", value="a-secret-value-1")
+    return World(
+        ws_a=ws_a, ws_b=ws_b, actors=actors, b_actor=b_actor, job_a=job_a, job_b=job_b,
+        model_a=model_a.name, model_b=model_b.name, model_b_id=model_b.id,
+        key_a_user=make_key(users[Role.user], ws_a),
+        key_a_builder=make_key(users[Role.builder], ws_a),
+        key_b_user=make_key(b_user, ws_b),
+    )
+
+
+# ------------------------------------------------------------------------------ the matrix
+
+Call = Callable[[Actor, World], object]
+
+
+def _new_user(w: World) -> int:
+    return make_user(Role.user, [w.ws_a], prefix="target").id
+
+
+def _rotate(actor: Actor, w: World) -> object:
+    from tests.test_accounts import rotate_and_back
+
+    return rotate_and_back(actor)
+
+
+def _own_key(actor: Actor, w: World) -> object:
+    made = accounts.create_api_key(actor=actor, name="mine")
+    return accounts.revoke_api_key(actor=actor, key_id=made.view.id)
+
+
+def _move(actor: Actor, w: World) -> object:
+    job = _job(w.ws_a)
+    return workspaces.move_item(actor=actor, kind="jobs", item_id=job, to_workspace_id=w.ws_b)
+
+
+def _set_and_use_secret(actor: Actor, w: World) -> object:
+    name = unique("S").replace("-", "_")
+    secrets.set_secret(actor=actor, name=name, value="value-of-the-secret")
+    assert secrets.reveal_secret(actor=actor, name=name) == "value-of-the-secret"
+    return secrets.delete_secret(actor=actor, name=name)
+
+
+def _model_lifecycle(actor: Actor, w: World) -> object:
+    m = models.add_openai_model(actor=actor, name=unique("m"), base_url="http://127.0.0.1:9/v1",
+                                remote_model="x")
+    models.set_api_key(actor=actor, model=m.id, api_key="sk-new-key-987654")
+    return models.remove_model(actor=actor, model=m.id)
+
+
+def _workspace_lifecycle(actor: Actor, w: World) -> object:
+    ws = workspaces.create_workspace(actor=actor, name=unique("tmp"))
+    workspaces.update_workspace(actor=actor, workspace_id=ws.id, description="x")
+    return workspaces.delete_workspace(actor=actor, workspace_id=ws.id)
+
+
+def _membership(actor: Actor, w: World) -> object:
+    uid = _new_user(w)
+    workspaces.add_member(actor=actor, workspace_id=w.ws_b, user_id=uid)
+    return workspaces.remove_member(actor=actor, workspace_id=w.ws_b, user_id=uid)
+
+
+MATRIX: dict[str, tuple[Role, Call]] = {
+    # jobs
+    "jobs.list_jobs": (Role.user, lambda a, w: jobs.list_jobs(actor=a)),
+    "jobs.get_job (own)": (Role.user, lambda a, w: jobs.get_job(actor=a, job_id=_job(
+        w.ws_a, a))),
+    "jobs.job_counts": (Role.user, lambda a, w: jobs.job_counts(actor=a)),
+    "jobs.job_metrics (own)": (Role.user, lambda a, w: jobs.job_metrics(actor=a, job_id=_job(
+        w.ws_a, a))),
+    "jobs.job_log_tail (own)": (Role.user, lambda a, w: jobs.job_log_tail(actor=a, job_id=_job(
+        w.ws_a, a))),
+    "jobs.submit_job": (Role.builder, lambda a, w: jobs.submit_job(
+        actor=a, kind="demo", params={"steps": 1}, enqueue=False)),
+    "jobs.cancel_job": (Role.builder, lambda a, w: jobs.cancel_job(actor=a, job_id=_job(w.ws_a))),
+    "jobs.retry_job": (Role.builder, lambda a, w: jobs.retry_job(
+        actor=a, job_id=jobs.cancel_job(actor=SYSTEM, job_id=_job(w.ws_a)).id)),
+    # models registry
+    "models.list_models": (Role.user, lambda a, w: models.list_models(actor=a)),
+    "models.get_model": (Role.user, lambda a, w: models.get_model(actor=a, model=w.model_a)),
+    "models.add_openai_model + models.set_api_key + models.remove_model": (Role.builder, _model_lifecycle),
+    # accounts
+    "accounts.create_user": (Role.admin, lambda a, w: accounts.create_user(
+        actor=a, username=unique("new"), password=PASSWORD)),
+    "accounts.list_users": (Role.admin, lambda a, w: accounts.list_users(actor=a)),
+    "accounts.find_user": (Role.admin, lambda a, w: accounts.find_user(
+        actor=a, username=a.username)),
+    "accounts.get_user (other)": (Role.admin, lambda a, w: accounts.get_user(
+        actor=a, user_id=w.b_actor.user_id)),  # type: ignore[arg-type]
+    "accounts.get_user (self)": (Role.user, lambda a, w: accounts.get_user(
+        actor=a, user_id=a.user_id)),  # type: ignore[arg-type]
+    "accounts.update_user": (Role.admin, lambda a, w: accounts.update_user(
+        actor=a, user_id=_new_user(w), role=Role.builder)),
+    "accounts.set_password (other)": (Role.admin, lambda a, w: accounts.set_password(
+        actor=a, user_id=_new_user(w), new_password="another password")),
+    "accounts.delete_user": (Role.admin, lambda a, w: accounts.delete_user(
+        actor=a, user_id=_new_user(w))),
+    "accounts.create_api_key (own) + accounts.revoke_api_key": (Role.user, _own_key),
+    "accounts.create_api_key (other)": (Role.admin, lambda a, w: accounts.create_api_key(
+        actor=a, user_id=_new_user(w), workspace_id=w.ws_a)),
+    "accounts.list_api_keys (own)": (Role.user, lambda a, w: accounts.list_api_keys(actor=a)),
+    "accounts.list_api_keys (other)": (Role.admin, lambda a, w: accounts.list_api_keys(
+        actor=a, user_id=w.b_actor.user_id)),
+    "accounts.set_user_language": (Role.user, lambda a, w: accounts.set_user_language(
+        actor=a, language="en")),
+    # workspaces
+    "workspaces.list_workspaces": (Role.user, lambda a, w: workspaces.list_workspaces(actor=a)),
+    "workspaces.list_members (own)": (Role.user, lambda a, w: workspaces.list_members(
+        actor=a, workspace_id=w.ws_a)),
+    "workspaces.workspace_contents (own)": (Role.user, lambda a, w:
+                                            workspaces.workspace_contents(actor=a,
+                                                                          workspace_id=w.ws_a)),
+    "workspaces.create_workspace + workspaces.update_workspace + workspaces.delete_workspace": (
+        Role.admin, _workspace_lifecycle),
+    "workspaces.add_member + workspaces.remove_member": (Role.admin, _membership),
+    "workspaces.movable_kinds": (Role.admin, lambda a, w: workspaces.movable_kinds(actor=a)),
+    "workspaces.list_items": (Role.admin, lambda a, w: workspaces.list_items(
+        actor=a, kind="jobs", workspace_id=w.ws_a)),
+    "workspaces.move_item": (Role.admin, _move),
+    # secrets
+    "secrets.set_secret + secrets.reveal_secret + secrets.delete_secret": (Role.builder, _set_and_use_secret),
+    "secrets.list_secrets": (Role.builder, lambda a, w: secrets.list_secrets(actor=a)),
+    "secrets.rotate_secret_key": (Role.admin, _rotate),
+    # audit
+    "audit.list_audit": (Role.admin, lambda a, w: audit.list_audit(actor=a)),
+    "audit.audit_facets": (Role.admin, lambda a, w: audit.audit_facets(actor=a)),
+}
+
+
+@pytest.mark.parametrize("role", ROLES, ids=[r.value for r in ROLES])
+@pytest.mark.parametrize("name", list(MATRIX))
+def test_role_matrix(name: str, role: Role, world: World) -> None:
+    needed, call = MATRIX[name]
+    actor = world.actor(role)
+    if role.rank >= needed.rank:
+        call(actor, world)  # allowed: it runs through
+    else:
+        with pytest.raises(PermissionDenied, match=f"needs the {needed.value} role"):
+            call(actor, world)
+
+
+def test_every_public_service_function_is_in_the_matrix() -> None:
+    """A new service function must be added here, with the role it needs."""
+    import re
+
+    text = " ".join(MATRIX) + " " + " ".join([
+        # sign-in functions take credentials instead of an actor; the rest are helpers that
+        # check membership or read the caller's own data
+        "accounts.login accounts.logout accounts.resume_session accounts.switch_workspace",
+        "accounts.actor_for_api_key accounts.needs_first_admin accounts.create_first_admin",
+        "accounts.get_user_language accounts.user_workspaces accounts.actor_may_use_workspace",
+        "workspaces.get_workspace workspaces.find_workspace workspaces.require_member",
+        "secrets.encrypted_columns",
+    ])
+    covered = set(re.findall(r"\w+\.\w+", text))
+    import inspect
+
+    missing = []
+    for module in (accounts, workspaces, secrets, audit):
+        for fname, fn in inspect.getmembers(module, inspect.isfunction):
+            if fn.__module__ != module.__name__ or fname.startswith("_"):
+                continue
+            short = f"{module.__name__.rsplit('.', 1)[1]}.{fname}"
+            if short not in covered:
+                missing.append(short)
+    assert missing == []
+
+
+def test_user_sees_only_their_own_jobs(world: World) -> None:
+    user, builder = world.actor(Role.user), world.actor(Role.builder)
+    other = _job(world.ws_a)  # someone else's job in the same workspace
+    assert other not in {j.id for j in jobs.list_jobs(actor=user)}
+    assert other in {j.id for j in jobs.list_jobs(actor=builder)}
+    with pytest.raises(jobs.JobNotFound):
+        jobs.get_job(actor=user, job_id=other)
+
+
+# ------------------------------------------------------------ workspace isolation: services
+
+
+@pytest.mark.parametrize("role", [Role.user, Role.builder], ids=["user", "builder"])
+def test_workspace_isolation_through_services(role: Role, world: World) -> None:
+    a = world.actor(role)
+    assert world.job_b not in {j.id for j in jobs.list_jobs(actor=a, limit=1000)}
+    assert world.job_b not in {j.id for j in jobs.list_jobs(actor=a, search="demo")}
+    with pytest.raises(jobs.JobNotFound):
+        jobs.get_job(actor=a, job_id=world.job_b)
+    with pytest.raises((jobs.JobNotFound, PermissionDenied)):
+        jobs.job_log_tail(actor=a, job_id=world.job_b)
+    names = {m.name for m in models.list_models(actor=a)}
+    assert world.model_a in names and world.model_b not in names
+    assert world.model_b not in {m.name for m in models.list_models(actor=a,
+                                                                    search=world.model_b)}
+    for ref in (world.model_b, world.model_b_id):
+        with pytest.raises(models.ModelNotFound):
+            models.get_model(actor=a, model=ref)
+    with pytest.raises(models.ModelNotFound):  # chatting with B's model fails before any call
+        from backend.services import chat
+
+        chat.stream_chat(world.model_b_id, [{"role": "user", "content": "hi"}], actor=a)
+    with pytest.raises(PermissionDenied):
+        workspaces.list_members(actor=a, workspace_id=world.ws_b)
+    with pytest.raises(workspaces.WorkspaceNotFound):
+        workspaces.get_workspace(actor=a, workspace_id=world.ws_b)
+    assert world.ws_b not in {w.id for w in workspaces.list_workspaces(actor=a)}
+    if role == Role.builder:
+        assert "B_ONLY" not in {s.name for s in secrets.list_secrets(actor=a)}
+        with pytest.raises(PermissionDenied):
+            secrets.list_secrets(actor=a, workspace_id=world.ws_b)
+        with pytest.raises(PermissionDenied):
+            secrets.reveal_secret(actor=a, name="B_ONLY", workspace_id=world.ws_b)
+        with pytest.raises(secrets.SecretNotFound):
+            secrets.reveal_secret(actor=a, name="B_ONLY")
+
+
+def test_admin_moves_things_between_workspaces(world: World) -> None:
+    admin = world.actor(Role.admin)
+    b = world.b_actor
+    job = _job(world.ws_a)
+    model = _model(world.ws_a)
+    assert "models" in workspaces.movable_kinds(actor=admin)
+    assert workspaces.move_item(actor=admin, kind="jobs", item_id=job,
+                                to_workspace_id=world.ws_b) == {"jobs": 1}
+    workspaces.move_item(actor=admin, kind="models", item_id=model.id,
+                         to_workspace_id=world.ws_b)
+    assert models.get_model(actor=b, model=model.name).workspace_id == world.ws_b
+    with pytest.raises(models.ModelNotFound):
+        models.get_model(actor=world.actor(Role.user), model=model.name)
+    moved = audit.list_audit(actor=admin, actions=["move"], target_type="models",
+                             target_id=str(model.id))
+    assert moved and moved[0].details["to_workspace"] == world.ws_b
+    # a name clash in the target workspace is refused with a clear message
+    twin = models.add_openai_model(actor=Actor.system(world.ws_a), name=model.name,
+                                   base_url="http://127.0.0.1:9/v1", remote_model="x")
+    with pytest.raises(workspaces.WorkspaceError, match="same name"):
+        workspaces.move_item(actor=admin, kind="models", item_id=twin.id,
+                             to_workspace_id=world.ws_b)
+    with pytest.raises(workspaces.WorkspaceError, match="still holds"):
+        workspaces.delete_workspace(actor=admin, workspace_id=world.ws_b)
+
+
+# ----------------------------------------------------------------- isolation: the CLI
+
+
+def _cli(*args: str, key: str | None = None) -> tuple[int, Any]:
+    from backend.cli import app
+
+    argv = (["--api-key", key] if key else []) + list(args)
+    res = CliRunner().invoke(app, argv)
+    out = res.stdout.strip()
+    try:
+        return res.exit_code, json.loads(out) if out else None
+    except json.JSONDecodeError:
+        return res.exit_code, out + res.stderr
+
+
+def test_cli_acts_as_the_api_key(world: World) -> None:
+    code, listed = _cli("jobs", "list", "--json", "--limit", "1000", key=world.key_a_user)
+    assert code == 0
+    ids = {j["id"] for j in listed}
+    assert world.job_a in ids and world.job_b not in ids
+    code, out = _cli("jobs", "show", str(world.job_b), "--json", key=world.key_a_user)
+    assert code == 1 and out == {"error": f"No job #{world.job_b}."}
+    code, out = _cli("jobs", "show", str(world.job_b), "--json", key=world.key_b_user)
+    assert code == 0 and out["id"] == world.job_b
+    code, listed = _cli("models", "list", "--json", key=world.key_a_builder)
+    assert code == 0
+    names = {m["name"] for m in listed}
+    assert world.model_a in names and world.model_b not in names
+    code, out = _cli("secrets", "list", "--workspace", str(world.ws_b), "--json",
+                     key=world.key_a_builder)
+    assert code == 1 and "error" in out
+    code, out = _cli("secrets", "list", "--json", key=world.key_a_builder)
+    assert code == 0 and "A_ONLY" in {s["name"] for s in out} and "b-secret" not in str(out)
+    # roles hold on the CLI too
+    code, out = _cli("users", "list", "--json", key=world.key_a_builder)
+    assert code == 1 and "needs the admin role" in out["error"]
+    code, out = _cli("jobs", "demo", "--json", key=world.key_a_user)
+    assert code == 1 or "needs the builder role" in str(out)
+    # without a key the CLI is the operator and sees both workspaces
+    code, listed = _cli("jobs", "list", "--json", "--limit", "1000")
+    assert {world.job_a, world.job_b} <= {j["id"] for j in listed}
+
+
+def test_cli_rejects_a_bad_key_and_reads_the_setting(world: World,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from backend.config import reset_settings
+
+    res = subprocess.run([sys.executable, "-m", "backend.cli", "--api-key", "sk-studio-not-a-key",
+                          "jobs", "list", "--json"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "not valid" in json.loads(res.stdout)["error"]
+    monkeypatch.setenv("STUDIO_API_KEY", world.key_b_user)
+    reset_settings()
+    try:
+        code, listed = _cli("jobs", "list", "--json", "--limit", "1000")
+        ids = {j["id"] for j in listed}
+        assert world.job_b in ids and world.job_a not in ids
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+
+
+def test_cli_user_management(world: World) -> None:
+    from backend.cli import app
+
+    name = unique("cli-admin")
+    res = CliRunner().invoke(app, ["users", "create", name, "--admin", "--password-stdin",
+                                   "--json"], input=PASSWORD + "\n")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["role"] == "admin"
+    code, users = _cli("users", "list", "--json", "--search", name)
+    assert code == 0 and [u["username"] for u in users] == [name]
+    assert PASSWORD not in json.dumps(users)
+    code, out = _cli("users", "set-role", name, "builder", "--json")
+    assert code == 0 and out["role"] == "builder"
+    code, out = _cli("keys", "create", "--user", name, "--workspace", "1", "--json")
+    assert code == 0 and out["key"].startswith("sk-studio-")
+    code, out = _cli("workspaces", "list", "--json", key=out["key"])
+    assert code == 0 and [w["id"] for w in out] == [1]
+    code, out = _cli("audit", "list", "--user", "system", "--search", name, "--json")
+    assert code == 0 and {e["action"] for e in out} >= {"create", "update"}
+    assert os.environ.get("STUDIO_API_KEY") is None
+
+
+# ----------------------------------------------------------------- isolation: the API
+
+
+def test_api_models_list_per_key_workspace(world: World) -> None:
+    from backend.api.app import app
+
+    client = TestClient(app)
+    res = client.get("/v1/models", headers={"Authorization": f"Bearer {world.key_a_user}"})
+    assert res.status_code == 200
+    body = res.json()
+    assert body["object"] == "list"
+    names = {m["id"] for m in body["data"]}
+    assert world.model_a in names and world.model_b not in names
+    res = client.get(f"/v1/models/{world.model_b}",
+                     headers={"Authorization": f"Bearer {world.key_a_user}"})
+    assert res.status_code == 404 and res.json()["error"]["code"] == "model_not_found"
+    res = client.get(f"/v1/models/{world.model_b}",
+                     headers={"Authorization": f"Bearer {world.key_b_user}"})
+    assert res.status_code == 200 and res.json()["id"] == world.model_b
+
+
+def test_api_refuses_missing_bad_and_revoked_keys(world: World) -> None:
+    from backend.api.app import app
+
+    client = TestClient(app)
+    res = client.get("/v1/models")
+    assert res.status_code == 401 and res.headers["www-authenticate"] == "Bearer"
+    assert "Authorization: Bearer" in res.json()["error"]["message"]
+    res = client.get("/v1/models", headers={"Authorization": "Basic abc"})
+    assert res.status_code == 401 and res.json()["error"]["code"] == \
+        "invalid_authorization_header"
+    res = client.get("/v1/models", headers={"Authorization": "Bearer sk-studio-nope"})
+    assert res.status_code == 401 and "not valid" in res.json()["error"]["message"]
+    user = make_user(Role.user, [world.ws_a])
+    made = accounts.create_api_key(actor=SYSTEM, user_id=user.id, workspace_id=world.ws_a)
+    ok = client.get("/v1/models", headers={"Authorization": f"Bearer {made.key}"})
+    assert ok.status_code == 200
+    accounts.revoke_api_key(actor=SYSTEM, key_id=made.view.id)
+    res = client.get("/v1/models", headers={"Authorization": f"Bearer {made.key}"})
+    assert res.status_code == 401 and "revoked" in res.json()["error"]["message"]
+    assert client.get("/health").status_code == 200  # the one open route
