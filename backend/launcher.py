@@ -66,10 +66,10 @@ class Launcher:
             self._spawn("api", [py, "-m", "uvicorn", "backend.api.app:app", "--host", s.host,
                                 "--port", str(s.api_port), "--log-level", "warning"])
         self._spawn("studio", [
-            py, "-m", "streamlit", "run", str(ROOT / "studio" / "app.py"),
+            py, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
             "--server.port", str(s.studio_port), "--server.address", s.host,
             "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--server.maxUploadSize", str(s.max_upload_mb),
+            "--server.maxUploadSize", str(s.max_upload_mb), "--client.toolbarMode", "minimal",
         ])
         url = f"http://{s.host}:{s.studio_port}"
         self._wait_http(f"{url}/_stcore/health", "studio")

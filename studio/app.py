@@ -1,4 +1,4 @@
-"""Entry point: routes to the pages. Run with `studio up` (or `streamlit run studio/app.py`)."""
+"""Routes to the pages (st.navigation), login, sidebar. Streamlit runs it through ../streamlit_app.py."""
 
 from __future__ import annotations
 

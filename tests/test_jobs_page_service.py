@@ -62,7 +62,7 @@ def test_queue_backlog_counts_waiting_jobs_the_actor_may_see() -> None:
 def test_statuses_cover_every_status_in_lifecycle_order() -> None:
     assert jobs.STATUSES[:3] == ("queued", "running", "succeeded")
     assert set(jobs.STATUSES) >= {"failed", "cancelled", "interrupted"}
-    assert jobs.ACTIVE_STATUSES == {"queued", "running"}
+    assert set(jobs.ACTIVE_STATUSES) == {"queued", "running"}
 
 
 def test_mask_url_hides_passwords_only() -> None:

@@ -128,3 +128,24 @@ def test_run_demo_button_submits_a_demo_job() -> None:
     from backend.services.jobs import cancel_job
 
     cancel_job(actor=Actor.system(), job_id=new[0].id)
+
+
+def test_plain_users_see_no_launch_buttons_and_no_settings_values(finished_demo: int) -> None:
+    from backend.accounts.actor import Role
+
+    member = Actor(user_id=424242, username="member", role=Role.user)
+    at = AppTest.from_file(str(JOBS_PAGE), default_timeout=TIMEOUT)
+    at.session_state["actor"] = member
+    at.run()
+    assert not at.exception
+    with pytest.raises(KeyError):
+        at.button(key="jobs_demo")
+    # a member sees only their own jobs: the admin's demo job is not listed
+    assert any("No jobs yet" in i.value for i in at.info)
+
+    at = AppTest.from_file(str(ROOT / "studio" / "pages" / "settings.py"), default_timeout=TIMEOUT)
+    at.session_state["actor"] = member
+    at.run()
+    assert not at.exception
+    assert any("Only admins" in i.value for i in at.info)
+    assert not any("STUDIO_SECRET_KEY" in m.value for m in at.markdown)

@@ -69,7 +69,9 @@ def _beat(hostname: str, stop: threading.Event) -> None:
 def _on_ready(sender=None, **_: object) -> None:  # type: ignore[no-untyped-def]
     hostname = sender.hostname
     queues = sorted(q.name for q in sender.app.amqp.queues.consume_from.values())
-    concurrency = int(getattr(sender, "concurrency", 1) or 1)
+    # the sender is the consumer; its controller (the WorkController) knows the pool size
+    controller = getattr(sender, "controller", None)
+    concurrency = int(getattr(controller, "concurrency", None) or 1)
     _announce(hostname, queues, concurrency)
     stop = threading.Event()
     thread = threading.Thread(target=_beat, args=(hostname, stop), daemon=True,
