@@ -22,6 +22,7 @@ PROPER_NAMES = (
     "BPE", "Token", "Tokens", "Top-k", "Top-p", "English", "Python", "Docker", "Fernet", "UTC",
     "argon2", "bf16", "fp16", "fp32", "int8", "int4", "Admin", "AM", "PM", "KB", "MB", "GB", "TB",
     "GiB", "MiB", "cpu", "gpu", "Studio", "PyTorch", "torch", "Linux", "macOS", "Windows",
+    "Hugging Face Hub", "Hub", "DashScope", "Ollama", "ModelScope",
 )
 _PROPER = sorted(PROPER_NAMES, key=len, reverse=True)
 _PROPER_RE = re.compile(
@@ -31,7 +32,11 @@ _WORD_RE = re.compile(r"[A-Za-z][A-Za-z'’-]*[A-Za-z]|[A-Za-z]")
 _CODE_RE = re.compile(r"```.*?```|`[^`]*`", re.S)
 _ICON_RE = re.compile(r":material/[a-z0-9_]+:|:[a-z0-9_+-]+:|:[a-z]+(?:-[a-z]+)*\[")
 _URL_RE = re.compile(r"https?://\S+|\]\([^)]*\)|<[^>]+>")
-_ID_RE = re.compile(r"\b[a-z]+[_.][a-z0-9_.]+\b|\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|\b[0-9a-f]{8,}\b|(?<![A-Za-z0-9])\.[a-z]+\b")
+_ID_RE = re.compile(r"\b[a-z]+[_.][a-z0-9_.]+\b|\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|\b[0-9a-f]{8,}\b"
+                    r"|(?<![A-Za-z0-9])\.[a-z]+\b")
+# Runs of ASCII "word" characters that are technical values: paths, model ids, versions.
+_RUN_RE = re.compile(r"[A-Za-z0-9._:/@+-]+")
+_TECHNICAL_RE = re.compile(r"[0-9/:_@]|\.[A-Za-z0-9]|^[a-z0-9]+(-[a-z0-9]+)+$")
 
 # Element types whose whole text is UI prose.
 _PROSE = {"markdown", "title", "header", "subheader", "caption", "text", "alert", "toast",
@@ -127,8 +132,9 @@ def english_words(text: str, *, data: Iterable[str] = ()) -> list[str]:
     text = _CODE_RE.sub(" ", text)
     text = _ICON_RE.sub(" ", text)
     text = _URL_RE.sub(" ", text)
-    text = _PROPER_RE.sub(" ", text)
     text = _ID_RE.sub(" ", text)
+    text = _RUN_RE.sub(lambda m: " " if _TECHNICAL_RE.search(m.group()) else m.group(), text)
+    text = _PROPER_RE.sub(" ", text)
     return _WORD_RE.findall(text)
 
 

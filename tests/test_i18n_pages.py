@@ -121,3 +121,5 @@ def test_walk_keeps_names_and_data() -> None:
     assert english_words("在 LLM Studio 中用 LoRA 微调，`studio worker --queues gpu`") == []
     assert english_words("任务 #12：Nightly run", data={"Nightly run"}) == []
     assert english_words("正在运行 Loading jobs") == ["Loading", "jobs"]
+    assert english_words("/models/Qwen2.5-0.5B-Instruct, deepseek-chat, qwen2.5:7b") == []
+    assert english_words("Fine-tune 模型") == ["Fine-tune"]

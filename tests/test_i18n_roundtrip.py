@@ -112,3 +112,26 @@ def test_workspace_names_round_trip(studio_env: dict[str, str]) -> None:
     views = workspaces.list_workspaces(actor=Actor.system())
     assert name in [w.name for w in views]
     assert name in [w["name"] for w in cli_json(studio_env, "workspaces", "list")]
+
+
+def test_model_names_round_trip(studio_env: dict[str, str]) -> None:
+    """A model registered from the CLI with a Chinese name and description."""
+    from backend.services import models as models_service
+
+    name, description = "通义千问·客服助手", "用于回答售后问题的中文模型"
+    added = cli_json(studio_env, "models", "add", name, "--base-url", "http://127.0.0.1:9/v1",
+                     "--model", "qwen2.5:7b", "--description", description)
+    assert added["name"] == name and added["description"] == description
+    try:
+        view = models_service.get_model(actor=Actor.system(), model=name)
+        assert (view.name, view.description) == (name, description)
+        assert [m.name for m in models_service.list_models(actor=Actor.system(), search="客服")] \
+            == [name]
+        listed = cli_json(studio_env, "models", "list")
+        assert name in [m["name"] for m in listed]
+        with get_engine().connect() as conn:
+            row = conn.execute(text("SELECT name, description FROM models WHERE id = :id"),
+                               {"id": view.id}).one()
+        assert tuple(row) == (name, description)
+    finally:
+        models_service.remove_model(actor=Actor.system(), model=name)

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import typer
 
-from backend.cli.output import JSON_OPTION, cli_actor, emit, fail, service_errors
+from backend.cli.output import JSON_OPTION, cli_actor, echo_lines, emit, fail, service_errors
 from backend.services import audit as audit_service
 from backend.services import workspaces as ws_service
 
@@ -45,7 +45,7 @@ def list_(
             workspace_id=ws_id, since=_when(since, "--since"), until=_when(until, "--until"),
             search=search, limit=limit,
         )
-    emit(rows, as_json, lambda es: [typer.echo(
+    emit(rows, as_json, lambda es: echo_lines((
         f"{e.at:%Y-%m-%d %H:%M:%S}  {e.username:<14} {e.action:<10} {e.target_type}"
-        f"{' #' + e.target_id if e.target_id else ''}  {e.details or ''}") for e in es]
-        or typer.echo("No entries."))
+        f"{' #' + e.target_id if e.target_id else ''}  {e.details or ''}" for e in es),
+        "No entries."))

@@ -10,6 +10,7 @@ import typer
 from backend.cli.output import cli_actor, fail, service_errors
 from backend.llm.types import ToolCall, Usage
 from backend.services import chat as chat_service
+from backend.services import models as models_service
 
 
 def _usage_line(u: Usage | None) -> str:
@@ -50,6 +51,12 @@ def chat(
     interactive = prompt is None
     if interactive and as_json:
         fail("--json needs a PROMPT.", as_json=True)
+    with service_errors(as_json):
+        info = models_service.get_model(actor=actor, model=model)
+    if info.kind != "openai" and placement == "auto" and not chat_service.gpu_worker_alive():
+        typer.echo(f"No worker serves the gpu queue; running {info.name} in this process.",
+                   err=True)
+        placement = "local"
     while True:
         if interactive:
             try:

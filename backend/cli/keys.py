@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from backend.cli.output import JSON_OPTION, cli_actor, emit, service_errors
+from backend.cli.output import JSON_OPTION, cli_actor, echo_lines, emit, service_errors
 from backend.cli.users import user_id_for
 from backend.services import accounts
 from backend.services import workspaces as ws_service
@@ -51,7 +51,7 @@ def list_(user: str = typer.Option(None, "--user", help="Only this user's keys (
     uid = user_id_for(user, as_json) if user else None
     with service_errors(as_json):
         keys = accounts.list_api_keys(actor=cli_actor(), user_id=uid, include_revoked=revoked)
-    emit(keys, as_json, lambda ks: [typer.echo(_line(k)) for k in ks] or typer.echo("No keys."))
+    emit(keys, as_json, lambda ks: echo_lines((_line(k) for k in ks), "No keys."))
 
 
 @app.command("revoke")

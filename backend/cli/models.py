@@ -45,9 +45,13 @@ def list_(
         models = models_service.list_models(actor=cli_actor(), search=search,
                                             capability=capability,
                                             all_workspaces=all_workspaces)
-    emit(models, as_json,
-         lambda ms: [typer.echo(_line(m)) for m in ms] or typer.echo(
-             "No models yet. Try `studio models add-tiny demo`."))
+    def human(ms: list[models_service.ModelView]) -> None:
+        for m in ms:
+            typer.echo(_line(m))
+        if not ms:
+            typer.echo("No models yet. Try `studio models add-tiny demo`.")
+
+    emit(models, as_json, human)
 
 
 @app.command("show")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
@@ -35,6 +35,16 @@ def emit(data: Any, as_json: bool, human: Callable[[Any], None]) -> None:
         sys.stdout.write(json.dumps(data, default=_default, ensure_ascii=False, indent=2) + "\n")
     else:
         human(data)
+
+
+def echo_lines(lines: Iterable[str], empty: str = "") -> None:
+    """Print each line; ``empty`` when there were none."""
+    printed = False
+    for line in lines:
+        typer.echo(line)
+        printed = True
+    if not printed and empty:
+        typer.echo(empty)
 
 
 def fail(message: str, *, as_json: bool = False, code: int = 1) -> NoReturn:

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from backend.cli.output import JSON_OPTION, cli_actor, emit, fail, service_errors
+from backend.cli.output import JSON_OPTION, cli_actor, echo_lines, emit, fail, service_errors
 from backend.services import secrets as secrets_service
 from backend.services import workspaces as ws_service
 
@@ -44,8 +44,8 @@ def list_(workspace: str = WORKSPACE, as_json: bool = JSON_OPTION) -> None:
     ws_id = _ws_id(workspace, as_json)
     with service_errors(as_json):
         rows = secrets_service.list_secrets(actor=cli_actor(), workspace_id=ws_id)
-    emit(rows, as_json, lambda vs: [typer.echo(f"{v.name:<30} {v.masked}") for v in vs]
-         or typer.echo("No secrets."))
+    emit(rows, as_json, lambda vs: echo_lines((f"{v.name:<30} {v.masked}" for v in vs),
+                                             "No secrets."))
 
 
 @app.command("delete")

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from backend.accounts.actor import Role
-from backend.cli.output import JSON_OPTION, cli_actor, emit, fail, service_errors
+from backend.cli.output import JSON_OPTION, cli_actor, echo_lines, emit, fail, service_errors
 from backend.services import accounts
 from backend.services import workspaces as ws_service
 
@@ -77,7 +77,7 @@ def list_(
         ws_id = ws_service.find_workspace(actor=actor, name_or_id=workspace).id if workspace \
             else None
         users = accounts.list_users(actor=actor, search=search, workspace_id=ws_id)
-    emit(users, as_json, lambda us: [typer.echo(_line(u)) for u in us] or typer.echo("No users."))
+    emit(users, as_json, lambda us: echo_lines((_line(u) for u in us), "No users."))
 
 
 @app.command("set-role")

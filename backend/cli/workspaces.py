@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from backend.cli.output import JSON_OPTION, cli_actor, emit, service_errors
+from backend.cli.output import JSON_OPTION, cli_actor, echo_lines, emit, service_errors
 from backend.cli.users import user_id_for
 from backend.services import workspaces as ws_service
 
@@ -22,9 +22,8 @@ def list_(as_json: bool = JSON_OPTION) -> None:
     """Workspaces you can see (all of them for admins and the operator)."""
     with service_errors(as_json):
         spaces = ws_service.list_workspaces(actor=cli_actor())
-    emit(spaces, as_json, lambda ws: [
-        typer.echo(f"#{w.id:<4} {w.name:<24} {w.members} members  {w.description}") for w in ws
-    ])
+    emit(spaces, as_json, lambda ws: echo_lines(
+        f"#{w.id:<4} {w.name:<24} {w.members} members  {w.description}" for w in ws))
 
 
 @app.command("create")
@@ -60,8 +59,8 @@ def members(workspace: str, as_json: bool = JSON_OPTION) -> None:
     ws = _ws(workspace, as_json)
     with service_errors(as_json):
         rows = ws_service.list_members(actor=cli_actor(), workspace_id=ws.id)
-    emit(rows, as_json, lambda ms: [typer.echo(f"{m.username:<20} {m.role}") for m in ms]
-         or typer.echo("No members."))
+    emit(rows, as_json, lambda ms: echo_lines((f"{m.username:<20} {m.role}" for m in ms),
+                                             "No members."))
 
 
 @app.command("add-member")
@@ -92,7 +91,7 @@ def contents(workspace: str, as_json: bool = JSON_OPTION) -> None:
     ws = _ws(workspace, as_json)
     with service_errors(as_json):
         counts = ws_service.workspace_contents(actor=cli_actor(), workspace_id=ws.id)
-    emit(counts, as_json, lambda c: [typer.echo(f"{k:<24} {n}") for k, n in sorted(c.items())])
+    emit(counts, as_json, lambda c: echo_lines(f"{k:<24} {n}" for k, n in sorted(c.items())))
 
 
 @app.command("move")

@@ -106,7 +106,7 @@ def read_events(
                 "stopped."
             )
         block_ms = max(1, int(min(READ_SLICE_S, limit - now) * 1000))
-        reply = r.xread({key: last_id}, count=256, block=block_ms)
+        reply: Any = r.xread({key: last_id}, count=256, block=block_ms)
         if not reply:
             if worker is not None and worker_alive is not None and not worker_alive(worker):
                 raise InferenceTimeout(

@@ -57,7 +57,9 @@ class LoadedModel:
 def load_model(source: str, *, device_preference: str = "auto") -> LoadedModel:
     """Load tokenizer and causal LM from a folder or hub id, in eval mode, on the picked device."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # no tqdm bars in worker logs and CLI output
     device, dtype = pick_device(device_preference)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
@@ -68,7 +70,7 @@ def load_model(source: str, *, device_preference: str = "auto") -> LoadedModel:
         log.exception("loading %s failed", source)
         raise ModelLoadError(f"Cannot load the model {source!r}: {type(exc).__name__}: {exc}") \
             from exc
-    model.to(device)
+    model.to(device)  # type: ignore[arg-type]
     model.eval()
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
         tokenizer.pad_token = tokenizer.eos_token

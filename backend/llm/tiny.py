@@ -184,6 +184,9 @@ def build_tiny_model(
     """
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
     cfg = TinyModelConfig(
         seed=seed, vocab_size=vocab_size, hidden_size=hidden_size,

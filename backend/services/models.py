@@ -317,8 +317,6 @@ def add_tiny_model(*, actor: Actor, name: str, seed: int = 0,
     view = register_produced_model(
         actor=actor, name=name, path=folder,
         lineage={"recipe": "tiny", "seed": seed, "parameters": info.get("parameters")},
-        description="Tiny offline demo model (random weights): answers are nonsense, but it "
-                    "streams and trains like a real one.",
     )
     if progress:
         progress(1.0, "Done")

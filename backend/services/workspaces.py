@@ -313,7 +313,7 @@ def _move_children(session: Session, parent: Table, parent_ids: Any, to_ws: int,
         for fk in table.foreign_keys:
             if fk.column.table is parent and fk.column.name == "id":
                 cond = fk.parent.in_(parent_ids)
-                n = session.execute(
+                n = session.execute(  # type: ignore[attr-defined]
                     update(table).where(cond).values(workspace_id=to_ws)
                 ).rowcount
                 if n:

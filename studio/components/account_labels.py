@@ -27,6 +27,7 @@ _KINDS = {
     "dataset": N_("Dataset"), "conversations": N_("Conversations"),
     "conversation": N_("Conversation"), "documents": N_("Documents"),
     "document": N_("Document"), "bots": N_("Bots"), "bot": N_("Bot"),
+    "tools": N_("Tools"), "tool": N_("Tool"), "chunks": N_("Chunks"),
 }
 
 

@@ -52,8 +52,8 @@ def auth_message(err: Exception) -> str:
 
 
 def _first_admin_form() -> None:
-    st.title(_("Welcome to LLM Studio"))
-    st.write(_("No admin exists yet. Create the first admin account: it can add users, "
+    st.title(_("Create the first admin"))
+    st.write(_("Welcome to LLM Studio. No admin exists yet. Create the first admin account: it can add users, "
                "workspaces and API keys afterwards."))
     with st.form("first_admin_form"):
         username = st.text_input(_("User name"), key="first_admin_username")

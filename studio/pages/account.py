@@ -78,7 +78,7 @@ with st.form("account_new_key", clear_on_submit=True):
             st.session_state[NEW_KEY] = new_key.key
             st.rerun()
 if keys:
-    labels = {k.id: f"{k.prefix}… {k.name}" for k in keys}
+    labels = {k.id: f"#{k.id} · {format_datetime(k.created_at)}" for k in keys}
     pick = st.selectbox(_("Revoke a key"), list(labels), format_func=labels.__getitem__,
                         key="account_revoke_pick")
     if st.button(_("Revoke"), key="account_revoke_btn"):

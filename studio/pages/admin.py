@@ -251,7 +251,7 @@ with tab_keys:
             else:
                 st.session_state[NEW_KEY] = made.key
                 _done(_("API key #{id} created.").format(id=made.view.id))
-    live = {k.id: f"#{k.id} {k.prefix}… {k.username}" for k in keys if not k.revoked}
+    live = {k.id: f"#{k.id} · {k.username}" for k in keys if not k.revoked}
     if live:
         revoke = st.selectbox(_("Revoke a key"), list(live), format_func=live.__getitem__,
                               key="admin_revoke_pick")
@@ -305,8 +305,7 @@ with tab_secrets:
 with tab_audit:
     facets = audit_service.audit_facets(actor=actor)
     col1, col2, col3 = st.columns(3)
-    who = col1.selectbox(_("User"), [""] + facets["usernames"],
-                         format_func=lambda v: v or _("Anyone"), key="audit_user")
+    who = col1.text_input(_("User name"), placeholder=_("Anyone"), key="audit_user")
     acts = col2.multiselect(_("Actions"), facets["actions"], format_func=action_label,
                             key="audit_actions")
     what = col3.selectbox(_("Kind"), [""] + facets["target_types"],
@@ -326,7 +325,8 @@ with tab_audit:
         since = datetime.combine(days[0], time.min).astimezone()
         until = datetime.combine(days[1], time.max).astimezone()
     entries = audit_service.list_audit(
-        actor=actor, username=who or None, actions=acts or None, target_type=what or None,
+        actor=actor, username=who.strip() or None, actions=acts or None,
+        target_type=what or None,
         workspace_id=where or None, since=since, until=until, search=search, limit=500,
     )
     st.caption(_("{n} entries, newest first (at most 500).").format(n=len(entries)))

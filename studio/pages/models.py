@@ -27,6 +27,8 @@ from studio.i18n import _
 
 FLASH = "models_flash"
 CONFIRM = "models_confirm_remove"
+PICK = "models_pick"
+NEXT_PICK = "models_pick_next"  # applied at the top of the next run, before the widgets exist
 
 actor = current_actor()
 can_edit = actor.has_role(Role.builder)
@@ -66,19 +68,61 @@ def _caps(caps: list[str]) -> str:
     return ", ".join(CAPABILITY_LABELS.get(c, c) for c in caps)
 
 
-# --- one model ----------------------------------------------------------------------------------
+def _status(m: ModelView) -> str:
+    return {True: _("Works"), False: _("Failed"), None: _("Not tested")}[m.last_test_ok]
+
+
+# --- the table and one model ---------------------------------------------------------------------
+
+def _table(models: list[ModelView]) -> None:
+    rows = [{
+        _("Name"): m.name,
+        _("Kind"): KIND_LABELS.get(m.kind, m.kind),
+        _("Capabilities"): _caps(m.capabilities),
+        _("Where"): m.target,
+        _("API key"): m.api_key_masked or "",
+        _("Last test"): _status(m),
+        _("Tested"): format_relative(m.last_tested_at) if m.last_tested_at else "",
+    } for m in models]
+    st.dataframe(rows, hide_index=True, width="stretch")
+
+
+def _properties(m: ModelView) -> None:
+    rows: list[tuple[str, str]] = [
+        (_("Kind"), KIND_LABELS.get(m.kind, m.kind)),
+        (_("Capabilities"), _caps(m.capabilities)),
+    ]
+    if m.kind == "openai":
+        rows += [(_("Base URL"), m.base_url or ""), (_("Model name at the endpoint"),
+                                                      m.remote_model or ""),
+                 (_("API key"), m.api_key_masked or _("None"))]
+    else:
+        rows.append((_("Folder or hub id"), m.source))
+    if m.lineage:
+        rows += [(_("Lineage: {key}").format(key=k), str(v)) for k, v in m.lineage.items()]
+    if m.description:
+        rows.append((_("Description"), m.description))
+    rows.append((_("Last test"), _status(m)))
+    if m.last_tested_at:
+        rows.append((_("Tested"), format_relative(m.last_tested_at)))
+    if m.last_test_message:
+        rows.append((_("Test result"), m.last_test_message))
+    st.dataframe([{_("Property"): k, _("Value"): v} for k, v in rows], hide_index=True,
+                 width="stretch")
+
 
 def _test(m: ModelView) -> None:
-    with st.spinner(_("Testing {name}…").format(name=m.name)):
+    with st.spinner(_("Testing the model…")):
         try:
             result = test_model(actor=actor, model=m.id)
         except Exception as exc:  # noqa: BLE001 - shown in words, logged by show_error
             show_error(exc, doing=_("Testing the model"))
             return
     if result.ok:
-        st.success(_("It works. {message}").format(message=result.message))
+        st.success(_("It works."))
     else:
-        st.error(_("The test failed: {message}").format(message=result.message))
+        st.error(_("The test failed."))
+    st.code(result.message, language=None, wrap_lines=True)
 
 
 def _try_it(m: ModelView) -> None:
@@ -86,7 +130,7 @@ def _try_it(m: ModelView) -> None:
                           placeholder=_("Ask the model something."))
     c1, c2, _c = st.columns([1, 1, 4])
     send = c1.button(_("Send"), key=f"models_send_{m.id}", disabled=not prompt.strip())
-    # Pressing Stop reruns the page, which closes the stream and stops generation.
+    # Pressing Stop reruns the page, which closes the stream and so stops generation.
     c2.button(_("Stop"), key=f"models_stop_{m.id}")
     if not send:
         return
@@ -103,13 +147,13 @@ def _try_it(m: ModelView) -> None:
         return
     u = stream.usage
     if u is not None:
-        st.caption(_("{n_in} tokens in, {n_out} out · first token after {ttft} ms · "
-                     "{tps} tokens/s · ran on {where}").format(
+        st.caption(_("{n_in} tokens in, {n_out} out; first token after {ttft} ms; "
+                     "{tps} tokens per second.").format(
             n_in=u.prompt_tokens if u.prompt_tokens is not None else "?",
             n_out=u.completion_tokens,
             ttft=f"{u.ttft_ms:.0f}" if u.ttft_ms is not None else "?",
-            tps=f"{u.tokens_per_s:.1f}" if u.tokens_per_s else "?",
-            where=u.where))
+            tps=f"{u.tokens_per_s:.1f}" if u.tokens_per_s else "?"))
+        st.code(u.where, language=None)
 
 
 def _remove(m: ModelView) -> None:
@@ -119,33 +163,18 @@ def _remove(m: ModelView) -> None:
         show_error(exc, doing=_("Removing the model"))
         return
     st.session_state.pop(CONFIRM, None)
-    _flash("success", _("Removed {name}.").format(name=m.name))
+    st.session_state[NEXT_PICK] = None
+    _flash("success", _("Removed `{name}`.").format(name=m.name))
     st.rerun()
 
 
-def _model_card(m: ModelView) -> None:
+def _details(m: ModelView) -> None:
     with st.container(border=True):
-        head, status = st.columns([4, 1])
-        head.markdown(f"**{m.name}** · {KIND_LABELS.get(m.kind, m.kind)} · {_caps(m.capabilities)}")
-        if m.last_test_ok is True:
-            status.markdown(":green[" + _("Tested: works") + "]")
-        elif m.last_test_ok is False:
-            status.markdown(":red[" + _("Tested: failed") + "]")
-        else:
-            status.markdown(":gray[" + _("Not tested") + "]")
-        if m.kind == "openai":
-            st.caption(_("Model {model} at {url}").format(model=m.remote_model, url=m.base_url))
-            st.caption(_("API key: {masked}").format(masked=m.api_key_masked or _("none")))
-        else:
-            st.caption(_("Source: {source}").format(source=m.source))
-        if m.lineage:
-            st.caption(_("Lineage: {lineage}").format(
-                lineage=", ".join(f"{k}={v}" for k, v in m.lineage.items())))
-        if m.description:
-            st.caption(m.description)
-        if m.last_test_message and m.last_tested_at:
-            st.caption(_("Last test {when}: {message}").format(
-                when=format_relative(m.last_tested_at), message=m.last_test_message))
+        st.markdown(f"#### `{m.name}`")
+        if m.lineage and m.lineage.get("recipe") == "tiny":
+            st.caption(_("A tiny demo model with random weights: its answers are nonsense, but it "
+                         "streams, chats and trains like a real one."))
+        _properties(m)
         b1, b2, b3, _b = st.columns([1.3, 1, 1, 3])
         if b1.button(_("Test connection"), key=f"models_test_{m.id}"):
             _test(m)
@@ -154,7 +183,7 @@ def _model_card(m: ModelView) -> None:
         if can_edit and b3.button(_("Remove"), key=f"models_remove_{m.id}"):
             st.session_state[CONFIRM] = m.id
         if st.session_state.get(CONFIRM) == m.id:
-            st.warning(_("Remove {name} from the registry? Pages and agents that use it will "
+            st.warning(_("Remove `{name}` from the registry? Pages and agents that use it will "
                          "stop working.").format(name=m.name))
             c1, c2, _c = st.columns([1, 1, 4])
             if c1.button(_("Yes, remove it"), key=f"models_confirm_{m.id}", type="primary"):
@@ -169,7 +198,8 @@ def _model_card(m: ModelView) -> None:
 # --- adding ----------------------------------------------------------------------------------
 
 def _added(view: ModelView) -> None:
-    _flash("success", _("Added {name}. Test its connection below.").format(name=view.name))
+    _flash("success", _("Added `{name}`. Test its connection below.").format(name=view.name))
+    st.session_state[NEXT_PICK] = view.id
     st.rerun()
 
 
@@ -254,6 +284,13 @@ st.title(_("Models"))
 st.caption(_("Local Hugging Face models run on the studio's GPU workers; endpoints are called "
              "directly. Every page that talks to a model picks one from here."))
 _show_flash()
+if NEXT_PICK in st.session_state:  # a model was just added or removed: show it, clear filters
+    next_pick = st.session_state.pop(NEXT_PICK)
+    st.session_state.pop(PICK, None)
+    if next_pick is not None:
+        st.session_state[PICK] = next_pick
+        for key in ("models_search", "models_capability", "models_kind"):
+            st.session_state.pop(key, None)
 
 f1, f2, f3 = st.columns([3, 1, 1])
 search = f1.text_input(_("Search"), key="models_search", placeholder=_("Name, folder or URL"))
@@ -275,8 +312,14 @@ if not models:
     else:
         st.info(_("No models yet. Add a tiny demo model below to try the studio offline, then "
                   "connect a real one."))
-for model in models:
-    _model_card(model)
+else:
+    _table(models)
+    by_id = {m.id: m for m in models}
+    if st.session_state.get(PICK) not in by_id:
+        st.session_state[PICK] = models[0].id
+    picked = st.selectbox(_("Model"), list(by_id), key=PICK,
+                          format_func=lambda i: by_id[i].name)
+    _details(by_id[picked])
 
 st.subheader(_("Add a model"))
 if not can_edit:
