@@ -14,7 +14,7 @@ from sqlalchemy import text
 from backend.accounts import tokens
 from backend.accounts.actor import Actor, PermissionDenied, Role
 from backend.accounts.passwords import WeakPassword
-from backend.accounts.ratelimit import LoginLocked
+from backend.accounts.ratelimit import LoginLocked, attempt_key
 from backend.config import reset_settings
 from backend.db import get_engine
 from backend.services import accounts, audit, secrets, workspaces
@@ -119,7 +119,7 @@ def test_wrong_passwords_are_rate_limited() -> None:
     assert accounts.login(username=other.username, password=PASSWORD).actor.user_id == other.id
     # once the failures leave the 5-minute window, the right password works again
     _sql("UPDATE login_attempts SET at = at - interval '6 minutes' WHERE username = :u",
-         u=user.username.lower())
+         u=attempt_key(user.username))
     assert accounts.login(username=user.username, password=PASSWORD).actor.user_id == user.id
 
 
@@ -130,6 +130,10 @@ def test_unknown_usernames_are_rate_limited_too() -> None:
             accounts.login(username=ghost, password="whatever-it-is")
     with pytest.raises(LoginLocked):
         accounts.login(username=ghost, password="whatever-it-is")
+    # a name typed at the login form is kept only as a digest (it may be a misplaced password)
+    assert ghost not in dump_database()
+    assert audit.list_audit(actor=SYSTEM, actions=["login_failed"], limit=1)[0].username == \
+        "(unknown user)"
 
 
 def test_workspace_switch_only_to_memberships() -> None:

@@ -89,13 +89,14 @@ def test_api_key_is_encrypted_at_rest_and_only_shown_masked() -> None:
 def test_bad_endpoint_settings_are_refused_with_a_reason() -> None:
     with pytest.raises(ValueError, match="not an endpoint URL"):
         models_service.add_openai_model(actor=SYSTEM, name=uniq("r"), base_url="localhost:8000",
-                                        remote_model="m")
+                                        remote_model="remote-test-model")
     with pytest.raises(ValueError, match="model name"):
         models_service.add_openai_model(actor=SYSTEM, name=uniq("r"),
                                         base_url="http://localhost:1/v1", remote_model=" ")
     with pytest.raises(ValueError, match="Unknown capability"):
         models_service.add_openai_model(actor=SYSTEM, name=uniq("r"),
-                                        base_url="http://localhost:1/v1", remote_model="m",
+                                        base_url="http://localhost:1/v1",
+                                        remote_model="remote-test-model",
                                         capabilities=["chat", "vision"])
 
 
@@ -212,7 +213,8 @@ def silent_server() -> Iterator[int]:
 def test_refused_connection_fails_fast_naming_the_endpoint() -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"
     m = models_service.add_openai_model(actor=SYSTEM, name=uniq("refuse"), base_url=url,
-                                        remote_model="m", api_key="sk-whatever-123456")
+                                        remote_model="remote-test-model",
+                                        api_key="sk-whatever-123456")
     started = time.perf_counter()
     result = models_service.test_model(actor=SYSTEM, model=m.id, timeout_s=3)
     assert time.perf_counter() - started < 3.5
@@ -230,7 +232,7 @@ def test_endpoint_that_never_answers_times_out_naming_it(silent_server: int,
 
     url = f"http://127.0.0.1:{silent_server}/v1"
     m = models_service.add_openai_model(actor=SYSTEM, name=uniq("silent"), base_url=url,
-                                        remote_model="m")
+                                        remote_model="remote-test-model")
     monkeypatch.setenv("STUDIO_REQUEST_TIMEOUT_S", "1.5")
     reset_settings()
     try:

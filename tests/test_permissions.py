@@ -60,7 +60,7 @@ def _job(workspace_id: int, created_by: Actor | None = None) -> int:
         actor = Actor(user_id=created_by.user_id, username=created_by.username,
                       role=Role.builder, workspace_id=workspace_id)
     return jobs.submit_job(actor=actor, kind="demo", params={"steps": 1, "step_seconds": 0},
-                           enqueue=False).id
+                           title=unique("permissions"), enqueue=False).id
 
 
 def _model(workspace_id: int) -> models.ModelView:
@@ -152,7 +152,7 @@ MATRIX: dict[str, tuple[Role, Call]] = {
     "jobs.job_log_tail (own)": (Role.user, lambda a, w: jobs.job_log_tail(actor=a, job_id=_job(
         w.ws_a, a))),
     "jobs.submit_job": (Role.builder, lambda a, w: jobs.submit_job(
-        actor=a, kind="demo", params={"steps": 1}, enqueue=False)),
+        actor=a, kind="demo", params={"steps": 1}, title=unique("submit"), enqueue=False)),
     "jobs.cancel_job": (Role.builder, lambda a, w: jobs.cancel_job(actor=a, job_id=_job(w.ws_a))),
     "jobs.retry_job": (Role.builder, lambda a, w: jobs.retry_job(
         actor=a, job_id=jobs.cancel_job(actor=SYSTEM, job_id=_job(w.ws_a)).id)),

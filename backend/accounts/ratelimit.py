@@ -4,6 +4,7 @@ holds across studio processes and restarts."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 from datetime import UTC, datetime, timedelta
 
@@ -31,6 +32,12 @@ def normalise(username: str) -> str:
     return username.strip().lower()[:100]
 
 
+def attempt_key(username: str) -> str:
+    """What the attempts table keeps for a user name: its digest, so a password typed into the
+    user-name field by mistake is never stored in clear."""
+    return hashlib.sha256(("login/" + normalise(username)).encode()).hexdigest()
+
+
 def _window() -> timedelta:
     return timedelta(minutes=get_settings().login_lockout_minutes)
 
@@ -39,7 +46,7 @@ def check_not_locked(session: Session, username: str, *, now: datetime | None = 
     """Raise ``LoginLocked`` when ``username`` has used up its failures in the window."""
     settings = get_settings()
     now = now or datetime.now(UTC)
-    name = normalise(username)
+    name = attempt_key(username)
     since = now - _window()
     last_success = session.execute(
         select(func.max(LoginAttempt.at)).where(
@@ -61,7 +68,7 @@ def check_not_locked(session: Session, username: str, *, now: datetime | None = 
 
 
 def record_attempt(session: Session, username: str, *, succeeded: bool) -> None:
-    session.add(LoginAttempt(username=normalise(username), succeeded=succeeded,
+    session.add(LoginAttempt(username=attempt_key(username), succeeded=succeeded,
                              at=datetime.now(UTC)))
     # keep the table small: nothing older than a day matters
     session.execute(

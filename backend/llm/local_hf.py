@@ -312,6 +312,8 @@ def run_local_chat(
     try:
         with torch.inference_mode():
             if params.seed is not None:
+                # torch's RNG is per process: two seeded chats running at once on one worker
+                # may still interleave draws; one at a time they repeat exactly.
                 torch.manual_seed(params.seed)
             lm.model.generate(**inputs, **_generation_kwargs(lm, params), streamer=streamer,
                               stopping_criteria=StoppingCriteriaList([_Stop()]))

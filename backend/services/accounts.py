@@ -417,11 +417,11 @@ def login(*, username: str, password: str) -> SessionInfo:
         ok = passwords.verify_password(user.password_hash if user else None, password)
         ratelimit.record_attempt(session, username, succeeded=ok)
         if not ok or user is None:
-            name = ratelimit.normalise(username)
+            # an unknown name is not written down: it may be a password typed in the wrong field
+            name = user.username if user else "(unknown user)"
             record(Actor(user_id=user.id if user else None, username=name, role=Role.user,
                          workspace_id=DEFAULT_WORKSPACE_ID),
-                   "login_failed", "user", user.id if user else None,
-                   {"username": name}, workspace_id=None, session=session)
+                   "login_failed", "user", user.id if user else None, {}, session=session)
             failure = AuthError("Wrong user name or password.", "wrong_password")
         elif not user.is_active:
             failure = AuthError("This account is disabled. Ask an admin to enable it.", "disabled")

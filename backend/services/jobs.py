@@ -149,7 +149,7 @@ def submit_job(
     spec = get_kind(kind)
     with session_scope() as session:
         job = Job(
-            kind=kind, title=title or spec.title, queue=spec.queue, params=params or {},
+            kind=kind, title=title, queue=spec.queue, params=params or {},
             workspace_id=actor.workspace_id, created_by=actor.user_id, retry_of_id=retry_of_id,
         )
         session.add(job)

@@ -100,6 +100,11 @@ def kind_label(kind: str) -> str:
     return _(label) if label else kind
 
 
+def job_title(job: JobView) -> str:
+    """The title given at launch, else the kind's name in the reader's language."""
+    return job.title or kind_label(job.kind)
+
+
 def metric_label(name: str) -> str:
     label = _METRIC_LABELS.get(name)
     return _(label) if label else name

@@ -112,15 +112,16 @@ with tab_users:
                 else:
                     _done(_("The password of {name} is set; their logins ended.").format(
                         name=user.username))
-        confirm = st.checkbox(_("Yes, delete {name}").format(name=user.username),
-                              key=f"admin_confirm_delete_{user.id}")
-        if st.button(_("Delete the user"), disabled=not confirm, key="admin_delete_user"):
-            try:
-                accounts.delete_user(actor=actor, user_id=user.id)
-            except Exception as exc:  # noqa: BLE001
-                show_error(exc, doing=_("Deleting the user"))
-            else:
-                _done(_("{name} deleted.").format(name=user.username))
+        if user.id != actor.user_id:  # one's own account is deleted by another admin
+            confirm = st.checkbox(_("Yes, delete {name}").format(name=user.username),
+                                  key=f"admin_confirm_delete_{user.id}")
+            if st.button(_("Delete the user"), disabled=not confirm, key="admin_delete_user"):
+                try:
+                    accounts.delete_user(actor=actor, user_id=user.id)
+                except Exception as exc:  # noqa: BLE001
+                    show_error(exc, doing=_("Deleting the user"))
+                else:
+                    _done(_("{name} deleted.").format(name=user.username))
 
 # ------------------------------------------------------------------------------ workspaces
 with tab_spaces:

@@ -6,7 +6,7 @@ import streamlit as st
 
 from backend.services.jobs import job_counts, list_jobs, list_workers
 from studio.components.errors import show_error
-from studio.components.jobs_widgets import kind_label, status_badge
+from studio.components.jobs_widgets import job_title, kind_label, status_badge
 from studio.components.page_links import page_link
 from studio.components.session import current_actor
 from studio.formatting import format_number, format_percent_value, format_relative
@@ -74,7 +74,7 @@ for job in recent:
             status_badge(job.status)
         with c2:
             page_link("jobs", label=_("#{id} {title} · {kind}").format(
-                id=job.id, title=job.title, kind=kind_label(job.kind)),
+                id=job.id, title=job_title(job), kind=kind_label(job.kind)),
                 query_params={"job": str(job.id)})
         c3.progress(max(0.0, min(1.0, job.progress)),
                     text=job.stage or format_percent_value(job.progress))

@@ -25,6 +25,7 @@ from studio.components.errors import show_error
 from studio.components.jobs_widgets import (
     REFRESH_S,
     job_error,
+    job_title,
     kind_label,
     log_tail,
     metric_charts,
@@ -52,7 +53,7 @@ def _flash(kind: str, message: str) -> None:
 
 def _run_demo() -> None:
     try:
-        job = submit_job(actor=actor, kind="demo", params=dict(DEMO_PARAMS), title=_("Demo job"))
+        job = submit_job(actor=actor, kind="demo", params=dict(DEMO_PARAMS))
     except Exception as exc:  # noqa: BLE001 - shown on the page, logged by show_error
         st.session_state[FLASH] = ("error", exc, _("Starting a demo job"))
         return
@@ -171,7 +172,7 @@ def _job_table(jobs: list[JobView]) -> None:
         "id": ids,
         "status": [status_with_icon(j.status) for j in jobs],
         "kind": [kind_label(j.kind) for j in jobs],
-        "title": [j.title for j in jobs],
+        "title": [job_title(j) for j in jobs],
         "progress": [j.progress for j in jobs],
         "stage": [j.stage for j in jobs],
         "created": [format_datetime(j.created_at) for j in jobs],
@@ -199,7 +200,7 @@ def _job_table(jobs: list[JobView]) -> None:
 
 
 def _details(job: JobView) -> None:
-    st.subheader(_("Job #{id}: {title}").format(id=job.id, title=job.title))
+    st.subheader(_("Job #{id}: {title}").format(id=job.id, title=job_title(job)))
     top = st.columns([1, 1, 1, 2], vertical_alignment="center")
     with top[0]:
         status_badge(job.status)
@@ -263,7 +264,7 @@ def _jobs_panel() -> None:
     picked = st.selectbox(
         _("Show job"), ids, key=PICK,
         format_func=lambda i: _("#{id} {title} ({status})").format(
-            id=i, title=by_id[i].title, status=status_label(by_id[i].status)),
+            id=i, title=job_title(by_id[i]), status=status_label(by_id[i].status)),
         help=_("Or click a row of the table."),
     )
     if picked is not None:
