@@ -30,6 +30,7 @@ test-all: install
 lint: install
 	$(BIN)/ruff check backend studio tests bench scripts
 	$(BIN)/lint-imports
+	$(BIN)/mypy backend
 
 i18n: install
 	$(BIN)/python scripts/i18n.py all

@@ -19,3 +19,8 @@ def test_ruff_clean() -> None:
     res = subprocess.run([str(BIN / "ruff"), "check", "backend", "studio", "tests", "bench", "scripts"],
                          cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout[-4000:]
+
+
+def test_mypy_backend_clean() -> None:
+    res = subprocess.run([sys.executable, "-m", "mypy", "backend"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-4000:]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from backend.cli.output import JSON_OPTION, cli_actor, emit, fail
+from backend.cli.output import JSON_OPTION, cli_actor, echo_lines, emit, fail
 from backend.services import jobs as jobs_service
 
 app = typer.Typer(help="Long-running jobs: list, inspect, cancel, retry.", no_args_is_help=True)
@@ -47,7 +47,7 @@ def list_(
     """List jobs, newest first."""
     jobs = jobs_service.list_jobs(actor=cli_actor(), kinds=kind, statuses=status, search=search,
                                   limit=limit)
-    emit(jobs, as_json, lambda js: [typer.echo(_line(j)) for j in js] or typer.echo("No jobs."))
+    emit(jobs, as_json, lambda js: echo_lines((_line(j) for j in js), empty="No jobs."))
 
 
 @app.command("show")

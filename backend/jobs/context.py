@@ -95,7 +95,7 @@ class DbJobContext:
         resume_dir: Path | None,
         heartbeat_interval_s: float,
     ) -> None:
-        self.job_id = job_id
+        self.job_id: int | None = job_id
         self.run_dir = run_dir
         self.resume_dir = resume_dir
         self._session_factory = session_factory
