@@ -105,6 +105,24 @@ def seed_jobs() -> dict[str, int]:
     return {"running": running.id, "failed": failed.id, "done": done.id}
 
 
+def seed_models() -> None:
+    """A tiny demo model, so the Models page shows the registry with an entry."""
+    from backend.accounts.actor import Actor
+    from backend.services.models import add_tiny_model
+
+    add_tiny_model(actor=Actor.system(), name="tiny-demo")
+
+
+def use_language(username: str, language: str) -> None:
+    """Save the admin's language: the studio applies it at the next login."""
+    from backend.accounts.actor import Actor, Role
+    from backend.services.accounts import find_user, set_user_language
+
+    user = find_user(actor=Actor.system(), username=username)
+    set_user_language(actor=Actor(user_id=user.id, username=username, role=Role.admin),
+                      language=language)
+
+
 class Browser:
     """Headless Chromium over the DevTools protocol: open, type, click, wait, capture."""
 
@@ -276,7 +294,8 @@ def _report(out: Path, started: float, drawn: bool, browser: Browser) -> None:
 
 
 def shoot_all(chromium: str, base: str, args: argparse.Namespace,
-              credentials: tuple[str, str] | None, ids: dict[str, int]) -> list[Path]:
+              credentials: tuple[str, str] | None, ids: dict[str, int],
+              suffix: str = "") -> list[Path]:
     browser = Browser(chromium)
     taken: list[Path] = []
     try:
@@ -296,11 +315,11 @@ def shoot_all(chromium: str, base: str, args: argparse.Namespace,
             browser.resize(HEIGHTS.get(name, DEFAULT_HEIGHT))
             t0 = time.monotonic()
             drawn = browser.go_to_page(by_name[name], args.timeout)
-            out = args.out / f"{name}.png"
+            out = args.out / f"{name}{suffix}.png"
             browser.capture(out)
             taken.append(out)
             _report(out, t0, drawn, browser)
-        if "failed" in ids and not args.pages and "home" in by_name:
+        if "failed" in ids and not args.pages and not suffix and "home" in by_name:
             # a failed job, opened from its link on Home, shows how errors read
             browser.go_to_page(by_name["home"], args.timeout)
             browser.resize(HEIGHTS["jobs"])
@@ -355,8 +374,14 @@ def main() -> int:
         _wait_for_worker()
         credentials = create_admin()
         ids = seed_jobs()
+        seed_models()
         print(f"studio at {base}; seeded jobs {ids}", flush=True)
         shoot_all(chromium, base, args, credentials, ids)
+        if credentials is not None and not args.pages:
+            # the same studio in Chinese: the admin's saved language applies at login
+            use_language(credentials[0], "zh_CN")
+            args.pages = ["home", "jobs", "models"]
+            shoot_all(chromium, base, args, credentials, {}, suffix="-zh_CN")
     finally:
         launcher.stop()
     return 0

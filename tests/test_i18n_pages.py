@@ -47,7 +47,10 @@ def user_data() -> set[str]:
     actor = Actor.system()
     data: set[str] = {actor.username}
     for job in jobs_service.list_jobs(actor=actor, limit=500):
-        data.update(v for v in (job.title, job.stage, job.error, job.kind, job.worker_host) if v)
+        # stages and the job system's own errors are shown translated, so they are not data here
+        data.update(v for v in (job.title, job.kind, job.worker_host) if v)
+        if job.status == "failed":
+            data.add(job.error or "")
     for worker in jobs_service.list_workers(actor=actor):
         data.update(v for v in (worker.hostname, worker.device) if isinstance(v, str) and v)
     import platform

@@ -14,6 +14,8 @@ def test_demo_job_reports_progress_metrics_and_logs(worker) -> None:
     done = jobs_service.wait_for_job(actor=ADMIN, job_id=job.id, timeout_s=60)
     assert done.status == "succeeded", done.error
     assert done.progress == 1.0
+    assert (done.stage, done.stage_template, done.stage_args) == (
+        "step 6/6", "step {step}/{total}", {"step": 6, "total": 6})
     assert done.worker_host == worker.name
     assert done.result == {"steps": 6, "resumed_from": 0, "final_loss": done.result["final_loss"]}
     metrics = jobs_service.job_metrics(actor=ADMIN, job_id=job.id)

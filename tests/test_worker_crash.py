@@ -46,6 +46,8 @@ def test_sigkill_mid_job_marks_interrupted_and_retry_resumes(worker_factory) -> 
     view = _wait_status(job.id, "interrupted", 30)
     assert view.status == "interrupted", view
     assert "stopped without finishing" in (view.error or "")
+    why = [line.message for line in jobs_service.job_log_tail(actor=ADMIN, job_id=job.id)]
+    assert "Marked interrupted: no heartbeat from its worker for 4 s." in why
     done_steps = int(view.progress * 60)
     assert 0 < done_steps < 60
 

@@ -32,7 +32,10 @@ class JobContext(Protocol):
     run_dir: Path
     resume_dir: Path | None
 
-    def progress(self, fraction: float, stage: str | None = None) -> None: ...
+    def progress(self, fraction: float, stage: str | None = None, **stage_args: Any) -> None:
+        """``stage`` is a sentence template such as ``"epoch {epoch}/{epochs}"`` with its values
+        in ``stage_args``: people see it translated, the CLI in English."""
+        ...
     def metric(self, name: str, value: float, step: int) -> None: ...
     def log(self, message: str, level: str = "INFO") -> None: ...
     def check_cancelled(self) -> None: ...
@@ -53,10 +56,10 @@ class LocalContext:
     metrics: list[tuple[str, int, float]] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)
 
-    def progress(self, fraction: float, stage: str | None = None) -> None:
+    def progress(self, fraction: float, stage: str | None = None, **stage_args: Any) -> None:
         self.progress_value = max(0.0, min(1.0, float(fraction)))
         if stage is not None:
-            self.stage = stage
+            self.stage = render_stage(stage, stage_args)
         if self.on_progress:
             self.on_progress(self.progress_value, stage)
 
@@ -73,6 +76,16 @@ class LocalContext:
     def check_cancelled(self) -> None:
         if self.should_stop():
             raise JobCancelled()
+
+
+def render_stage(template: str, args: dict[str, Any]) -> str:
+    """The stage in English: the template filled with its values."""
+    if not args:
+        return template
+    try:
+        return template.format(**args)
+    except (KeyError, IndexError, ValueError):
+        return template
 
 
 # Set by the worker when it starts shutting down: running jobs stop at their next check.
@@ -138,7 +151,7 @@ class DbJobContext:
                 log.exception("heartbeat for job %s failed", self.job_id)
 
     # reporting -----------------------------------------------------------------------------
-    def progress(self, fraction: float, stage: str | None = None) -> None:
+    def progress(self, fraction: float, stage: str | None = None, **stage_args: Any) -> None:
         from backend.models.jobs import Job
 
         now = time.monotonic()
@@ -148,7 +161,9 @@ class DbJobContext:
         self._last_progress = now
         values: dict[str, Any] = {"progress": fraction}
         if stage is not None:
-            values["stage"] = stage[:200]
+            values["stage"] = render_stage(stage, stage_args)[:200]
+            values["stage_template"] = stage[:200]
+            values["stage_args"] = stage_args or None
         with self._session_factory() as session:
             session.execute(update(Job).where(Job.id == self.job_id).values(**values))
             session.commit()

@@ -36,7 +36,7 @@ def run_demo(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
         time.sleep(delay)
         loss = 2.0 * math.exp(-step / max(steps / 4, 1)) + 0.1
         ctx.metric("loss", loss, step)
-        ctx.progress((step + 1) / steps, stage=f"step {step + 1}/{steps}")
+        ctx.progress((step + 1) / steps, "step {step}/{total}", step=step + 1, total=steps)
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         checkpoint.write_text(str(step + 1))
     ctx.log("Demo job finished")

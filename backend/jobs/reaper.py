@@ -8,12 +8,17 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import and_, or_, update
 from sqlalchemy.orm import Session
 
-from backend.models.jobs import Job, JobStatus
+from backend.models.jobs import Job, JobLog, JobStatus
 
 INTERRUPTED_MESSAGE = (
-    "The worker running this job stopped without finishing it ({why}). "
+    "The worker running this job stopped without finishing it. "
     "Retry the job to resume it from its last checkpoint."
 )
+
+
+def _log_why(session: Session, job_ids: list[int], why: str) -> None:
+    for job_id in job_ids:
+        session.add(JobLog(job_id=job_id, level="WARNING", message=f"Marked interrupted: {why}."))
 
 
 def reap_stale_jobs(session: Session, *, timeout_s: float) -> int:
@@ -23,31 +28,29 @@ def reap_stale_jobs(session: Session, *, timeout_s: float) -> int:
         Job.status == JobStatus.running.value,
         or_(Job.heartbeat_at < cutoff, and_(Job.heartbeat_at.is_(None), Job.updated_at < cutoff)),
     )
-    res = session.execute(
+    ids = list(session.execute(
         update(Job)
         .where(stale)
-        .values(
-            status=JobStatus.interrupted.value,
-            finished_at=datetime.now(UTC),
-            error=INTERRUPTED_MESSAGE.format(why=f"no heartbeat for {timeout_s:g} s"),
-        )
-    )
-    return res.rowcount or 0  # type: ignore[attr-defined]
+        .values(status=JobStatus.interrupted.value, finished_at=datetime.now(UTC),
+                error=INTERRUPTED_MESSAGE)
+        .returning(Job.id)
+    ).scalars())
+    _log_why(session, ids, f"no heartbeat from its worker for {timeout_s:g} s")
+    return len(ids)
 
 
 def reap_jobs_of_previous_worker(session: Session, *, worker_host: str) -> int:
     """On worker start: jobs this worker name was running in an earlier life are interrupted."""
-    res = session.execute(
+    ids = list(session.execute(
         update(Job)
         .where(
             Job.status == JobStatus.running.value,
             Job.worker_host == worker_host,
             Job.worker_pid != os.getpid(),
         )
-        .values(
-            status=JobStatus.interrupted.value,
-            finished_at=datetime.now(UTC),
-            error=INTERRUPTED_MESSAGE.format(why=f"worker {worker_host} restarted"),
-        )
-    )
-    return res.rowcount or 0  # type: ignore[attr-defined]
+        .values(status=JobStatus.interrupted.value, finished_at=datetime.now(UTC),
+                error=INTERRUPTED_MESSAGE)
+        .returning(Job.id)
+    ).scalars())
+    _log_why(session, ids, f"its worker {worker_host} restarted")
+    return len(ids)

@@ -25,6 +25,11 @@ from backend.models.jobs import Job, JobStatus
 log = logging.getLogger(__name__)
 
 
+# Fixed sentences the studio shows translated (see studio/components/jobs_widgets.py)
+CANCELLED_MESSAGE = "Cancelled on request."
+WORKER_STOPPED_MESSAGE = "The worker was stopped while this job ran. Retry it to resume."
+
+
 class UserError(Exception):
     """An error whose message is meant for people (bad input, missing file): shown as is."""
 
@@ -110,12 +115,11 @@ def run_job(job_id: int, *, worker_host: str | None = None) -> RunOutcome:
             result = kind.fn(ctx, dict(job.params or {}))
     except JobCancelled:
         ctx.log("Cancelled on request", level="WARNING")
-        _finish(job.id, JobStatus.cancelled, error="Cancelled on request.")
+        _finish(job.id, JobStatus.cancelled, error=CANCELLED_MESSAGE)
         return RunOutcome(job_id=job.id, status=JobStatus.cancelled.value)
     except JobInterrupted:
         ctx.log("The worker is shutting down; stopping here", level="WARNING")
-        _finish(job.id, JobStatus.interrupted,
-                error="The worker was stopped while this job ran. Retry it to resume.")
+        _finish(job.id, JobStatus.interrupted, error=WORKER_STOPPED_MESSAGE)
         return RunOutcome(job_id=job.id, status=JobStatus.interrupted.value)
     except Exception as exc:  # noqa: BLE001 - every failure is recorded on the row
         log.exception("job %s (%s) failed", job.id, job.kind)

@@ -61,7 +61,11 @@ class Job(IdMixin, TimestampMixin, Base):
         String(16), default=JobStatus.queued.value, server_default="queued", index=True
     )
     progress: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    # ``stage`` is the English text (for search and the CLI); the studio shows
+    # ``stage_template`` translated and filled with ``stage_args``
     stage: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    stage_template: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    stage_args: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
     params: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -44,6 +44,8 @@ class JobView:
     status: str
     progress: float
     stage: str
+    stage_template: str | None
+    stage_args: dict[str, Any] | None
     params: dict[str, Any]
     result: dict[str, Any] | None
     error: str | None
@@ -84,7 +86,8 @@ class JobView:
 def _view(job: Job, actor: Actor) -> JobView:
     return JobView(
         id=job.id, kind=job.kind, title=job.title, queue=job.queue, status=job.status,
-        progress=job.progress, stage=job.stage, params=dict(job.params or {}), result=job.result,
+        progress=job.progress, stage=job.stage, stage_template=job.stage_template,
+        stage_args=job.stage_args, params=dict(job.params or {}), result=job.result,
         error=job.error, worker_host=job.worker_host, workspace_id=job.workspace_id,
         created_by=job.created_by, retry_of_id=job.retry_of_id, attempt=job.attempt,
         cancel_requested=job.cancel_requested, created_at=job.created_at,

@@ -54,6 +54,21 @@ _KIND_LABELS: dict[str, str] = {
     "export": N_("Model export"),
 }
 
+# Stage templates that jobs report (ctx.progress(f, "step {step}/{total}", step=..., total=...)),
+# listed so the translator sees them; add a job kind's templates here.
+_STAGE_TEMPLATES: tuple[str, ...] = (
+    N_("step {step}/{total}"),
+)
+
+# Fixed sentences the job system writes as a job's error; other errors show as written.
+_SYSTEM_MESSAGES: frozenset[str] = frozenset({
+    N_("Cancelled on request."),
+    N_("Cancelled before it started."),
+    N_("The worker was stopped while this job ran. Retry it to resume."),
+    N_("The worker running this job stopped without finishing it. "
+       "Retry the job to resume it from its last checkpoint."),
+})
+
 # metric name -> axis title; unknown names show as written
 _METRIC_LABELS: dict[str, str] = {
     "loss": N_("Loss"),
@@ -103,6 +118,23 @@ def kind_label(kind: str) -> str:
 def job_title(job: JobView) -> str:
     """The title given at launch, else the kind's name in the reader's language."""
     return job.title or kind_label(job.kind)
+
+
+def stage_label(job: JobView) -> str:
+    """The job's stage in the reader's language (its template translated, then filled)."""
+    if not job.stage_template:
+        return job.stage
+    try:
+        return _(job.stage_template).format(**(job.stage_args or {}))
+    except (KeyError, IndexError, ValueError):
+        return job.stage
+
+
+def error_text(job: JobView) -> str | None:
+    """The job's error: the job system's own sentences translated, others as written."""
+    if job.error and job.error in _SYSTEM_MESSAGES:
+        return _(job.error)
+    return job.error
 
 
 def metric_label(name: str) -> str:
@@ -166,18 +198,18 @@ def log_tail(job_id: int, *, actor: Actor, lines: int = 100) -> None:
 
 def job_error(job: JobView, *, actor: Actor) -> None:
     """Why the job did not succeed, in words; the traceback only for admins, folded away."""
+    error = error_text(job)
     if job.status == "failed":
-        st.error(job.error or _("The job failed without saying why. Its log may tell more."),
+        st.error(error or _("The job failed without saying why. Its log may tell more."),
                  icon=":material/error:")
     elif job.status == "interrupted":
         st.warning(
-            (job.error + " " if job.error else "")
-            + _("The worker running it stopped before it finished. Retry to continue from its "
-                "last checkpoint."),
+            error or _("The worker running it stopped before it finished. Retry to continue from "
+                       "its last checkpoint."),
             icon=":material/pause_circle:",
         )
     elif job.status == "cancelled":
-        st.info(job.error or _("Somebody cancelled this job."), icon=":material/block:")
+        st.info(error or _("Somebody cancelled this job."), icon=":material/block:")
     elif job.cancel_requested and job.status == "running":
         st.info(_("Cancel requested: the job stops at its next checkpoint."),
                 icon=":material/hourglass_top:")
@@ -188,7 +220,7 @@ def job_error(job: JobView, *, actor: Actor) -> None:
 
 def progress_bar(job: JobView) -> None:
     """Progress bar with the stage written on it."""
-    stage = job.stage or status_label(job.status)
+    stage = stage_label(job) or status_label(job.status)
     st.progress(
         max(0.0, min(1.0, job.progress)),
         text=_("{percent} · {stage}").format(percent=format_percent_value(job.progress),

@@ -6,7 +6,7 @@ import streamlit as st
 
 from backend.services.jobs import job_counts, list_jobs, list_workers
 from studio.components.errors import show_error
-from studio.components.jobs_widgets import job_title, kind_label, status_badge
+from studio.components.jobs_widgets import job_title, kind_label, stage_label, status_badge
 from studio.components.page_links import page_link
 from studio.components.session import current_actor
 from studio.formatting import format_number, format_percent_value, format_relative
@@ -77,7 +77,7 @@ for job in recent:
                 id=job.id, title=job_title(job), kind=kind_label(job.kind)),
                 query_params={"job": str(job.id)})
         c3.progress(max(0.0, min(1.0, job.progress)),
-                    text=job.stage or format_percent_value(job.progress))
+                    text=stage_label(job) or format_percent_value(job.progress))
         c4.caption(_("Created {when}").format(when=format_relative(job.created_at)))
 page_link("jobs", label=_("All jobs"), icon=":material/arrow_forward:")
 

@@ -30,6 +30,7 @@ from studio.components.jobs_widgets import (
     log_tail,
     metric_charts,
     progress_bar,
+    stage_label,
     status_badge,
     status_label,
     status_with_icon,
@@ -174,7 +175,7 @@ def _job_table(jobs: list[JobView]) -> None:
         "kind": [kind_label(j.kind) for j in jobs],
         "title": [job_title(j) for j in jobs],
         "progress": [j.progress for j in jobs],
-        "stage": [j.stage for j in jobs],
+        "stage": [stage_label(j) for j in jobs],
         "created": [format_datetime(j.created_at) for j in jobs],
         "duration": [format_duration(j.duration_s) if j.started_at else "" for j in jobs],
     }
