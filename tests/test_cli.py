@@ -78,3 +78,36 @@ def test_bad_setting_stops_with_one_clear_line(studio_env: dict[str, str]) -> No
     assert res.stderr.strip().splitlines() == [
         "Invalid setting STUDIO_STUDIO_PORT: Input should be a valid integer, unable to parse string as an integer"
     ]
+
+
+def test_fresh_data_dir_gets_its_schema_on_first_command(studio_env: dict[str, str], tmp_path: Path) -> None:
+    env = {k: v for k, v in studio_env.items() if k not in ("STUDIO_DATABASE_URL", "STUDIO_REDIS_URL")}
+    env["STUDIO_DATA_DIR"] = str(tmp_path / "fresh")
+    assert json.loads(studio(env, "jobs", "list", "--json").stdout) == []
+
+
+def test_outdated_shared_schema_is_refused_with_what_to_do(studio_env: dict[str, str]) -> None:
+    import uuid
+
+    from sqlalchemy import text
+
+    from backend import migrate
+    from backend.db import get_engine
+
+    name = f"old_{uuid.uuid4().hex[:8]}"
+    admin = get_engine().execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = get_engine().url.set(database=name).render_as_string(hide_password=False)
+    try:
+        migrate.upgrade("0001", url=url)
+        res = studio(dict(studio_env, STUDIO_DATABASE_URL=url), "jobs", "list", check=False)
+        assert res.returncode == 1
+        assert res.stderr.strip() == (
+            f"The database schema is at 0001 but this code needs {migrate.head_revision()}. "
+            "Run `studio db upgrade` (back it up first with `studio db dump > backup.sql`)."
+        )
+        assert migrate.current_revision(url) == "0001"  # nothing was changed behind its owner's back
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

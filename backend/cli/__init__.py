@@ -40,14 +40,50 @@ app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(secrets_cmd.app, name="secrets")
 
 
+# Commands that manage the schema themselves, or only report on it
+_NO_SCHEMA_CHECK = {"db", "up", "doctor", "--help", "-h"}
+
+
+def _command_name(argv: list[str]) -> str | None:
+    args = iter(argv)
+    for arg in args:
+        if arg == "--api-key":
+            next(args, None)
+        elif arg.startswith("--api-key="):
+            continue
+        elif arg in ("--help", "-h") or not arg.startswith("-"):
+            return arg
+    return None
+
+
 def main() -> None:
     try:
-        get_settings()
+        settings = get_settings()
     except SettingsError as err:
         print(str(err), file=sys.stderr)
         raise SystemExit(2) from None
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    app()
+    command = _command_name(sys.argv[1:])
+    try:
+        if command is not None and command not in _NO_SCHEMA_CHECK:
+            from backend.services.system import ensure_schema
+
+            ensure_schema()
+        app()
+    except Exception as exc:  # noqa: BLE001 - people get one line; the traceback goes to the log
+        from backend.services.system import SchemaOutdated
+
+        if isinstance(exc, SchemaOutdated):
+            print(str(exc), file=sys.stderr)
+            raise SystemExit(1) from None
+        settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        log_path = settings.logs_dir / "cli.log"
+        handler = logging.FileHandler(log_path)
+        logging.getLogger().addHandler(handler)
+        logging.getLogger("studio.cli").exception("studio %s failed", " ".join(sys.argv[1:]))
+        print(f"Error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"The details are in {log_path}.", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

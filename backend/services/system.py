@@ -104,6 +104,26 @@ def doctor() -> DoctorReport:
     )
 
 
+class SchemaOutdated(RuntimeError):
+    """The database's schema is older than the code and is not ours to upgrade silently."""
+
+
+def ensure_schema() -> str | None:
+    """Bring an empty or embedded database to the code's schema; refuse to run on an outdated
+    shared one (its owner upgrades it with ``studio db upgrade``). Returns what was done."""
+    urls = ensure_services(get_settings())
+    current, head = migrate.current_revision(urls.database_url), migrate.head_revision()
+    if current == head:
+        return None
+    if current is None or urls.embedded_postgres:
+        migrate.upgrade("head", url=urls.database_url)
+        return f"upgraded the schema from {current or 'empty'} to {head}"
+    raise SchemaOutdated(
+        f"The database schema is at {current} but this code needs {head}. "
+        "Run `studio db upgrade` (back it up first with `studio db dump > backup.sql`)."
+    )
+
+
 def upgrade_schema(revision: str = "head") -> str | None:
     url = ensure_services(get_settings()).database_url
     migrate.upgrade(revision, url=url)
