@@ -17,6 +17,26 @@ from studio.components.session import refresh_session  # noqa: E402
 from studio.i18n import _  # noqa: E402
 
 st.set_page_config(page_title="LLM Studio", page_icon="🧪", layout="wide")
+
+
+@st.cache_resource(show_spinner=False)
+def _schema_ready() -> None:
+    """Once per server: an empty or embedded database gets its schema (``studio up`` has
+    usually done it already); an outdated shared one stops here with what to do."""
+    from backend.services.system import SchemaOutdated, ensure_schema
+
+    try:
+        ensure_schema()
+    except SchemaOutdated as err:
+        import logging
+
+        logging.getLogger("studio").error("%s", err)
+        st.error(_("The database is older than this version of the studio. An admin must run "
+                   "`studio db upgrade` (after a backup with `studio db dump`)."))
+        st.stop()
+
+
+_schema_ready()
 actor = refresh_session()  # the login behind this browser session, checked on every run
 apply_language()  # before any _(): the page titles below are translated
 
