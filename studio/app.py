@@ -13,7 +13,7 @@ import streamlit as st  # noqa: E402
 
 from studio.components.language import apply_language, language_switch  # noqa: E402
 from studio.components.login import account_sidebar, login_page  # noqa: E402
-from studio.components.session import refresh_session  # noqa: E402
+from studio.components.session import refresh_session, sync_session_cookie  # noqa: E402
 from studio.i18n import _  # noqa: E402
 
 st.set_page_config(page_title="LLM Studio", page_icon="🧪", layout="wide")
@@ -38,6 +38,7 @@ def _schema_ready() -> None:
 
 _schema_ready()
 actor = refresh_session()  # the login behind this browser session, checked on every run
+sync_session_cookie()  # after a login or logout: keep the browser's cookie in step
 apply_language()  # before any _(): the page titles below are translated
 
 if actor is None:  # nobody logged in: the login page (first start: create the first admin)

@@ -177,3 +177,23 @@ def test_navigation_shows_admin_only_to_admins(an_admin: accounts.UserView) -> N
     at.switch_page("pages/admin.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert "Admin" in [t.value for t in at.title]
+
+
+def _html(at: AppTest) -> str:
+    return "\n".join(str(getattr(e, "proto", e)) for e in at.sidebar.get("html"))
+
+
+def test_login_is_kept_in_a_cookie_and_logout_clears_it(an_admin: accounts.UserView) -> None:
+    user = make_user(Role.builder)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    _login(at, user.username, PASSWORD)
+    token = at.session_state["session_token"]
+    written = _html(at) + _html(_next_run(at))
+    assert f"studio_session={token}; path=/; max-age=" in written
+    assert "SameSite=Strict" in written
+    logout = [b for b in at.sidebar.button if b.label == "Log out"]
+    assert logout, [b.label for b in at.sidebar.button]
+    logout[0].click().run()
+    assert "actor" not in at.session_state
+    assert "studio_session=; path=/; max-age=0" in _html(at) + _html(_next_run(at))
+    assert accounts.resume_session(token) is None  # the old cookie is worthless now

@@ -13,11 +13,16 @@ on the server, so only code can put an actor there; page tests do it directly::
     at.session_state["actor"] = Actor(user_id=1, username="ann", role=Role.builder, workspace_id=1)
 
 (an actor set without a token is taken as it is, which is what such tests want).
+
+The token is also kept in a cookie (``studio_session``, until the login expires), so reloading
+the page or opening a new tab keeps the user logged in; logging out clears it. The database holds
+only the token's digest, and the cookie is worthless once the login ends there.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 
 import streamlit as st
 
@@ -28,6 +33,10 @@ ACTOR_KEY = "actor"
 TOKEN_KEY = "session_token"
 EXPIRES_KEY = "session_expires_at"
 WORKSPACES_KEY = "session_workspaces"
+SESSION_COOKIE = "studio_session"
+_COOKIE_PENDING = "_session_cookie_pending"  # ("set", token, seconds) or ("clear",)
+_COOKIE_IGNORED = "_session_cookie_ignored"  # logged out here: never resume from the old cookie
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9_\-]{20,200}$")
 
 
 def signed_in_actor() -> Actor | None:
@@ -55,6 +64,10 @@ def sign_in(info: object) -> Actor:
     st.session_state[ACTOR_KEY] = info.actor
     st.session_state[EXPIRES_KEY] = info.expires_at
     st.session_state[WORKSPACES_KEY] = [(w.id, w.name) for w in info.workspaces]
+    seconds = int((info.expires_at - datetime.now(UTC)).total_seconds())
+    if _TOKEN_RE.match(info.token) and seconds > 0 and _cookie_token() != info.token:
+        st.session_state[_COOKIE_PENDING] = ("set", info.token, seconds)
+    st.session_state.pop(_COOKIE_IGNORED, None)
     return info.actor
 
 
@@ -67,20 +80,56 @@ def sign_out() -> None:
         logout(token)
     for key in (TOKEN_KEY, ACTOR_KEY, EXPIRES_KEY, WORKSPACES_KEY):
         st.session_state.pop(key, None)
+    st.session_state[_COOKIE_PENDING] = ("clear",)
+    st.session_state[_COOKIE_IGNORED] = True
+
+
+def _cookie_token() -> str | None:
+    """The login token this browser kept from an earlier page load, if any."""
+    try:
+        value = st.context.cookies.get(SESSION_COOKIE)
+    except Exception:  # noqa: BLE001 - no browser behind this run (tests)
+        return None
+    return value if isinstance(value, str) and _TOKEN_RE.match(value) else None
+
+
+def sync_session_cookie() -> None:
+    """Write (or clear) the login cookie after a login or logout. Call once per run."""
+    pending = st.session_state.pop(_COOKIE_PENDING, None)
+    if not pending:
+        return
+    if pending[0] == "set":
+        _, token, seconds = pending
+        script = (f"document.cookie = '{SESSION_COOKIE}={token}; path=/; max-age={seconds}; "
+                  "SameSite=Strict';")
+    else:
+        script = f"document.cookie = '{SESSION_COOKIE}=; path=/; max-age=0; SameSite=Strict';"
+    st.sidebar.html(f"<script>{script}</script>", unsafe_allow_javascript=True)
 
 
 def refresh_session() -> Actor | None:
     """Re-check this browser's login (once per run). Returns the actor, or None when nobody is
     logged in any more (expired, logged out, disabled)."""
     token = st.session_state.get(TOKEN_KEY)
-    if not token:
-        return signed_in_actor()  # an actor put there by code (tests), or nobody
     from backend.services.accounts import resume_session
 
+    if not token:
+        actor = signed_in_actor()  # an actor put there by code (tests), or nobody
+        kept = None if actor is not None or st.session_state.get(_COOKIE_IGNORED) else _cookie_token()
+        if kept is None:
+            return actor
+        resumed = resume_session(kept)  # a reload or a new tab of a logged-in browser
+        if resumed is None:
+            st.session_state[_COOKIE_PENDING] = ("clear",)
+            st.session_state[_COOKIE_IGNORED] = True
+            return None
+        return sign_in(resumed)
     info = resume_session(token)
     if info is None:
         for key in (TOKEN_KEY, ACTOR_KEY, EXPIRES_KEY, WORKSPACES_KEY):
             st.session_state.pop(key, None)
+        st.session_state[_COOKIE_PENDING] = ("clear",)
+        st.session_state[_COOKIE_IGNORED] = True
         st.session_state["login_notice"] = _("Your login has expired. Please log in again.")
         return None
     return sign_in(info)
