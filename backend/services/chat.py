@@ -15,15 +15,12 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import redis
-from sqlalchemy import select
 
 from backend.accounts.actor import Actor
 from backend.config import get_settings
-from backend.db import session_scope
 from backend.embedded import ensure_services, redis_py_url
 from backend.llm.channel import read_events, redis_client, request_stop, stop_requested
 from backend.llm.errors import InferenceUnavailable
@@ -32,7 +29,7 @@ from backend.llm.local_hf import generate_local, model_cache
 from backend.llm.openai_compat import stream_chat_openai
 from backend.llm.stream import ChatResult, ChatStream
 from backend.llm.types import ChatEvent, GenerationParams, Message, ModelSpec, validate_messages
-from backend.models.jobs import Worker
+from backend.services.jobs import workers_alive
 
 Placement = Literal["worker", "auto", "local"]
 CHAT_TASK = "studio.inference.chat"
@@ -44,16 +41,7 @@ def channel_redis() -> redis.Redis:
 
 
 def gpu_worker_alive() -> bool:
-    return _workers_alive(queue="gpu")
-
-
-def _workers_alive(*, queue: str, hostname: str | None = None) -> bool:
-    cutoff = datetime.now(UTC) - timedelta(seconds=get_settings().heartbeat_timeout_s)
-    with session_scope() as session:
-        stmt = select(Worker.queues).where(Worker.last_seen >= cutoff)
-        if hostname is not None:
-            stmt = stmt.where(Worker.hostname == hostname)
-        return any(queue in (q or []) for q in session.execute(stmt).scalars())
+    return workers_alive(queue="gpu")
 
 
 def _resolve(actor: Actor, model: int | str | ModelSpec) -> ModelSpec:
@@ -128,7 +116,7 @@ def _on_worker(spec: ModelSpec, msgs: list[Message], gp: GenerationParams,
     yield from read_events(
         r, rid, accept_timeout_s=s.inference_accept_timeout_s,
         idle_timeout_s=s.inference_idle_timeout_s,
-        worker_alive=lambda host: _workers_alive(queue="gpu", hostname=host),
+        worker_alive=lambda host: workers_alive(queue="gpu", hostname=host),
     )
 
 

@@ -327,9 +327,12 @@ def list_workers(*, actor: Actor, include_dead: bool = False) -> list[WorkerView
     return [v for v in views if include_dead or v.alive]
 
 
-def workers_alive(*, queue: str | None = None) -> bool:
-    workers = list_workers(actor=Actor.system())
-    return any(queue is None or queue in w.queues for w in workers)
+def workers_alive(*, queue: str | None = None, hostname: str | None = None) -> bool:
+    """Is a worker alive (serving ``queue``; named ``hostname``, when given)?"""
+    return any(
+        (queue is None or queue in w.queues) and (hostname is None or w.hostname == hostname)
+        for w in list_workers(actor=Actor.system())
+    )
 
 
 def queue_backlog(*, actor: Actor) -> dict[str, int]:
