@@ -144,22 +144,34 @@ def worker_factory(studio_env: dict[str, str]) -> Iterator:
 
 
 @pytest.fixture
-def fresh_database(studio_env: dict[str, str]) -> Iterator[str]:
-    """An empty database of its own, migrated to head, that this process uses for one test
-    (a true first start: no users at all). The session's database comes back afterwards."""
+def empty_database(studio_env: dict[str, str]) -> Iterator[str]:
+    """The URL of a new, empty database on the test server (no schema); dropped afterwards."""
     import uuid as _uuid
 
     from sqlalchemy import text as _text
 
-    from backend import migrate
-    from backend.config import reset_settings
-    from backend.db import dispose_engines, get_engine
+    from backend.db import get_engine
 
-    name = f"fresh_{_uuid.uuid4().hex[:10]}"
+    name = f"scratch_{_uuid.uuid4().hex[:10]}"
     admin = get_engine().execution_options(isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(_text(f'CREATE DATABASE "{name}"'))
-    url = get_engine().url.set(database=name).render_as_string(hide_password=False)
+    try:
+        yield get_engine().url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with get_engine().execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
+            conn.execute(_text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def fresh_database(empty_database: str) -> Iterator[str]:
+    """An empty database of its own, migrated to head, that this process uses for one test
+    (a true first start: no users at all). The session's database comes back afterwards."""
+    from backend import migrate
+    from backend.config import reset_settings
+    from backend.db import dispose_engines
+
+    url = empty_database
     migrate.upgrade("head", url=url)
     saved = os.environ["STUDIO_DATABASE_URL"]
     os.environ["STUDIO_DATABASE_URL"] = url
@@ -170,8 +182,6 @@ def fresh_database(studio_env: dict[str, str]) -> Iterator[str]:
         os.environ["STUDIO_DATABASE_URL"] = saved
         reset_settings()
         dispose_engines()
-        with get_engine().execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
-            conn.execute(_text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")

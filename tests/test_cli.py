@@ -86,28 +86,16 @@ def test_fresh_data_dir_gets_its_schema_on_first_command(studio_env: dict[str, s
     assert json.loads(studio(env, "jobs", "list", "--json").stdout) == []
 
 
-def test_outdated_shared_schema_is_refused_with_what_to_do(studio_env: dict[str, str]) -> None:
-    import uuid
-
-    from sqlalchemy import text
-
+def test_outdated_shared_schema_is_refused_with_what_to_do(studio_env: dict[str, str],
+                                                          empty_database: str) -> None:
     from backend import migrate
-    from backend.db import get_engine
 
-    name = f"old_{uuid.uuid4().hex[:8]}"
-    admin = get_engine().execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = get_engine().url.set(database=name).render_as_string(hide_password=False)
-    try:
-        migrate.upgrade("0001", url=url)
-        res = studio(dict(studio_env, STUDIO_DATABASE_URL=url), "jobs", "list", check=False)
-        assert res.returncode == 1
-        assert res.stderr.strip() == (
-            f"The database schema is at 0001 but this code needs {migrate.head_revision()}. "
-            "Run `studio db upgrade` (back it up first with `studio db dump > backup.sql`)."
-        )
-        assert migrate.current_revision(url) == "0001"  # nothing was changed behind its owner's back
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    url = empty_database
+    migrate.upgrade("0001", url=url)
+    res = studio(dict(studio_env, STUDIO_DATABASE_URL=url), "jobs", "list", check=False)
+    assert res.returncode == 1
+    assert res.stderr.strip() == (
+        f"The database schema is at 0001 but this code needs {migrate.head_revision()}. "
+        "Run `studio db upgrade` (back it up first with `studio db dump > backup.sql`)."
+    )
+    assert migrate.current_revision(url) == "0001"  # nothing was changed behind its owner's back
