@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.models.base import Base, IdMixin, TimestampMixin
-from backend.models.workspaces import DEFAULT_WORKSPACE_ID
+from backend.models.workspaces import WorkspaceOwnedMixin
 
 
 class JobStatus(enum.StrEnum):
@@ -44,16 +44,9 @@ FINISHED_STATUSES = frozenset(
 )
 
 
-class Job(IdMixin, TimestampMixin, Base):
+class Job(IdMixin, WorkspaceOwnedMixin, TimestampMixin, Base):
     __tablename__ = "jobs"
 
-    workspace_id: Mapped[int] = mapped_column(
-        ForeignKey("workspaces.id", ondelete="RESTRICT"),
-        default=DEFAULT_WORKSPACE_ID,
-        server_default=str(DEFAULT_WORKSPACE_ID),
-        index=True,
-    )
-    created_by: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     kind: Mapped[str] = mapped_column(String(64), index=True)
     title: Mapped[str] = mapped_column(String(300), default="", server_default="")
     queue: Mapped[str] = mapped_column(String(32), default="cpu", server_default="cpu")

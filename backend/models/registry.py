@@ -13,11 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
-    ForeignKey,
     String,
     Text,
     UniqueConstraint,
@@ -26,7 +24,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.models.base import Base, IdMixin, TimestampMixin
-from backend.models.workspaces import DEFAULT_WORKSPACE_ID
+from backend.models.workspaces import WorkspaceOwnedMixin
 
 
 class ModelKind(enum.StrEnum):
@@ -41,20 +39,13 @@ class Capability(enum.StrEnum):
     tools = "tools"
 
 
-class RegisteredModel(IdMixin, TimestampMixin, Base):
+class RegisteredModel(IdMixin, WorkspaceOwnedMixin, TimestampMixin, Base):
     __tablename__ = "models"
     __table_args__ = (
         UniqueConstraint("workspace_id", "name"),
         CheckConstraint("kind IN ('local', 'openai', 'produced')", name="kind"),
     )
 
-    workspace_id: Mapped[int] = mapped_column(
-        ForeignKey("workspaces.id", ondelete="RESTRICT"),
-        default=DEFAULT_WORKSPACE_ID,
-        server_default=str(DEFAULT_WORKSPACE_ID),
-        index=True,
-    )
-    created_by: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     name: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(16))
     # local/produced: folder path or hub id; openai: empty.
