@@ -69,3 +69,22 @@ def test_sigterm_stops_worker_promptly_and_marks_its_job_interrupted(worker_fact
     view = jobs_service.get_job(actor=ADMIN, job_id=job.id)
     assert view.status == "interrupted"
     assert view.error == "The worker was stopped while this job ran. Retry it to resume."
+
+
+def test_restarted_worker_marks_its_previous_lifes_job_interrupted(studio_env, worker_factory) -> None:
+    from tests.conftest import start_worker
+
+    w = worker_factory("phoenix")
+    job = jobs_service.submit_job(actor=ADMIN, kind="demo", params={"steps": 600, "step_seconds": 0.1})
+    assert _wait_status(job.id, "running", 30).status == "running"
+    w.kill(signal.SIGKILL)
+    # the same worker comes back at once; a long heartbeat timeout keeps its reaper out of it,
+    # so only the start-up check can mark the job (and nothing here reads jobs meanwhile)
+    again = start_worker(dict(studio_env, STUDIO_HEARTBEAT_TIMEOUT_S="600"), "phoenix")
+    try:
+        view = jobs_service.get_job(actor=ADMIN, job_id=job.id)
+        assert view.status == "interrupted"
+        log = [line.message for line in jobs_service.job_log_tail(actor=ADMIN, job_id=job.id)]
+        assert f"Marked interrupted: its worker {again.name} restarted." in log
+    finally:
+        again.kill(signal.SIGKILL)
