@@ -75,12 +75,25 @@ def _find(session: Session, workspace_id: int, name: str) -> Secret | None:
     ).scalar_one_or_none()
 
 
+def _get(session: Session, workspace_id: int, name: str) -> Secret:
+    secret = _find(session, workspace_id, name.strip())
+    if secret is None:
+        raise SecretNotFound(f"No secret named {name!r} in this workspace.")
+    return secret
+
+
+def _workspace(actor: Actor, workspace_id: int | None) -> int:
+    """The workspace a call is about (the actor's own by default), once the actor may use it."""
+    ws = actor.workspace_id if workspace_id is None else workspace_id
+    actor.require_workspace(ws, "That workspace")
+    return ws
+
+
 def set_secret(*, actor: Actor, name: str, value: str,
                workspace_id: int | None = None) -> SecretView:
     """Create or replace a secret of a workspace (builders and admins)."""
     actor.require_role(Role.builder, "manage secrets")
-    ws = actor.workspace_id if workspace_id is None else workspace_id
-    actor.require_workspace(ws, "That workspace")
+    ws = _workspace(actor, workspace_id)
     name = _check_name(name)
     if not value:
         raise ValueError("The secret's value is empty.")
@@ -103,8 +116,7 @@ def set_secret(*, actor: Actor, name: str, value: str,
 def list_secrets(*, actor: Actor, workspace_id: int | None = None) -> list[SecretView]:
     """The workspace's secrets, masked."""
     actor.require_role(Role.builder, "see secrets")
-    ws = actor.workspace_id if workspace_id is None else workspace_id
-    actor.require_workspace(ws, "That workspace")
+    ws = _workspace(actor, workspace_id)
     with session_scope() as session:
         rows = session.execute(
             select(Secret).where(Secret.workspace_id == ws).order_by(Secret.name)
@@ -116,23 +128,17 @@ def reveal_secret(*, actor: Actor, name: str, workspace_id: int | None = None) -
     """The value in clear, for code that must use it (a provider call, a tool's header).
     Never show it on a page or print it."""
     actor.require_role(Role.builder, "use secrets")
-    ws = actor.workspace_id if workspace_id is None else workspace_id
-    actor.require_workspace(ws, "That workspace")
+    ws = _workspace(actor, workspace_id)
     with session_scope() as session:
-        secret = _find(session, ws, name.strip())
-        if secret is None:
-            raise SecretNotFound(f"No secret named {name!r} in this workspace.")
+        secret = _get(session, ws, name)
         return crypto.decrypt(secret.encrypted_value)
 
 
 def delete_secret(*, actor: Actor, name: str, workspace_id: int | None = None) -> None:
     actor.require_role(Role.builder, "delete secrets")
-    ws = actor.workspace_id if workspace_id is None else workspace_id
-    actor.require_workspace(ws, "That workspace")
+    ws = _workspace(actor, workspace_id)
     with session_scope() as session:
-        secret = _find(session, ws, name.strip())
-        if secret is None:
-            raise SecretNotFound(f"No secret named {name!r} in this workspace.")
+        secret = _get(session, ws, name)
         record(actor, "delete", "secret", secret.id, {"name": secret.name}, workspace_id=ws,
                session=session)
         session.delete(secret)
