@@ -17,15 +17,18 @@ from backend.services.jobs import (
     ACTIVE_STATUSES,
     JobNotFound,
     JobView,
+    WorkerView,
     get_job,
     job_log_tail,
     job_metrics,
 )
 from studio.components.errors import show_error
 from studio.formatting import (
+    format_datetime,
     format_duration,
     format_number,
     format_percent_value,
+    format_relative,
     format_time,
 )
 from studio.i18n import N_, _
@@ -259,3 +262,27 @@ def job_progress(job_id: int, *, actor: Actor, key: str = "job_progress",
 
     _panel()
     return first
+
+
+def workers_table(workers: list[WorkerView], *, key: str) -> None:
+    """The live workers: name, queues, device, jobs at once, when started and last seen."""
+    st.dataframe(
+        {
+            "name": [w.hostname for w in workers],
+            "queues": [", ".join(w.queues) for w in workers],
+            "device": [w.device for w in workers],
+            "concurrency": [w.concurrency for w in workers],
+            "started": [format_datetime(w.started_at) for w in workers],
+            "seen": [format_relative(w.last_seen) for w in workers],
+        },
+        key=key,
+        hide_index=True,
+        column_config={
+            "name": st.column_config.TextColumn(_("Worker")),
+            "queues": st.column_config.TextColumn(_("Queues")),
+            "device": st.column_config.TextColumn(_("Device")),
+            "concurrency": st.column_config.NumberColumn(_("Jobs at once"), format="%d"),
+            "started": st.column_config.TextColumn(_("Started")),
+            "seen": st.column_config.TextColumn(_("Last seen")),
+        },
+    )

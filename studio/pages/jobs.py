@@ -34,9 +34,10 @@ from studio.components.jobs_widgets import (
     status_badge,
     status_label,
     status_with_icon,
+    workers_table,
 )
 from studio.components.session import current_actor
-from studio.formatting import format_datetime, format_duration, format_relative
+from studio.formatting import format_datetime, format_duration
 from studio.i18n import _, ngettext
 
 DEMO_PARAMS = {"steps": 40, "step_seconds": 0.25}
@@ -291,26 +292,7 @@ def _workers_panel() -> None:
                      "`studio worker` (or `studio up`, which starts one for you)."),
                    icon=":material/warning:")
     else:
-        st.dataframe(
-            {
-                "name": [w.hostname for w in workers],
-                "queues": [", ".join(w.queues) for w in workers],
-                "device": [w.device for w in workers],
-                "concurrency": [w.concurrency for w in workers],
-                "started": [format_datetime(w.started_at) for w in workers],
-                "seen": [format_relative(w.last_seen) for w in workers],
-            },
-            key="jobs_workers",
-            hide_index=True,
-            column_config={
-                "name": st.column_config.TextColumn(_("Worker")),
-                "queues": st.column_config.TextColumn(_("Queues")),
-                "device": st.column_config.TextColumn(_("Device")),
-                "concurrency": st.column_config.NumberColumn(_("Jobs at once"), format="%d"),
-                "started": st.column_config.TextColumn(_("Started")),
-                "seen": st.column_config.TextColumn(_("Last seen")),
-            },
-        )
+        workers_table(workers, key="jobs_workers")
     served = {q for w in workers for q in w.queues}
     for queue, waiting in sorted(backlog.items()):
         if queue not in served:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import streamlit as st
 
+from backend.services.jobs import list_workers
 from backend.services.settings_view import SettingValue, embedded_services, settings_overview
 from backend.services.system import DoctorReport, doctor
 from studio.components.errors import show_error
+from studio.components.jobs_widgets import workers_table
 from studio.components.session import current_actor
-from studio.formatting import format_datetime
 from studio.i18n import _, ngettext
 
 actor = current_actor()
@@ -86,25 +85,9 @@ with right:
     ])
 
 st.subheader(_("Workers"))
-if report.workers:
-    st.dataframe(
-        {
-            "name": [w["hostname"] for w in report.workers],
-            "queues": [", ".join(w["queues"]) for w in report.workers],
-            "device": [w["device"] for w in report.workers],
-            "concurrency": [w["concurrency"] for w in report.workers],
-            "seen": [format_datetime(datetime.fromisoformat(w["last_seen"]))
-                     for w in report.workers],
-        },
-        hide_index=True,
-        column_config={
-            "name": st.column_config.TextColumn(_("Worker")),
-            "queues": st.column_config.TextColumn(_("Queues")),
-            "device": st.column_config.TextColumn(_("Device")),
-            "concurrency": st.column_config.NumberColumn(_("Jobs at once"), format="%d"),
-            "seen": st.column_config.TextColumn(_("Last seen")),
-        },
-    )
+workers = list_workers(actor=actor)
+if workers:
+    workers_table(workers, key="settings_workers")
 else:
     st.info(_("No worker is running. Jobs wait until one starts: `studio up` starts one, "
               "`studio worker --queues gpu` adds one on a GPU machine."))
