@@ -44,6 +44,7 @@ KEYWORDS = {"_": None, "N_": None, "ngettext": (1, 2), "pgettext": ((1, "c"), 2)
 COMMENT_TAGS = ("TRANSLATORS:",)
 PROJECT = "LLM Studio"
 WIDTH = 100
+FIXED_DATE = datetime(2026, 1, 1, tzinfo=LOCALTZ)
 HEADER = """\
 # {lang} translations of LLM Studio's web interface.
 # Generated and merged by scripts/i18n.py (`make i18n`); edit the msgstr lines only."""
@@ -112,9 +113,13 @@ def _signature(catalog: Catalog) -> list[tuple[object, ...]]:
 
 
 def _serialize(catalog: Catalog) -> bytes:
+    # Sorted entries and a fixed creation date: work done in parallel adds lines that merge
+    # cleanly instead of every change rewriting the header and shuffling the order.
+    catalog = copy.copy(catalog)
+    catalog.creation_date = FIXED_DATE
     buf = io.BytesIO()
     write_po(buf, catalog, width=WIDTH, include_lineno=False,
-             ignore_obsolete=True)
+             ignore_obsolete=True, sort_output=True)
     return buf.getvalue()
 
 
