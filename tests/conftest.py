@@ -22,6 +22,8 @@ TEST_ENV = {
     "STUDIO_HEARTBEAT_TIMEOUT_S": "4",
     "STUDIO_SECRET_KEY": "test-secret-key-0123456789abcdef",
     "STUDIO_TORCH_THREADS": "1",
+    # services of a test's own data folder stop soon after its processes end
+    "STUDIO_SERVICES_LINGER_S": "2",
     "OMP_NUM_THREADS": "1",
     "TOKENIZERS_PARALLELISM": "false",
     "HF_HUB_OFFLINE": "1",

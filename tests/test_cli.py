@@ -99,3 +99,15 @@ def test_outdated_shared_schema_is_refused_with_what_to_do(studio_env: dict[str,
         "Run `studio db upgrade` (back it up first with `studio db dump > backup.sql`)."
     )
     assert migrate.current_revision(url) == "0001"  # nothing was changed behind its owner's back
+
+
+def test_doctor_on_a_new_data_folder_brings_the_embedded_database_to_the_schema(
+        studio_env: dict[str, str], tmp_path: Path) -> None:
+    env = {k: v for k, v in studio_env.items() if k not in ("STUDIO_DATABASE_URL", "STUDIO_REDIS_URL")}
+    env["STUDIO_DATA_DIR"] = str(tmp_path / "new")
+    res = studio(env, "doctor", "--json", check=False)
+    report = json.loads(res.stdout)
+    assert res.returncode == 0, report["problems"]
+    assert report["ok"] and report["schema_revision"] == report["schema_head"] is not None
+    assert report["pgvector"] and report["embedded_postgres"]
+    assert report["schema_action"].startswith("upgraded the schema from empty to ")

@@ -1,5 +1,6 @@
-"""Several processes share one embedded Postgres and Redis; a crashed run's server is reused, not
-duplicated, and the last process to leave stops it."""
+"""Several processes share one embedded Postgres and Redis. Consecutive processes find them
+running (they linger after the last user leaves); a crashed run's servers are reused, not
+duplicated, even when its keeper died too; and the services stop once nobody uses them."""
 
 from __future__ import annotations
 
@@ -20,47 +21,58 @@ import json, sys, time
 from backend.config import get_settings
 from backend.embedded import ensure_services
 u = ensure_services(get_settings())
-import psutil
 pg = open(get_settings().embedded_dir / 'pg' / 'postmaster.pid').readline().strip()
 redis_pid = (get_settings().embedded_dir / 'redis' / 'redis.pid').read_text().strip()
+keeper = json.loads((get_settings().embedded_dir / 'keeper.json').read_text())["pid"]
 print(json.dumps({"db": u.database_url, "redis": u.redis_url, "pg_pid": int(pg),
-                  "redis_pid": int(redis_pid)}), flush=True)
+                  "redis_pid": int(redis_pid), "keeper": keeper}), flush=True)
 time.sleep(float(sys.argv[1]))
 """
 
 
-def _env(data_dir: Path) -> dict[str, str]:
+def _env(data_dir: Path, linger_s: float) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STUDIO_")}
     env["STUDIO_DATA_DIR"] = str(data_dir)
+    env["STUDIO_SERVICES_LINGER_S"] = str(linger_s)
     return env
 
 
-def _hold(data_dir: Path, seconds: float) -> tuple[subprocess.Popen[str], dict]:
+def _hold(data_dir: Path, seconds: float, linger_s: float) -> tuple[subprocess.Popen[str], dict]:
     proc = subprocess.Popen([sys.executable, "-c", HOLD, str(seconds)], cwd=ROOT,
-                            env=_env(data_dir), stdout=subprocess.PIPE, text=True)
+                            env=_env(data_dir, linger_s), stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()  # type: ignore[union-attr]
     return proc, json.loads(line)
 
 
-def test_processes_share_services_and_crashed_run_is_recovered(tmp_path: Path) -> None:
-    data = tmp_path / "d"
-    p1, info1 = _hold(data, 60)
-    p2, info2 = _hold(data, 60)
-    assert info1 == info2  # one Postgres, one Redis
-    p1.send_signal(signal.SIGKILL)
-    p2.send_signal(signal.SIGKILL)
-    p1.wait()
-    p2.wait()
-    # the crashed processes left both servers running; the next process reuses them
-    assert psutil.pid_exists(info1["pg_pid"]) and psutil.pid_exists(info1["redis_pid"])
-    p3, info3 = _hold(data, 0)
-    assert info3 == info1
-    p3.wait(30)
-    # p3 was the last live user: it stopped both
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and (
-        psutil.pid_exists(info1["pg_pid"]) or psutil.pid_exists(info1["redis_pid"])
-    ):
+def _gone(*pids: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                   for p in pids):
+            return True
         time.sleep(0.2)
-    assert not psutil.pid_exists(info1["pg_pid"])
-    assert not psutil.pid_exists(info1["redis_pid"])
+    return False
+
+
+def test_services_are_shared_linger_survive_crashes_and_stop_when_unused(tmp_path: Path) -> None:
+    data, linger = tmp_path / "d", 6.0
+    p0, info0 = _hold(data, 0, linger)
+    p0.wait(30)
+    # the next process, within the linger period, finds them running: no restart
+    p1, info1 = _hold(data, 60, linger)
+    p2, info2 = _hold(data, 60, linger)
+    assert info0 == info1 == info2  # one Postgres, one Redis, one keeper
+    # a crash of everything but the servers: users and keeper killed
+    for proc in (p1, p2):
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    os.kill(info1["keeper"], signal.SIGKILL)
+    assert _gone(info1["keeper"], timeout_s=5)
+    assert psutil.pid_exists(info1["pg_pid"]) and psutil.pid_exists(info1["redis_pid"])
+    # the next process reuses the servers and brings a new keeper
+    p3, info3 = _hold(data, 0, linger)
+    assert (info3["pg_pid"], info3["redis_pid"]) == (info1["pg_pid"], info1["redis_pid"])
+    assert info3["keeper"] != info1["keeper"]
+    p3.wait(30)
+    # nobody uses them any more: after the linger period both stop, and so does the keeper
+    assert _gone(info3["pg_pid"], info3["redis_pid"], info3["keeper"], timeout_s=linger + 20)

@@ -1,24 +1,79 @@
-"""The ``studio`` command. Each command group lives in its own module and is added here."""
+"""The ``studio`` command. Each command group lives in its own module and is added here.
+
+Start-up stays fast (``studio --help`` under half a second): a group's module is imported only
+when that group runs. Register a new group in ``COMMANDS`` (module, attribute, one-line help), not
+with a top-level import. Modules in ``backend/cli/`` import services, SQLAlchemy, torch,
+transformers, LangChain and the like inside the command functions, or at the top of a group
+module that only ``COMMANDS`` loads; ``tests/test_cli_startup.py`` checks it.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
+from typing import Any
 
 import typer
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
+from typer.core import TyperGroup
+from typer.exceptions import Abort
 
-from backend.cli import audit as audit_cmd
-from backend.cli import chat as chat_cmd
-from backend.cli import db as db_cmd
-from backend.cli import jobs as jobs_cmd
-from backend.cli import keys as keys_cmd
-from backend.cli import models as models_cmd
-from backend.cli import secrets as secrets_cmd
 from backend.cli import system as system_cmd
-from backend.cli import users as users_cmd
-from backend.cli import workspaces as workspaces_cmd
 from backend.cli.output import global_options
-from backend.config import SettingsError, get_settings
+
+# name -> (module, attribute, help shown by `studio --help`). The attribute is a Typer app
+# (a command group) or a function (a single command). Add yours here; keep the help in step
+# with the group's own (tests/test_cli_startup.py compares them).
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "db": ("backend.cli.db", "app", "Database schema and backups."),
+    "jobs": ("backend.cli.jobs", "app", "Long-running jobs: list, inspect, cancel, retry."),
+    "models": ("backend.cli.models", "app",
+               "The model registry: local models, endpoints, tiny demo models."),
+    "chat": ("backend.cli.chat", "chat",
+             "Stream a chat answer. Ctrl-C stops generation (on the worker too)."),
+    "users": ("backend.cli.users", "app", "User accounts and their roles."),
+    "workspaces": ("backend.cli.workspaces", "app",
+                   "Workspaces, their members, and moving things between them."),
+    "keys": ("backend.cli.keys", "app", "API keys (shown once; only their digest is stored)."),
+    "audit": ("backend.cli.audit", "app", "The audit log."),
+    "secrets": ("backend.cli.secrets", "app",
+                "Workspace secrets (encrypted at rest) and the studio's secret key."),
+}
+
+
+def load_command(name: str) -> Any:
+    """The click command of a registered group or command (imports its module)."""
+    module_name, attr, _help = COMMANDS[name]
+    target = getattr(importlib.import_module(module_name), attr)
+    if isinstance(target, typer.Typer):
+        target._add_completion = False  # completion is the top command's business
+        command = typer.main.get_command(target)
+    else:
+        single = typer.Typer()
+        single.command(name)(target)
+        command = typer.main.get_command(single)
+    command.name = name
+    return command
+
+
+class _LazyCommand(typer.core.TyperCommand):
+    """Stands in for a group in ``studio --help``; loads the real one when it runs."""
+
+    def __init__(self, name: str, help_text: str) -> None:
+        super().__init__(name=name, help=help_text, callback=None)
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None,
+                     **extra: Any) -> Any:
+        return load_command(self.name or "").make_context(info_name, args, parent=parent, **extra)
+
+
+class _StudioGroup(TyperGroup):
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        for name, (_module, _attr, help_text) in COMMANDS.items():
+            self.commands.setdefault(name, _LazyCommand(name, help_text))
+
 
 app = typer.Typer(
     name="studio",
@@ -26,21 +81,14 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=_StudioGroup,
 )
 system_cmd.register(app)
-app.add_typer(db_cmd.app, name="db")
-app.add_typer(jobs_cmd.app, name="jobs")
-app.add_typer(models_cmd.app, name="models")
-app.command("chat")(chat_cmd.chat)
 app.callback()(global_options)
-app.add_typer(users_cmd.app, name="users")
-app.add_typer(workspaces_cmd.app, name="workspaces")
-app.add_typer(keys_cmd.app, name="keys")
-app.add_typer(audit_cmd.app, name="audit")
-app.add_typer(secrets_cmd.app, name="secrets")
 
 
-# Commands that manage the schema themselves, or only report on it
+# Commands that manage the schema themselves, or only report on it (doctor brings an embedded
+# or empty database to the schema itself)
 _NO_SCHEMA_CHECK = {"db", "up", "doctor", "--help", "-h"}
 
 
@@ -56,34 +104,66 @@ def _command_name(argv: list[str]) -> str | None:
     return None
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def main() -> None:
-    try:
-        settings = get_settings()
-    except SettingsError as err:
-        print(str(err), file=sys.stderr)
-        raise SystemExit(2) from None
+    argv = sys.argv[1:]
+    command = _command_name(argv)
+    wants_help = command is None or "--help" in argv or "-h" in argv
+    settings = None
+    if not wants_help:
+        from backend.config import SettingsError, get_settings
+
+        try:
+            settings = get_settings()
+        except SettingsError as err:
+            print(str(err), file=sys.stderr)
+            raise SystemExit(2) from None
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    command = _command_name(sys.argv[1:])
     try:
-        if command is not None and command not in _NO_SCHEMA_CHECK:
+        if not wants_help and command not in _NO_SCHEMA_CHECK:
             from backend.services.system import ensure_schema
 
             ensure_schema()
-        app()
+        code = typer.main.get_command(app).main(args=argv, prog_name="studio",
+                                                standalone_mode=False)
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except NoArgsIsHelpError as exc:
+        exc.show()
+        code = 0
+    except ClickException as exc:
+        # bad usage: one line saying what to fix, and where the help is
+        where = ""
+        ctx = getattr(exc, "ctx", None)
+        if ctx is not None:
+            where = f" (see `{ctx.command_path} --help`)"
+        print(f"Error: {_one_line(exc.format_message())}{where}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
+    except Abort:
+        print("Aborted.", file=sys.stderr)
+        raise SystemExit(1) from None
     except Exception as exc:  # noqa: BLE001 - people get one line; the traceback goes to the log
         from backend.services.system import SchemaOutdated
 
         if isinstance(exc, SchemaOutdated):
             print(str(exc), file=sys.stderr)
             raise SystemExit(1) from None
+        if settings is None:
+            from backend.config import get_settings
+
+            settings = get_settings()
         settings.logs_dir.mkdir(parents=True, exist_ok=True)
         log_path = settings.logs_dir / "cli.log"
         handler = logging.FileHandler(log_path)
         logging.getLogger().addHandler(handler)
-        logging.getLogger("studio.cli").exception("studio %s failed", " ".join(sys.argv[1:]))
-        print(f"Error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        print(f"The details are in {log_path}.", file=sys.stderr)
+        logging.getLogger("studio.cli").exception("studio %s failed", " ".join(argv))
+        print(f"Error: {type(exc).__name__}: {_one_line(str(exc))[:500]} "
+              f"(the details are in {log_path})", file=sys.stderr)
         raise SystemExit(1) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

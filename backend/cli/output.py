@@ -9,11 +9,12 @@ from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
-from backend.accounts.actor import Actor
+if TYPE_CHECKING:
+    from backend.accounts.actor import Actor
 
 JSON_OPTION = typer.Option(False, "--json", help="Print the result as JSON.")
 
@@ -73,6 +74,7 @@ def cli_actor() -> Actor:
     """Who the CLI acts as. With an API key (``--api-key`` or STUDIO_API_KEY): that key's user
     in the key's workspace, with that user's role. Without one: the machine's operator, i.e. the
     studio itself (whoever can run commands on the server already holds its data)."""
+    from backend.accounts.actor import Actor
     from backend.config import get_settings
 
     key = _cli_api_key or get_settings().api_key

@@ -55,7 +55,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"torch       {rep.torch}  CUDA: {'yes ' + ', '.join(rep.gpus) if rep.cuda else 'no'}")
             typer.echo(f"Postgres    {rep.postgres}  pgvector {rep.pgvector}"
                        f"{'  (embedded)' if rep.embedded_postgres else ''}")
-            typer.echo(f"Schema      {rep.schema_revision} (code: {rep.schema_head})")
+            typer.echo(f"Schema      {rep.schema_revision} (code: {rep.schema_head})"
+                       f"{'  (' + rep.schema_action + ')' if rep.schema_action else ''}")
             typer.echo(f"Redis       {rep.redis}{'  (embedded)' if rep.embedded_redis else ''}")
             typer.echo(f"Workers     {len(rep.workers)} alive")
             for w in rep.workers:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import shutil
 import subprocess
@@ -35,6 +36,8 @@ class DoctorReport:
     embedded_redis: bool
     data_dir: str
     problems: list[str] = field(default_factory=list)
+    # what doctor did itself: an embedded or empty database is brought to the schema
+    schema_action: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -61,9 +64,14 @@ def doctor() -> DoctorReport:
     except ImportError:
         problems.append("torch is not installed: run `make install`.")
     urls = ensure_services(settings)
-    pg_version = vector_version = revision = None
+    pg_version = vector_version = revision = schema_action = None
     try:
         from backend.db import get_engine
+
+        # like every other command: an embedded or empty database gets the schema; a shared
+        # outdated one is only reported (its owner upgrades it)
+        with contextlib.suppress(SchemaOutdated):
+            schema_action = ensure_schema()
 
         with get_engine().connect() as conn:
             pg_version = conn.execute(text("SHOW server_version")).scalar_one()
@@ -100,7 +108,7 @@ def doctor() -> DoctorReport:
         cuda=cuda, gpus=gpus, postgres=pg_version, pgvector=vector_version,
         schema_revision=revision, schema_head=head, redis=redis_version, workers=workers,
         embedded_postgres=urls.embedded_postgres, embedded_redis=urls.embedded_redis,
-        data_dir=str(settings.data_dir), problems=problems,
+        data_dir=str(settings.data_dir), problems=problems, schema_action=schema_action,
     )
 
 
@@ -112,7 +120,7 @@ def ensure_schema() -> str | None:
     """Bring an empty or embedded database to the code's schema; refuse to run on an outdated
     shared one (its owner upgrades it with ``studio db upgrade``). Returns what was done."""
     urls = ensure_services(get_settings())
-    current, head = migrate.current_revision(urls.database_url), migrate.head_revision()
+    current, head = migrate.current_revision(urls.database_url), migrate.quick_head_revision()
     if current == head:
         return None
     if current is None or urls.embedded_postgres:
