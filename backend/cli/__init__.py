@@ -43,18 +43,21 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 
 
 def load_command(name: str) -> Any:
-    """The click command of a registered group or command (imports its module)."""
+    """The click command of a registered group or command (imports its module), built as
+    ``add_typer`` / ``command`` would have built it under the ``studio`` group."""
     module_name, attr, _help = COMMANDS[name]
     target = getattr(importlib.import_module(module_name), attr)
+    parent = typer.Typer(add_completion=False)
+    parent.callback()(_no_op)  # a callback keeps the parent a group, even with one child
     if isinstance(target, typer.Typer):
-        target._add_completion = False  # completion is the top command's business
-        command = typer.main.get_command(target)
+        parent.add_typer(target, name=name)
     else:
-        single = typer.Typer()
-        single.command(name)(target)
-        command = typer.main.get_command(single)
-    command.name = name
-    return command
+        parent.command(name)(target)
+    return typer.main.get_command(parent).commands[name]  # type: ignore[attr-defined]
+
+
+def _no_op() -> None:
+    """LLM Studio."""
 
 
 class _LazyCommand(typer.core.TyperCommand):
