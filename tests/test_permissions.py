@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from backend.accounts.actor import Actor, PermissionDenied, Role
-from backend.services import accounts, audit, jobs, models, secrets, workspaces
+from backend.services import accounts, agents, audit, jobs, models, secrets, workspaces
 from tests.accounts_helpers import (
     PASSWORD,
     SYSTEM,
@@ -141,6 +141,76 @@ def _membership(actor: Actor, w: World) -> object:
     return workspaces.remove_member(actor=actor, workspace_id=w.ws_b, user_id=uid)
 
 
+def _agent_lifecycle(actor: Actor, w: World) -> object:
+    a = agents.create_agent(actor=actor, name=unique("agent"), config={"model": w.model_a})
+    agents.update_agent(actor=actor, agent=a.id, description="x")
+    agents.publish_agent(actor=actor, agent=a.id)
+    agents.list_versions(actor=actor, agent=a.id)
+    agents.unpublish_agent(actor=actor, agent=a.id)
+    copy = agents.duplicate_agent(actor=actor, agent=a.id)
+    agents.delete_agent(actor=actor, agent=copy.id)
+    return agents.delete_agent(actor=actor, agent=a.id)
+
+
+def _published_agent(w: World) -> agents.AgentView:
+    if "agent" not in w.extras:
+        admin = Actor.system(w.ws_a)
+        a = agents.create_agent(actor=admin, name=unique("bot"), config={"model": w.model_a})
+        w.extras["agent"] = agents.publish_agent(actor=admin, agent=a.id)
+    return w.extras["agent"]  # type: ignore[no-any-return]
+
+
+def _agent_chat(actor: Actor, w: World) -> object:
+    from tests.agents_helpers import Script
+
+    bot = _published_agent(w)
+    res = agents.run_agent(actor=actor, agent=bot.name, question="hi",
+                           llm=Script("hello").model())
+    agents.give_feedback(actor=actor, message_id=res.message_id, rating=1)
+    agents.get_messages(actor=actor, conversation_id=res.conversation_id)
+    agents.list_conversations(actor=actor)
+    agents.list_agents(actor=actor)
+    agents.get_agent(actor=actor, agent=bot.id)
+    agents.published_agents(actor=actor)
+    return agents.delete_conversation(actor=actor, conversation_id=res.conversation_id)
+
+
+def _agent_review(actor: Actor, w: World) -> object:
+    from tests.agents_helpers import Script
+
+    bot = _published_agent(w)
+    agents.list_feedback(actor=actor)
+    agents.usage(actor=actor)
+    agents.create_bot(actor=actor, name=unique("kb-bot"), model=w.model_a, knowledge_bases=[],
+                      publish=False)
+    res = agents.run_agent(actor=actor, agent=bot.name, question="hi", version="draft",
+                           llm=Script("x").model())
+    return agents.get_trace(actor=actor, trace_id=res.trace_id)
+
+
+def _agent_tools(actor: Actor, w: World) -> object:
+    name = unique("t").replace("-", "_")
+    agents.create_http_tool(actor=actor, name=name, url_template="https://example.com/x")
+    agents.list_http_tools(actor=actor)
+    agents.openapi_tools(actor=actor, document='{"servers": [{"url": "https://a.example"}], '
+                         '"paths": {"/x": {"get": {"operationId": "getX"}}}}')
+    agents.import_openapi(actor=actor, document='{"servers": [{"url": "https://a.example"}], '
+                          f'"paths": {{"/x": {{"get": {{"operationId": "{name}x"}}}}}}}}')
+    agents.delete_http_tool(actor=actor, name=name)
+    agents.add_mcp_server(actor=actor, name=name, transport="http", url="http://10.0.0.1/mcp")
+    agents.list_mcp_servers(actor=actor)
+    agents.list_allowed_hosts(actor=actor)
+    agents.available_tools(actor=actor)
+    return agents.delete_mcp_server(actor=actor, name=name)
+
+
+def _agent_admin(actor: Actor, w: World) -> object:
+    agents.allow_host(actor=actor, host="wiki.intranet")
+    agents.disallow_host(actor=actor, host="wiki.intranet")
+    key = accounts.create_api_key(actor=actor, name="limited")
+    return agents.set_key_limit(actor=actor, key_id=key.view.id, rate_per_min=5)
+
+
 MATRIX: dict[str, tuple[Role, Call]] = {
     # jobs
     "jobs.list_jobs": (Role.user, lambda a, w: jobs.list_jobs(actor=a)),
@@ -205,6 +275,20 @@ MATRIX: dict[str, tuple[Role, Call]] = {
     # audit
     "audit.list_audit": (Role.admin, lambda a, w: audit.list_audit(actor=a)),
     "audit.audit_facets": (Role.admin, lambda a, w: audit.audit_facets(actor=a)),
+    # agents
+    "agents.create_agent agents.update_agent agents.publish_agent agents.list_versions "
+    "agents.unpublish_agent agents.duplicate_agent agents.delete_agent": (Role.builder,
+                                                                         _agent_lifecycle),
+    "agents.run_agent agents.give_feedback agents.get_messages agents.list_conversations "
+    "agents.list_agents agents.get_agent agents.published_agents agents.delete_conversation": (
+        Role.user, _agent_chat),
+    "agents.list_feedback agents.usage agents.create_bot agents.get_trace": (Role.builder,
+                                                                             _agent_review),
+    "agents.create_http_tool agents.list_http_tools agents.openapi_tools agents.import_openapi "
+    "agents.delete_http_tool agents.add_mcp_server agents.list_mcp_servers "
+    "agents.list_allowed_hosts agents.available_tools agents.delete_mcp_server": (
+        Role.builder, _agent_tools),
+    "agents.allow_host agents.disallow_host agents.set_key_limit": (Role.admin, _agent_admin),
 }
 
 
@@ -232,12 +316,14 @@ def test_every_public_service_function_is_in_the_matrix() -> None:
         "accounts.get_user_language accounts.user_workspaces accounts.actor_may_use_workspace",
         "workspaces.get_workspace workspaces.find_workspace workspaces.require_member",
         "secrets.encrypted_columns",
+        # agents: the API's helpers (after it authenticated the key) and streaming under run_agent
+        "agents.key_limit agents.check_rate agents.stream_agent",
     ])
     covered = set(re.findall(r"\w+\.\w+", text))
     import inspect
 
     missing = []
-    for module in (accounts, workspaces, secrets, audit):
+    for module in (accounts, workspaces, secrets, audit, agents):
         for fname, fn in inspect.getmembers(module, inspect.isfunction):
             if fn.__module__ != module.__name__ or fname.startswith("_"):
                 continue

@@ -23,6 +23,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from backend.accounts.actor import Actor, PermissionDenied
+from backend.api import agent_serving
 from backend.api.auth import error_body, require_actor
 from backend.api.chat_request import (
     BadRequest,
@@ -135,6 +136,9 @@ def _usage(usage: Usage | None) -> dict[str, int]:
 async def chat_completions(request: Request, actor: Actor = Depends(require_actor)) -> Response:
     try:
         req = parse_body(await request.body())
+        agent_response = await agent_serving.dispatch(request, actor, req)  # published bots
+        if agent_response is not None:
+            return agent_response
         started = await run_in_threadpool(_start, actor, req)
     except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI-style error
         status, body = _failure(exc)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from backend.accounts.actor import Actor
+from backend.api import agent_serving
 from backend.api.auth import error_body, require_actor
 from backend.services import models as models_service
 
@@ -28,9 +29,12 @@ def _card(m: models_service.ModelView) -> dict[str, Any]:
 
 
 @router.get("/v1/models")
-async def list_models(actor: Actor = Depends(require_actor)) -> dict[str, Any]:
+async def list_models(request: Request, actor: Actor = Depends(require_actor)) -> dict[str, Any]:
     rows = await run_in_threadpool(lambda: models_service.list_models(actor=actor))
-    return {"object": "list", "data": [_card(m) for m in rows]}
+    if await agent_serving.limited_to_agent(request):  # a key for one bot sees only that bot
+        rows = []
+    bots = [agent_serving.agent_card(a) for a in await agent_serving.visible_agents(request, actor)]
+    return {"object": "list", "data": [_card(m) for m in rows] + bots}
 
 
 @router.get("/v1/models/{name:path}", response_model=None)

@@ -39,6 +39,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "audit": ("backend.cli.audit", "app", "The audit log."),
     "secrets": ("backend.cli.secrets", "app",
                 "Workspace secrets (encrypted at rest) and the studio's secret key."),
+    "agents": ("backend.cli.agents", "app",
+               "Agents: tools, knowledge, memory; publish them as bots."),
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from backend.cli.output import JSON_OPTION, cli_actor, echo_lines, emit, service_errors
+from backend.cli.output import JSON_OPTION, cli_actor, echo_lines, emit, fail, service_errors
 from backend.cli.users import user_id_for
 from backend.services import accounts
 from backend.services import workspaces as ws_service
@@ -24,16 +24,29 @@ def create(
     user: str = typer.Option(None, "--user", help="Whose key (default: the API key's user)."),
     workspace: str = typer.Option(None, "--workspace", "-w", help="Its workspace (name or id)."),
     name: str = typer.Option("", "--name", help="What it is for."),
+    agent: str = typer.Option(None, "--agent", help="Limit the key to this published agent."),
+    rate: str = typer.Option(None, "--rate", metavar="N/min",
+                             help="Limit the key to N requests a minute, e.g. 60/min."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create an API key. It is printed once: store it now."""
     actor = cli_actor()
     uid = user_id_for(user, as_json) if user else None
+    per_min = _rate(rate, as_json) if rate else None
     with service_errors(as_json):
         ws_id = ws_service.find_workspace(actor=actor, name_or_id=workspace).id if workspace \
             else None
+        if agent or per_min:
+            from backend.services import agents
+
+            _check_agent(actor, agent, ws_id)
         new = accounts.create_api_key(actor=actor, name=name, user_id=uid, workspace_id=ws_id)
+        if agent or per_min:
+            limit = agents.set_key_limit(actor=actor, key_id=new.view.id, agent=agent,
+                                         rate_per_min=per_min)
     data = {"key": new.key, **new.view.to_dict()}
+    if agent or per_min:
+        data.update(agent=limit.agent, rate_per_min=limit.rate_per_min)
 
     def human(_: object) -> None:
         typer.echo(new.key)
@@ -41,6 +54,27 @@ def create(
                    "It is shown only now.", err=True)
 
     emit(data, as_json, human)
+
+
+def _rate(text: str, as_json: bool) -> int:
+    number, _, unit = text.strip().lower().partition("/")
+    if not number.isdigit() or unit not in ("", "min", "m", "minute") or int(number) < 1:
+        fail(f"--rate takes N/min, e.g. 60/min (got {text!r}).", as_json=as_json)
+    return int(number)
+
+
+def _check_agent(actor: object, agent: str | None, workspace_id: int | None) -> None:
+    """Refuse before the key exists when the agent is not there (no key half-made)."""
+    if not agent:
+        return
+    from dataclasses import replace
+
+    from backend.accounts.actor import Actor
+    from backend.services import agents
+
+    assert isinstance(actor, Actor)
+    scoped = replace(actor, workspace_id=workspace_id) if workspace_id else actor
+    agents.get_agent(actor=Actor.system(scoped.workspace_id), agent=agent)
 
 
 @app.command("list")

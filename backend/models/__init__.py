@@ -9,12 +9,36 @@ from backend.models.accounts import (
     StudioSession,
     User,
 )
+from backend.models.agents import (
+    Agent,
+    AgentConversation,
+    AgentFeedback,
+    AgentMessage,
+    AgentTrace,
+    AgentTraceStep,
+    AgentVersion,
+    AllowedHost,
+    ApiKeyLimit,
+    HttpTool,
+    McpServer,
+)
 from backend.models.base import Base
 from backend.models.jobs import Job, JobLog, JobMetric, JobStatus, Worker
 from backend.models.registry import Capability, ModelKind, RegisteredModel
 from backend.models.workspaces import DEFAULT_WORKSPACE_ID, Workspace
 
 __all__ = [
+    "Agent",
+    "AgentConversation",
+    "AgentFeedback",
+    "AgentMessage",
+    "AgentTrace",
+    "AgentTraceStep",
+    "AgentVersion",
+    "AllowedHost",
+    "ApiKeyLimit",
+    "HttpTool",
+    "McpServer",
     "ApiKey",
     "AuditEntry",
     "LoginAttempt",

@@ -1,0 +1,447 @@
+"""The agent runtime: two LangGraph graphs over any LangChain chat model (in the studio, the
+registry's ``StudioChatModel``).
+
+- **tools**: a model node and a tool node in a loop (the model asks for tools, their results go
+  back to it, it answers), bounded by ``max_steps`` model calls. A failing tool returns its error
+  to the model as the tool's message instead of ending the run.
+- **plan**: plan-and-execute. The model writes a numbered plan; each step runs as a small tool
+  loop; a step whose tool fails makes the model revise the rest of the plan; at the end the
+  model answers from the steps' results. Every plan (first and revised) is kept in the trace.
+
+Knowledge used as context is retrieved before the graph runs; with nothing relevant found the
+agent says its "I don't know" message without asking the model. Everything the run does is
+recorded by a :class:`Tracer` (secrets scrubbed) and the answer streams through ``on_token``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Annotated, Any, TypedDict
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    AnyMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
+
+from backend.agents.config import AgentConfig
+from backend.agents.tools import AgentTool, ToolError, ToolOutput
+
+TokenSink = Callable[[str], None]
+Retriever = Callable[[str], list[dict[str, Any]]]
+
+MAX_REVISIONS = 2
+TRACE_TEXT_LIMIT = 4000
+SCRUBBED = "[secret]"
+
+
+# ----------------------------------------------------------------------------------- tracing
+
+class Tracer:
+    """Collects a run's steps. Every value recorded is scrubbed of the secrets it was given and
+    long texts are shortened, so a trace can be stored and shown as is."""
+
+    def __init__(self, secrets: Sequence[str] = ()) -> None:
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self.steps: list[dict[str, Any]] = []
+        self.plans: list[dict[str, Any]] = []
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+
+    def add_secrets(self, secrets: Sequence[str]) -> None:
+        self.secrets = sorted({*self.secrets, *(s for s in secrets if s and len(s) >= 4)},
+                              key=len, reverse=True)
+
+    def scrub(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for s in self.secrets:
+                value = value.replace(s, SCRUBBED)
+            if len(value) > TRACE_TEXT_LIMIT:
+                value = value[:TRACE_TEXT_LIMIT] + f"… ({len(value):,} characters)"
+            return value
+        if isinstance(value, dict):
+            return {k: self.scrub(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.scrub(v) for v in value]
+        return value
+
+    def add(self, kind: str, name: str, *, input: Any = None, output: Any = None,
+            error: str | None = None, latency_ms: float = 0.0, prompt_tokens: int = 0,
+            completion_tokens: int = 0) -> dict[str, Any]:
+        step = {"seq": len(self.steps) + 1, "kind": kind, "name": name,
+                "input": self.scrub(input), "output": self.scrub(output),
+                "error": self.scrub(error) if error else None,
+                "latency_ms": round(latency_ms, 2), "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens}
+        self.steps.append(step)
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+        return step
+
+    def plan(self, steps: list[str], reason: str) -> None:
+        self.plans.append({"version": len(self.plans) + 1, "reason": reason, "steps": list(steps)})
+        self.add("plan", reason, output=list(steps))
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for s in self.steps if s["error"])
+
+
+def _message_view(m: BaseMessage) -> dict[str, Any]:
+    view: dict[str, Any] = {"role": m.type, "content": m.content}
+    if isinstance(m, AIMessage) and m.tool_calls:
+        view["tool_calls"] = [{"name": c["name"], "args": c["args"]} for c in m.tool_calls]
+    if isinstance(m, ToolMessage):
+        view["tool_call_id"] = m.tool_call_id
+    return view
+
+
+def call_model(llm: BaseChatModel | Any, messages: list[BaseMessage], tracer: Tracer, *,
+               name: str, on_token: TokenSink | None = None) -> AIMessage:
+    """One model call, streamed (text pieces go to ``on_token``), traced with its messages,
+    output, tokens and latency."""
+    started = time.perf_counter()
+    merged: AIMessageChunk | None = None
+    try:
+        for chunk in llm.stream(messages):
+            if not isinstance(chunk, AIMessageChunk):
+                continue
+            if on_token is not None and isinstance(chunk.content, str) and chunk.content:
+                on_token(chunk.content)
+            merged = chunk if merged is None else merged + chunk
+    except Exception as exc:
+        tracer.add("model", name, input=[_message_view(m) for m in messages],
+                   error=f"{type(exc).__name__}: {exc}",
+                   latency_ms=(time.perf_counter() - started) * 1000)
+        raise
+    meta = merged.usage_metadata if merged is not None else None
+    usage: dict[str, Any] = dict(meta) if meta else {}
+    calls = [{**c, "id": c.get("id") or f"call_{uuid.uuid4().hex[:12]}"}
+             for c in (merged.tool_calls if merged is not None else [])]
+    ai = AIMessage(content=merged.content if merged is not None else "", tool_calls=calls,
+                   usage_metadata=merged.usage_metadata if merged is not None else None)
+    tracer.add("model", name, input=[_message_view(m) for m in messages],
+               output=_message_view(ai), latency_ms=(time.perf_counter() - started) * 1000,
+               prompt_tokens=int(usage.get("input_tokens") or 0),
+               completion_tokens=int(usage.get("output_tokens") or 0))
+    return ai
+
+
+def run_tool(tool: AgentTool | None, name: str, args: dict[str, Any], tracer: Tracer, *,
+             timeout_s: float, max_chars: int, sources: list[dict[str, Any]],
+             available: Sequence[str] = ()) -> tuple[str, bool]:
+    """Run one tool call: (text for the model, ok). Errors, timeouts and oversized results are
+    the step's error, returned to the model as text."""
+    started = time.perf_counter()
+    error: str | None = None
+    text = ""
+    if tool is None:
+        error = f"There is no tool named {name!r}. Available: {', '.join(available) or 'none'}."
+    else:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"tool-{name}")
+        future = pool.submit(tool.run, dict(args))
+        try:
+            out = future.result(timeout=timeout_s)
+            if isinstance(out, ToolOutput):
+                sources.extend(out.sources)
+                text = out.text
+            else:
+                text = str(out)
+            if len(text) > max_chars:
+                error = (f"The tool {name!r} returned {len(text):,} characters, more than the "
+                         f"{max_chars:,} an answer may use.")
+                text = ""
+        except FutureTimeout:
+            error = f"The tool {name!r} did not finish within {timeout_s:g} s."
+        except ToolError as exc:
+            error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a tool's bug is the step's error, not the run's
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+    tracer.add("tool", name, input=args, output=text if not error else None,
+               error=error, latency_ms=(time.perf_counter() - started) * 1000)
+    if error:
+        return f"Error: {tracer.scrub(error)}", False
+    return tracer.scrub(text), True
+
+
+# ---------------------------------------------------------------------------- the tool loop
+
+class LoopState(TypedDict):
+    messages: Annotated[list[AnyMessage], add_messages]
+    steps: int
+
+
+def tool_loop_graph(llm: BaseChatModel | Any, tools: Sequence[AgentTool], *, max_steps: int,
+                    tracer: Tracer, sources: list[dict[str, Any]], timeout_s: float,
+                    max_chars: int, on_token: TokenSink | None = None,
+                    name: str = "agent") -> Any:
+    by_name = {t.name: t for t in tools}
+    bound = llm.bind_tools([t.spec() for t in tools]) if tools else llm
+
+    def agent(state: LoopState) -> dict[str, Any]:
+        last_chance = state["steps"] + 1 >= max_steps
+        model = llm if (last_chance or not tools) else bound
+        ai = call_model(model, list(state["messages"]), tracer, name=name, on_token=on_token)
+        return {"messages": [ai], "steps": state["steps"] + 1}
+
+    def act(state: LoopState) -> dict[str, Any]:
+        ai = state["messages"][-1]
+        assert isinstance(ai, AIMessage)
+        out = []
+        for call in ai.tool_calls:
+            text, ok = run_tool(by_name.get(call["name"]), call["name"], call["args"], tracer,
+                                timeout_s=timeout_s, max_chars=max_chars, sources=sources,
+                                available=list(by_name))
+            out.append(ToolMessage(content=text, tool_call_id=call["id"], name=call["name"],
+                                   status="success" if ok else "error"))
+        return {"messages": out}
+
+    def route(state: LoopState) -> str:
+        last = state["messages"][-1]
+        if isinstance(last, AIMessage) and last.tool_calls and state["steps"] < max_steps:
+            return "tools"
+        return END
+
+    graph = StateGraph(LoopState)
+    graph.add_node("agent", agent)
+    graph.add_node("tools", act)
+    graph.add_edge(START, "agent")
+    graph.add_conditional_edges("agent", route, {"tools": "tools", END: END})
+    graph.add_edge("tools", "agent")
+    return graph.compile()
+
+
+# ------------------------------------------------------------------------ plan and execute
+
+PLAN_LINE = re.compile(r"^\s*(?:step\s*)?(\d+)\s*[.):-]\s*(.+?)\s*$", re.IGNORECASE)
+
+
+def parse_plan(text: str, limit: int) -> list[str]:
+    """A numbered list (``1. ...``) -> its steps; else non-empty lines; at most ``limit``."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    numbered = [m.group(2) for ln in lines if (m := PLAN_LINE.match(ln))]
+    steps = numbered or [ln.strip(" -*•\t") for ln in lines]
+    return [s for s in steps if s][:limit]
+
+
+class PlanState(TypedDict):
+    goal: str
+    plan: list[str]
+    done: list[dict[str, Any]]
+    revisions: int
+
+
+def _tool_list(tools: Sequence[AgentTool]) -> str:
+    return "\n".join(f"- {t.name}: {t.description}" for t in tools) or "- (none: reason only)"
+
+
+def _results(done: list[dict[str, Any]]) -> str:
+    return "\n".join(f"{i}. {d['step']} -> {'ok' if d['ok'] else 'FAILED'}: {d['result']}"
+                     for i, d in enumerate(done, 1)) or "(nothing yet)"
+
+
+def plan_graph(llm: BaseChatModel | Any, tools: Sequence[AgentTool], *, system: str,
+               history: list[BaseMessage], max_steps: int, tracer: Tracer,
+               sources: list[dict[str, Any]], timeout_s: float, max_chars: int,
+               on_token: TokenSink | None) -> Any:
+    limit = max(1, min(max_steps, 8))
+
+    def planner(state: PlanState) -> dict[str, Any]:
+        prompt = (f"{system}\n\nYou plan before you act. Break the user's goal into at most "
+                  f"{limit} short steps that these tools can carry out:\n{_tool_list(tools)}\n"
+                  "Answer with a numbered list of steps only.")
+        ai = call_model(llm, [SystemMessage(prompt), *history, HumanMessage(state["goal"])],
+                        tracer, name="planner")
+        plan = parse_plan(str(ai.content), limit) or [state["goal"]]
+        tracer.plan(plan, "plan")
+        return {"plan": plan}
+
+    def executor(state: PlanState) -> dict[str, Any]:
+        step = state["plan"][len(state["done"])]
+        errors_before = tracer.errors
+        loop = tool_loop_graph(llm, tools, max_steps=max(2, min(max_steps, 4)), tracer=tracer,
+                               sources=sources, timeout_s=timeout_s, max_chars=max_chars,
+                               name=f"step {len(state['done']) + 1}")
+        task = (f"Goal: {state['goal']}\nResults so far:\n{_results(state['done'])}\n"
+                f"Now carry out this step and report its result briefly: {step}")
+        try:
+            out = loop.invoke({"messages": [SystemMessage(system), HumanMessage(task)],
+                               "steps": 0})
+            result = str(out["messages"][-1].content)
+            failed = tracer.errors > errors_before
+            if failed:
+                errs = [s["error"] for s in tracer.steps if s["error"]]
+                result = (result + " " if result else "") + f"(error: {errs[-1]})"
+        except Exception as exc:  # noqa: BLE001 - a failing step makes the plan change
+            result, failed = f"{type(exc).__name__}: {exc}", True
+        return {"done": [*state["done"], {"step": step, "result": result, "ok": not failed}]}
+
+    def replanner(state: PlanState) -> dict[str, Any]:
+        failed = state["done"][-1]
+        prompt = (f"{system}\n\nYou revise plans. Tools:\n{_tool_list(tools)}")
+        ask = (f"Goal: {state['goal']}\nPlan so far:\n"
+               + "\n".join(f"{i}. {s}" for i, s in enumerate(state["plan"], 1))
+               + f"\nResults:\n{_results(state['done'])}\nThe step {failed['step']!r} failed. "
+               "Write the revised plan for the remaining work as a numbered list of steps only.")
+        ai = call_model(llm, [SystemMessage(prompt), HumanMessage(ask)], tracer, name="replanner")
+        remaining = parse_plan(str(ai.content), limit)
+        plan = [d["step"] for d in state["done"]] + remaining
+        tracer.plan(plan, f"revised after step {len(state['done'])} failed")
+        return {"plan": plan, "revisions": state["revisions"] + 1}
+
+    def after_step(state: PlanState) -> str:
+        if not state["done"][-1]["ok"] and state["revisions"] < MAX_REVISIONS:
+            return "replanner"
+        executed = len(state["done"])
+        if executed < len(state["plan"]) and executed < max_steps:
+            return "executor"
+        return END
+
+    def after_replan(state: PlanState) -> str:
+        return "executor" if len(state["done"]) < len(state["plan"]) else END
+
+    graph = StateGraph(PlanState)
+    graph.add_node("planner", planner)
+    graph.add_node("executor", executor)
+    graph.add_node("replanner", replanner)
+    graph.add_edge(START, "planner")
+    graph.add_edge("planner", "executor")
+    graph.add_conditional_edges("executor", after_step,
+                                {"executor": "executor", "replanner": "replanner", END: END})
+    graph.add_conditional_edges("replanner", after_replan, {"executor": "executor", END: END})
+    return graph.compile()
+
+
+# --------------------------------------------------------------------------------- one turn
+
+@dataclass
+class TurnResult:
+    answer: str
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    plan: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+
+def context_block(hits: list[dict[str, Any]], citations: bool) -> str:
+    parts = []
+    for i, h in enumerate(hits, 1):
+        meta = h.get("metadata") or {}
+        where = meta.get("page") and f"page {meta['page']}" or " > ".join(
+            meta.get("heading_path") or []) or ""
+        label = f"[{i}] {h.get('source', '')}" + (f" ({where})" if where else "")
+        parts.append(f"{label}\n{h.get('text', '')}")
+    rule = ("Cite the numbers of the passages you use, like [1]. " if citations else "")
+    return ("Answer from these passages of the knowledge base. " + rule
+            + "If they do not contain the answer, say that you don't know.\n\n"
+            + "\n\n".join(parts))
+
+
+def _history_messages(history: Sequence[dict[str, str]]) -> list[BaseMessage]:
+    out: list[BaseMessage] = []
+    for m in history:
+        if m["role"] == "user":
+            out.append(HumanMessage(m["content"]))
+        elif m["role"] == "assistant":
+            out.append(AIMessage(m["content"]))
+    return out
+
+
+def run_turn(llm: BaseChatModel | Any, config: AgentConfig, *, question: str, system: str,
+             history: Sequence[dict[str, str]] = (), summary: str = "",
+             tools: Sequence[AgentTool] = (), retrieve: Retriever | None = None,
+             tracer: Tracer, on_token: TokenSink | None = None) -> TurnResult:
+    """Answer one question. ``history``: earlier turns ({role, content}) inside the memory
+    window; ``summary``: what came before it. The answer is exactly what went to ``on_token``."""
+    pieces: list[str] = []
+
+    def sink(text: str) -> None:
+        pieces.append(text)
+        if on_token is not None:
+            on_token(text)
+
+    sources: list[dict[str, Any]] = []
+    system_text = system
+    if summary:
+        system_text += f"\n\nSummary of the earlier conversation:\n{summary}"
+    if retrieve is not None and config.kb_mode in ("context", "both"):
+        started = time.perf_counter()
+        try:
+            hits = retrieve(question)
+        except Exception as exc:
+            tracer.add("retrieval", "knowledge", input={"query": question},
+                       error=f"{type(exc).__name__}: {exc}",
+                       latency_ms=(time.perf_counter() - started) * 1000)
+            raise
+        tracer.add("retrieval", "knowledge", input={"query": question},
+                   output=[{k: h.get(k) for k in ("source", "chunk_id", "score")} for h in hits],
+                   latency_ms=(time.perf_counter() - started) * 1000)
+        if not hits and config.kb_mode == "context":
+            sink(config.idk_message)
+            return TurnResult(answer="".join(pieces))
+        if hits:
+            sources.extend(hits)
+            system_text += "\n\n" + context_block(hits, config.citations)
+    hist = _history_messages(history)
+    if config.type == "plan":
+        graph = plan_graph(llm, tools, system=system_text, history=hist,
+                           max_steps=config.max_steps, tracer=tracer, sources=sources,
+                           timeout_s=config.tool_timeout_s, max_chars=config.tool_max_chars,
+                           on_token=sink)
+        state = graph.invoke({"goal": question, "plan": [], "done": [], "revisions": 0})
+        ask = (f"{question}\n\nResults of the plan's steps:\n{_results(state['done'])}\n"
+               "Answer the question from these results.")
+        call_model(llm, [SystemMessage(system_text), *hist, HumanMessage(ask)], tracer,
+                   name="answer", on_token=sink)
+        plan = tracer.plans
+    else:
+        loop = tool_loop_graph(llm, tools, max_steps=config.max_steps, tracer=tracer,
+                               sources=sources, timeout_s=config.tool_timeout_s,
+                               max_chars=config.tool_max_chars, on_token=sink)
+        loop.invoke({"messages": [SystemMessage(system_text), *hist, HumanMessage(question)],
+                     "steps": 0})
+        plan = []
+    answer = "".join(pieces)
+    if not answer.strip():
+        note = "(The agent stopped without an answer; the trace shows its steps.)"
+        sink(note)
+        answer = "".join(pieces)
+    return TurnResult(answer=answer, sources=_dedupe(sources), plan=plan)
+
+
+def _dedupe(sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: set[str] = set()
+    out = []
+    for s in sources:
+        key = json.dumps([s.get("source"), s.get("chunk_id")], default=str)
+        if key not in seen:
+            seen.add(key)
+            out.append(s)
+    return out
+
+
+def summarize(llm: BaseChatModel | Any, previous: str, turns: Sequence[dict[str, str]],
+              tracer: Tracer) -> str:
+    """A running summary: the previous one plus the turns that leave the memory window."""
+    text = "\n".join(f"{m['role']}: {m['content']}" for m in turns)
+    ask = ("Update the summary of this conversation with the new turns. Keep names, numbers "
+           "and decisions; at most 120 words.\n\n"
+           f"Summary so far:\n{previous or '(none)'}\n\nNew turns:\n{text}")
+    ai = call_model(llm, [SystemMessage("You summarise conversations."), HumanMessage(ask)],
+                    tracer, name="summary")
+    return str(ai.content).strip()
