@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from backend.accounts.actor import Actor, PermissionDenied, Role
-from backend.services import accounts, agents, audit, jobs, models, secrets, workspaces
+from backend.services import accounts, agents, audit, jobs, models, prompts, secrets, workspaces
 from tests.accounts_helpers import (
     PASSWORD,
     SYSTEM,
@@ -211,6 +211,14 @@ def _agent_admin(actor: Actor, w: World) -> object:
     return agents.set_key_limit(actor=actor, key_id=key.view.id, rate_per_min=5)
 
 
+def _prompt_lifecycle(actor: Actor, w: World) -> object:
+    name = unique("prompt")
+    prompts.create_prompt(actor=actor, name=name, template="Hi {{ who }}")
+    prompts.save_version(actor=actor, name=name, template="Hello {{ who }}")
+    prompts.restore_version(actor=actor, name=name, version=1)
+    return prompts.delete_prompt(actor=actor, name=name)
+
+
 MATRIX: dict[str, tuple[Role, Call]] = {
     # jobs
     "jobs.list_jobs": (Role.user, lambda a, w: jobs.list_jobs(actor=a)),
@@ -289,6 +297,13 @@ MATRIX: dict[str, tuple[Role, Call]] = {
     "agents.list_allowed_hosts agents.available_tools agents.delete_mcp_server": (
         Role.builder, _agent_tools),
     "agents.allow_host agents.disallow_host agents.set_key_limit": (Role.admin, _agent_admin),
+    # prompts
+    "prompts.create_prompt + prompts.save_version + prompts.restore_version + "
+    "prompts.delete_prompt": (Role.builder, _prompt_lifecycle),
+    "prompts.list_prompts": (Role.user, lambda a, w: prompts.list_prompts(actor=a)),
+    "prompts.list_runs": (Role.user, lambda a, w: prompts.list_runs(actor=a)),
+    "prompts.set_model_price": (Role.builder, lambda a, w: prompts.set_model_price(
+        actor=a, model=w.model_a, input_per_mtok=None, output_per_mtok=None)),
 }
 
 

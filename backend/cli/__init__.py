@@ -41,6 +41,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                 "Workspace secrets (encrypted at rest) and the studio's secret key."),
     "agents": ("backend.cli.agents", "app",
                "Agents: tools, knowledge, memory; publish them as bots."),
+    "prompts": ("backend.cli.prompts", "app",
+                "Prompts: save versions, compare, run against models, evaluate in batch."),
 }
 
 

@@ -19,6 +19,7 @@ JobFunction = Callable[[JobContext, dict[str, Any]], dict[str, Any] | None]
 # Modules that register kinds with @job_kind. Add yours here.
 KIND_MODULES: list[str] = [
     "backend.jobs.demo",
+    "backend.services.prompt_eval",
 ]
 
 

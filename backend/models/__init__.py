@@ -24,6 +24,7 @@ from backend.models.agents import (
 )
 from backend.models.base import Base
 from backend.models.jobs import Job, JobLog, JobMetric, JobStatus, Worker
+from backend.models.prompts import Prompt, PromptRun, PromptVersion
 from backend.models.registry import Capability, ModelKind, RegisteredModel
 from backend.models.workspaces import DEFAULT_WORKSPACE_ID, Workspace
 
@@ -54,6 +55,9 @@ __all__ = [
     "JobMetric",
     "JobStatus",
     "ModelKind",
+    "Prompt",
+    "PromptRun",
+    "PromptVersion",
     "RegisteredModel",
     "Worker",
     "Workspace",

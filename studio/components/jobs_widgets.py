@@ -48,6 +48,7 @@ _STATUS_STYLE: dict[str, tuple[str, str, str, str]] = {
 # job kind -> what people call it; kinds not listed show their name
 _KIND_LABELS: dict[str, str] = {
     "demo": N_("Demo job"),
+    "prompt_eval": N_("Prompt evaluation"),
     "finetune": N_("Fine-tuning"),
     "pretrain": N_("Pre-training"),
     "ingest": N_("Knowledge base ingestion"),
@@ -61,6 +62,8 @@ _KIND_LABELS: dict[str, str] = {
 # listed so the translator sees them; add a job kind's templates here.
 _STAGE_TEMPLATES: tuple[str, ...] = (
     N_("step {step}/{total}"),
+    N_("row {done}/{total}"),
+    N_("judging {n} answers"),
 )
 
 # Fixed sentences the job system writes as a job's error; other errors show as written.
@@ -86,6 +89,7 @@ _METRIC_LABELS: dict[str, str] = {
     "eval_perplexity": N_("Validation perplexity"),
     "val_perplexity": N_("Validation perplexity"),
     "tokens_per_s": N_("Tokens per second"),
+    "rows_per_s": N_("Rows per second"),
     "tokens_per_sec": N_("Tokens per second"),
     "accuracy": N_("Accuracy"),
     "eval_accuracy": N_("Validation accuracy"),
