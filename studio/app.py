@@ -53,6 +53,7 @@ PAGES = ROOT / "studio" / "pages"
 pages = {
     _("Studio"): [
         st.Page(str(PAGES / "home.py"), title=_("Home"), icon="🏠", url_path="home", default=True),
+        st.Page(str(PAGES / "chat.py"), title=_("Chat"), icon="🗨️", url_path="chat"),
     ],
     _("Build"): [
         st.Page(str(PAGES / "playground.py"), title=_("Playground"), icon="💬", url_path="playground"),

@@ -23,6 +23,7 @@ PROPER_NAMES = (
     "argon2", "bf16", "fp16", "fp32", "int8", "int4", "Admin", "AM", "PM", "KB", "MB", "GB", "TB",
     "GiB", "MiB", "cpu", "gpu", "Studio", "PyTorch", "torch", "Linux", "macOS", "Windows",
     "Hugging Face Hub", "Hub", "DashScope", "Ollama", "ModelScope",
+    "MCP", "OpenAPI", "YAML", "GET", "POST", "PUT", "PATCH", "DELETE",
 )
 _PROPER = sorted(PROPER_NAMES, key=len, reverse=True)
 _PROPER_RE = re.compile(

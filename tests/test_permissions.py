@@ -172,6 +172,9 @@ def _agent_chat(actor: Actor, w: World) -> object:
     agents.list_agents(actor=actor)
     agents.get_agent(actor=actor, agent=bot.id)
     agents.published_agents(actor=actor)
+    agents.chat_model_names(actor=actor)
+    agents.knowledge_base_names(actor=actor)
+    agents.saved_prompt_names(actor=actor)
     return agents.delete_conversation(actor=actor, conversation_id=res.conversation_id)
 
 
@@ -288,7 +291,8 @@ MATRIX: dict[str, tuple[Role, Call]] = {
     "agents.unpublish_agent agents.duplicate_agent agents.delete_agent": (Role.builder,
                                                                          _agent_lifecycle),
     "agents.run_agent agents.give_feedback agents.get_messages agents.list_conversations "
-    "agents.list_agents agents.get_agent agents.published_agents agents.delete_conversation": (
+    "agents.list_agents agents.get_agent agents.published_agents agents.delete_conversation "
+    "agents.chat_model_names agents.knowledge_base_names agents.saved_prompt_names": (
         Role.user, _agent_chat),
     "agents.list_feedback agents.usage agents.create_bot agents.get_trace": (Role.builder,
                                                                              _agent_review),

@@ -466,10 +466,9 @@ def create_bot(*, actor: Actor, name: str, model: str, knowledge_bases: Sequence
         system_prompt=("You answer questions from the team's documents. Use only the passages "
                        "you are given, cite them like [1], and say you don't know when they do "
                        "not answer the question."),
-        welcome=welcome or f"Hello! I answer questions about {', '.join(knowledge_bases)}.",
+        welcome=welcome,
         params={"temperature": 0.2})
-    view = create_agent(actor=actor, name=name, config=cfg, icon="📚",
-                        description="A knowledge-base bot.")
+    view = create_agent(actor=actor, name=name, config=cfg, icon="📚")
     return publish_agent(actor=actor, agent=view.id) if publish else view
 
 
@@ -1196,3 +1195,30 @@ def check_rate(limit: KeyLimit) -> None:
 def published_agents(*, actor: Actor) -> list[AgentView]:
     """Published bots of the actor's workspace (what ``/v1/models`` lists next to models)."""
     return list_agents(actor=actor, published_only=True)
+
+
+# ------------------------------------------------------------------ what the forms offer
+
+def chat_model_names(*, actor: Actor) -> list[str]:
+    """Registered chat models an agent may talk with."""
+    from backend.services.models import list_models
+
+    return [m.name for m in list_models(actor=actor, capability="chat")]
+
+
+def knowledge_base_names(*, actor: Actor) -> list[str]:
+    """The workspace's knowledge bases (none while the knowledge service is absent)."""
+    try:
+        from backend.services import knowledge  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return []
+    return [str(getattr(kb, "name", kb)) for kb in knowledge.list_knowledge_bases(actor=actor)]
+
+
+def saved_prompt_names(*, actor: Actor) -> list[str]:
+    """The playground's saved prompts (none while the prompts service is absent)."""
+    try:
+        from backend.services import prompts  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return []
+    return [str(getattr(p, "name", p)) for p in prompts.list_prompts(actor=actor)]
