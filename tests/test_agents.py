@@ -445,3 +445,22 @@ def test_mcp_stdio_tools_are_listed_and_called(ws: dict[str, Any], tmp_path: Pat
     listed = {t["id"]: t for t in agents.available_tools(actor=ws["builder"])}
     assert "may not reach" in listed["mcp:web/"]["description"]
     agents.delete_mcp_server(actor=ws["builder"], name="web")
+
+
+def test_a_saved_prompt_and_its_version_from_the_playground(ws: dict[str, Any]) -> None:
+    from backend.services import prompts
+
+    name = f"support-{uuid.uuid4().hex[:6]}"
+    prompts.create_prompt(actor=ws["builder"], name=name, template="{{ question }}",
+                          system="You are the support desk, version one.")
+    prompts.save_version(actor=ws["builder"], name=name, template="{{ question }}",
+                         system="You are the support desk, version two.")
+    assert name in agents.saved_prompt_names(actor=ws["builder"])
+    latest = _agent(ws, saved_prompt=name)
+    pinned = _agent(ws, saved_prompt=name, saved_prompt_version=1)
+    s = Script("a", "b")
+    for a in (latest, pinned):
+        agents.run_agent(actor=ws["builder"], agent=a.id, question="hi", version="draft",
+                         llm=s.model())
+    assert [m[0][0]["content"] for m in s.sent] == ["You are the support desk, version two.",
+                                                     "You are the support desk, version one."]

@@ -765,11 +765,9 @@ def _system_prompt(actor: Actor, cfg: AgentConfig) -> str:
 
         p = prompts.get_prompt(actor=actor, name=cfg.saved_prompt,
                                version=cfg.saved_prompt_version)
-        system = getattr(p, "system", None)
-        if system is None and isinstance(p, dict):
-            system = p.get("system")
-        if system:
-            return str(system)
+        text = p.system or p.template  # the saved system text (or a template without one)
+        if text.strip():
+            return text
     return cfg.system_prompt
 
 
