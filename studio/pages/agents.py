@@ -231,7 +231,7 @@ with tab_agents:
                     _flash("success", _("Deleted {name}.").format(name=current.name))
                     st.rerun()
                 except Exception as exc:  # noqa: BLE001
-                    show_error(exc, doing=_("Deleting"))
+                    show_error(exc, doing=_("Deleting the agent"))
         if current.published_version:
             with b4:
                 page_link("chat", label=_("Share the chat page"), icon="🔗",
@@ -341,7 +341,7 @@ with tab_tools:
                 agents_service.delete_http_tool(actor=actor, name=gone)
                 st.rerun()
             except Exception as exc:  # noqa: BLE001
-                show_error(exc, doing=_("Deleting"))
+                show_error(exc, doing=_("Deleting the tool"))
 
     st.subheader(_("MCP servers"))
     try:
