@@ -38,7 +38,7 @@ OUT_DIR = ROOT / "docs" / "screenshots"
 WIDTH = 1400
 DEFAULT_HEIGHT = 900
 # long pages get a taller window (Streamlit scrolls inside the page, so this is how to see more)
-HEIGHTS: dict[str, int] = {"home": 1250, "jobs": 1500, "settings": 2300}
+HEIGHTS: dict[str, int] = {"home": 1250, "jobs": 1500, "settings": 2300, "pretrain": 1500}
 DEFAULT_PAGE = "home"  # the page st.navigation shows at the root address
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "screenshots-admin-pw"
@@ -111,6 +111,28 @@ def seed_models() -> None:
     from backend.services.models import add_tiny_model
 
     add_tiny_model(actor=Actor.system(), name="tiny-demo")
+
+
+def seed_pretrain() -> None:
+    """A corpus (CPython's reference topics, which ship with Python) and a short causal run on
+    it, so the Pre-train page shows statistics, and the run its charts and samples."""
+    from pydoc_data.topics import topics
+
+    from backend.accounts.actor import Actor
+    from backend.services.corpora import add_corpus
+    from backend.services.jobs import run_inline
+    from backend.services.pretrain import launch_pretrain
+
+    actor = Actor.system()
+    folder = Path(tempfile.mkdtemp(prefix="pydocs-"))
+    for name, text in topics.items():
+        (folder / f"{name}.txt").write_text(text, encoding="utf-8")
+    corpus = add_corpus(actor=actor, name="python-docs", paths=[folder], heldout_fraction=0.05)
+    job = launch_pretrain(actor=actor, corpus=corpus.id, name="python-docs-gpt", enqueue=False,
+                          overrides={"max_steps": 60, "vocab_size": 2000, "block_size": 128,
+                                     "eval_interval": 20, "sample_interval": 30})
+    run_inline(actor=actor, job_id=job.id)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def use_language(username: str, language: str) -> None:
@@ -373,6 +395,7 @@ def main() -> int:
         base = launcher.start()
         _wait_for_worker()
         credentials = create_admin()
+        seed_pretrain()
         ids = seed_jobs()
         seed_models()
         print(f"studio at {base}; seeded jobs {ids}", flush=True)

@@ -17,7 +17,18 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from backend.accounts.actor import Actor, PermissionDenied, Role
-from backend.services import accounts, agents, audit, jobs, models, prompts, secrets, workspaces
+from backend.services import (
+    accounts,
+    agents,
+    audit,
+    corpora,
+    jobs,
+    models,
+    pretrain,
+    prompts,
+    secrets,
+    workspaces,
+)
 from tests.accounts_helpers import (
     PASSWORD,
     SYSTEM,
@@ -220,6 +231,42 @@ def _prompt_lifecycle(actor: Actor, w: World) -> object:
     prompts.save_version(actor=actor, name=name, template="Hello {{ who }}")
     prompts.restore_version(actor=actor, name=name, version=1)
     return prompts.delete_prompt(actor=actor, name=name)
+def _corpus_a(w: World) -> int:
+    """A small corpus in workspace A (made once), from text that ships with Python."""
+    if "corpus_a" not in w.extras:
+        import tempfile
+        from pathlib import Path
+        from pydoc_data.topics import topics
+
+        folder = Path(tempfile.mkdtemp(prefix="perm-corpus-"))
+        for name in sorted(topics)[:6]:
+            (folder / f"{name}.txt").write_text(topics[name])
+        w.extras["corpus_a"] = corpora.add_corpus(actor=Actor.system(w.ws_a), name=unique("c"),
+                                                  paths=[folder], heldout_fraction=0.3).id
+    return int(w.extras["corpus_a"])
+
+
+def _read_corpus(actor: Actor, w: World) -> object:
+    cid = _corpus_a(w)
+    corpora.get_version(actor=actor, corpus=cid)
+    corpora.corpus_sample(actor=actor, corpus=cid)
+    return corpora.get_corpus(actor=actor, corpus=cid)
+
+
+def _corpus_lifecycle(actor: Actor, w: World) -> object:
+    from pydoc_data.topics import topics
+
+    made = corpora.add_corpus(actor=actor, name=unique("c"), uploads=[
+        ("a.txt", topics["assert"].encode()), ("b.md", topics["if"].encode())])
+    assert made.latest is not None
+    corpora.record_token_files(actor=actor, version_id=made.latest.id, key="k", info={})
+    return corpora.delete_corpus(actor=actor, corpus=made.id)
+
+
+def _launch_pretrain(actor: Actor, w: World) -> object:
+    job = pretrain.launch_pretrain(actor=actor, corpus=_corpus_a(w), name=unique("pt"),
+                                   overrides={"max_steps": 10}, enqueue=False)
+    return jobs.cancel_job(actor=SYSTEM, job_id=job.id)
 
 
 MATRIX: dict[str, tuple[Role, Call]] = {
@@ -283,6 +330,18 @@ MATRIX: dict[str, tuple[Role, Call]] = {
     "secrets.set_secret + secrets.reveal_secret + secrets.delete_secret": (Role.builder, _set_and_use_secret),
     "secrets.list_secrets": (Role.builder, lambda a, w: secrets.list_secrets(actor=a)),
     "secrets.rotate_secret_key": (Role.admin, _rotate),
+    # corpora and pre-training
+    "corpora.list_corpora": (Role.user, lambda a, w: corpora.list_corpora(actor=a)),
+    "corpora.get_corpus + corpora.get_version + corpora.corpus_sample": (Role.user, _read_corpus),
+    "corpora.add_corpus + corpora.record_token_files + corpora.delete_corpus": (
+        Role.builder, _corpus_lifecycle),
+    "pretrain.presets": (Role.user, lambda a, w: pretrain.presets(actor=a)),
+    "pretrain.plan_run": (Role.user, lambda a, w: pretrain.plan_run(actor=a, preset="small")),
+    "pretrain.compare_tokenizers": (Role.builder, lambda a, w: pretrain.compare_tokenizers(
+        actor=a, corpus=_corpus_a(w), vocab_size=400)),
+    "pretrain.launch_pretrain": (Role.builder, _launch_pretrain),
+    "pretrain.run_result (own)": (Role.user, lambda a, w: pretrain.run_result(
+        actor=a, job_id=_job(w.ws_a, a))),
     # audit
     "audit.list_audit": (Role.admin, lambda a, w: audit.list_audit(actor=a)),
     "audit.audit_facets": (Role.admin, lambda a, w: audit.audit_facets(actor=a)),
@@ -337,12 +396,14 @@ def test_every_public_service_function_is_in_the_matrix() -> None:
         "secrets.encrypted_columns",
         # agents: the API's helpers (after it authenticated the key) and streaming under run_agent
         "agents.key_limit agents.check_rate agents.stream_agent",
+        # the pretrain job kind runs inside a job (its actor comes from the job's params)
+        "pretrain.run_pretrain_job",
     ])
     covered = set(re.findall(r"\w+\.\w+", text))
     import inspect
 
     missing = []
-    for module in (accounts, workspaces, secrets, audit, agents):
+    for module in (accounts, workspaces, secrets, audit, agents, corpora, pretrain):
         for fname, fn in inspect.getmembers(module, inspect.isfunction):
             if fn.__module__ != module.__name__ or fname.startswith("_"):
                 continue

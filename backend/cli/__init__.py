@@ -43,6 +43,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                "Agents: tools, knowledge, memory; publish them as bots."),
     "prompts": ("backend.cli.prompts", "app",
                 "Prompts: save versions, compare, run against models, evaluate in batch."),
+    "corpora": ("backend.cli.corpora", "app",
+                "Corpora for pre-training: text in, cleaned and split versions out."),
+    "pretrain": ("backend.cli.pretrain", "app",
+                 "Pre-train a causal or masked model from scratch on a corpus."),
 }
 
 

@@ -20,6 +20,7 @@ JobFunction = Callable[[JobContext, dict[str, Any]], dict[str, Any] | None]
 KIND_MODULES: list[str] = [
     "backend.jobs.demo",
     "backend.services.prompt_eval",
+    "backend.services.pretrain",
 ]
 
 

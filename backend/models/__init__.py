@@ -24,6 +24,7 @@ from backend.models.agents import (
 )
 from backend.models.base import Base
 from backend.models.jobs import Job, JobLog, JobMetric, JobStatus, Worker
+from backend.models.pretrain import Corpus, CorpusVersion
 from backend.models.prompts import Prompt, PromptRun, PromptVersion
 from backend.models.registry import Capability, ModelKind, RegisteredModel
 from backend.models.workspaces import DEFAULT_WORKSPACE_ID, Workspace
@@ -50,6 +51,8 @@ __all__ = [
     "DEFAULT_WORKSPACE_ID",
     "Base",
     "Capability",
+    "Corpus",
+    "CorpusVersion",
     "Job",
     "JobLog",
     "JobMetric",

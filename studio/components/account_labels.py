@@ -28,6 +28,7 @@ _KINDS = {
     "conversation": N_("Conversation"), "documents": N_("Documents"),
     "document": N_("Document"), "bots": N_("Bots"), "bot": N_("Bot"),
     "tools": N_("Tools"), "tool": N_("Tool"), "chunks": N_("Chunks"),
+    "corpora": N_("Corpora"), "corpus": N_("Corpus"), "corpus_version": N_("Corpus version"),
 }
 
 

@@ -64,6 +64,9 @@ _STAGE_TEMPLATES: tuple[str, ...] = (
     N_("step {step}/{total}"),
     N_("row {done}/{total}"),
     N_("judging {n} answers"),
+    N_("Training the tokenizer"),
+    N_("Tokenising the corpus"),
+    N_("Registering the model"),
 )
 
 # Fixed sentences the job system writes as a job's error; other errors show as written.
@@ -90,6 +93,7 @@ _METRIC_LABELS: dict[str, str] = {
     "val_perplexity": N_("Validation perplexity"),
     "tokens_per_s": N_("Tokens per second"),
     "rows_per_s": N_("Rows per second"),
+    "mfu": N_("Model FLOPs utilisation"),
     "tokens_per_sec": N_("Tokens per second"),
     "accuracy": N_("Accuracy"),
     "eval_accuracy": N_("Validation accuracy"),
