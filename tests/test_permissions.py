@@ -23,6 +23,7 @@ from backend.services import (
     audit,
     corpora,
     jobs,
+    knowledge,
     models,
     pretrain,
     prompts,
@@ -267,6 +268,35 @@ def _launch_pretrain(actor: Actor, w: World) -> object:
     job = pretrain.launch_pretrain(actor=actor, corpus=_corpus_a(w), name=unique("pt"),
                                    overrides={"max_steps": 10}, enqueue=False)
     return jobs.cancel_job(actor=SYSTEM, job_id=job.id)
+def _kb(w: World) -> int:
+    """A small knowledge base of workspace A with one document (made once per module)."""
+    if "kb" not in w.extras:
+        owner = Actor.system(w.ws_a)
+        kb = knowledge.create_knowledge_base(actor=owner, name=unique("kb"))
+        job_id = knowledge.ingest_files(actor=owner, kb=kb.id, uploads=[
+            ("a.md", b"# A\n\nWorkspace A keeps its secrets in the blue binder.")], enqueue=False)
+        jobs.run_inline(actor=owner, job_id=job_id)
+        w.extras["kb"] = kb.id
+    return int(w.extras["kb"])
+
+
+def _kb_lifecycle(actor: Actor, w: World) -> object:
+    kb = knowledge.create_knowledge_base(actor=actor, name=unique("kb"))
+    knowledge.update_knowledge_base(actor=actor, kb=kb.id, description="x", chunk_size=500)
+    knowledge.reindex(actor=actor, kb=kb.id, enqueue=False)
+    return knowledge.delete_knowledge_base(actor=actor, kb=kb.id)
+
+
+def _kb_docs(actor: Actor, w: World) -> object:
+    owner = Actor.system(w.ws_a)
+    kb = knowledge.create_knowledge_base(actor=owner, name=unique("kb"))
+    job_id = knowledge.ingest_files(actor=actor, kb=kb.id, uploads=[("n.txt", b"some notes")],
+                                    enqueue=False)
+    jobs.run_inline(actor=owner, job_id=job_id)
+    chunk = knowledge.list_chunks(actor=actor, kb=kb.id)[0]
+    knowledge.update_chunk(actor=actor, kb=kb.id, chunk_id=chunk.id, enabled=False)
+    doc = knowledge.list_documents(actor=actor, kb=kb.id)[0]
+    return knowledge.delete_document(actor=actor, kb=kb.id, document_id=doc.id)
 
 
 MATRIX: dict[str, tuple[Role, Call]] = {
@@ -342,6 +372,24 @@ MATRIX: dict[str, tuple[Role, Call]] = {
     "pretrain.launch_pretrain": (Role.builder, _launch_pretrain),
     "pretrain.run_result (own)": (Role.user, lambda a, w: pretrain.run_result(
         actor=a, job_id=_job(w.ws_a, a))),
+    # knowledge bases
+    "knowledge.list_knowledge_bases": (Role.user, lambda a, w: knowledge.list_knowledge_bases(
+        actor=a)),
+    "knowledge.get_knowledge_base": (Role.user, lambda a, w: knowledge.get_knowledge_base(
+        actor=a, kb=_kb(w))),
+    "knowledge.search + knowledge.highlight": (Role.user, lambda a, w: knowledge.search(
+        actor=a, kb=_kb(w), query="blue binder")),
+    "knowledge.list_chunks + knowledge.count_chunks": (Role.user, lambda a, w: (
+        knowledge.list_chunks(actor=a, kb=_kb(w)), knowledge.count_chunks(actor=a, kb=_kb(w)))),
+    "knowledge.list_documents": (Role.user, lambda a, w: knowledge.list_documents(
+        actor=a, kb=_kb(w))),
+    "knowledge.embedding_map": (Role.user, lambda a, w: knowledge.embedding_map(
+        actor=a, kb=_kb(w))),
+    "knowledge.kb_jobs": (Role.user, lambda a, w: knowledge.kb_jobs(actor=a, kb=_kb(w))),
+    "knowledge.create_knowledge_base + knowledge.update_knowledge_base + knowledge.reindex + "
+    "knowledge.delete_knowledge_base": (Role.builder, _kb_lifecycle),
+    "knowledge.ingest_files + knowledge.update_chunk + knowledge.delete_document": (
+        Role.builder, _kb_docs),
     # audit
     "audit.list_audit": (Role.admin, lambda a, w: audit.list_audit(actor=a)),
     "audit.audit_facets": (Role.admin, lambda a, w: audit.audit_facets(actor=a)),
@@ -398,12 +446,13 @@ def test_every_public_service_function_is_in_the_matrix() -> None:
         "agents.key_limit agents.check_rate agents.stream_agent",
         # the pretrain job kind runs inside a job (its actor comes from the job's params)
         "pretrain.run_pretrain_job",
+        "secrets.encrypted_columns knowledge.embedder_for_index",
     ])
     covered = set(re.findall(r"\w+\.\w+", text))
     import inspect
 
     missing = []
-    for module in (accounts, workspaces, secrets, audit, agents, corpora, pretrain):
+    for module in (accounts, workspaces, secrets, audit, agents, corpora, pretrain, knowledge):
         for fname, fn in inspect.getmembers(module, inspect.isfunction):
             if fn.__module__ != module.__name__ or fname.startswith("_"):
                 continue
@@ -445,6 +494,13 @@ def test_workspace_isolation_through_services(role: Role, world: World) -> None:
         from backend.services import chat
 
         chat.stream_chat(world.model_b_id, [{"role": "user", "content": "hi"}], actor=a)
+    kb_b = knowledge.create_knowledge_base(actor=Actor.system(world.ws_b), name=unique("kb-b"))
+    assert kb_b.id not in {k.id for k in knowledge.list_knowledge_bases(actor=a)}
+    for ref in (kb_b.id, kb_b.name):
+        with pytest.raises(knowledge.KnowledgeBaseNotFound):
+            knowledge.search(actor=a, kb=ref, query="anything")
+        with pytest.raises(knowledge.KnowledgeBaseNotFound):
+            knowledge.list_chunks(actor=a, kb=ref)
     with pytest.raises(PermissionDenied):
         workspaces.list_members(actor=a, workspace_id=world.ws_b)
     with pytest.raises(workspaces.WorkspaceNotFound):

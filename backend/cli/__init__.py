@@ -47,6 +47,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                 "Corpora for pre-training: text in, cleaned and split versions out."),
     "pretrain": ("backend.cli.pretrain", "app",
                  "Pre-train a causal or masked model from scratch on a corpus."),
+    "kb": ("backend.cli.kb", "app", "Knowledge bases: ingest documents, search them."),
 }
 
 

@@ -21,6 +21,7 @@ KIND_MODULES: list[str] = [
     "backend.jobs.demo",
     "backend.services.prompt_eval",
     "backend.services.pretrain",
+    "backend.services.knowledge_jobs",
 ]
 
 

@@ -24,6 +24,15 @@ from backend.models.agents import (
 )
 from backend.models.base import Base
 from backend.models.jobs import Job, JobLog, JobMetric, JobStatus, Worker
+from backend.models.knowledge import (
+    ChunkTerm,
+    DocumentStatus,
+    KnowledgeBase,
+    KnowledgeChunk,
+    KnowledgeDocument,
+    KnowledgeIndex,
+    TermStat,
+)
 from backend.models.pretrain import Corpus, CorpusVersion
 from backend.models.prompts import Prompt, PromptRun, PromptVersion
 from backend.models.registry import Capability, ModelKind, RegisteredModel
@@ -53,6 +62,13 @@ __all__ = [
     "Capability",
     "Corpus",
     "CorpusVersion",
+    "ChunkTerm",
+    "DocumentStatus",
+    "KnowledgeBase",
+    "KnowledgeChunk",
+    "KnowledgeDocument",
+    "KnowledgeIndex",
+    "TermStat",
     "Job",
     "JobLog",
     "JobMetric",

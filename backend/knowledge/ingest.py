@@ -1,0 +1,306 @@
+"""Ingest: files -> parsed, cleaned, split, embedded, stored. One document per transaction.
+
+``ingest_files`` is what the ``kb_ingest`` job runs. For every file it decides first, from the
+rows already there: same name and same content -> nothing to do (a retry skips finished files);
+same content under another name -> a duplicate, stored once; same name, new content -> the new
+chunks replace the old ones in the transaction that writes them. A file that fails is marked
+failed with its reason; the others go on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from sqlalchemy import select
+
+from backend.db import session_scope
+from backend.jobs.context import JobContext
+from backend.knowledge.archive import extract_zip
+from backend.knowledge.loaders import DocumentError, ParsedDocument, load
+from backend.knowledge.splitting import ChunkDraft, split_document
+from backend.knowledge.store import remove_document_chunks, write_chunks
+from backend.models.knowledge import (
+    DocumentStatus,
+    KnowledgeDocument,
+    KnowledgeIndex,
+)
+
+log = logging.getLogger(__name__)
+
+
+class TextEmbedder(Protocol):
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+
+
+@dataclass
+class FileItem:
+    source: str
+    stored_path: str
+    file_type: str
+    size: int = 0
+    sha256: str = ""
+    error: str | None = None  # refused before ingest (too large, unknown type)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def chunk_metas(doc: ParsedDocument, drafts: list[ChunkDraft], *, source: str, file_type: str,
+                document_id: int) -> list[dict[str, Any]]:
+    return [{"source": source, "title": doc.title, "heading_path": d.heading_path,
+             "heading": " > ".join(d.heading_path), "page": d.page, "file_type": file_type,
+             "document_id": document_id, **d.meta} for d in drafts]
+
+
+def prepare(path: Path, file_type: str, source: str, *, chunk_size: int, chunk_overlap: int,
+            splitter: str) -> tuple[ParsedDocument, list[ChunkDraft]]:
+    doc = load(path, file_type, source)
+    drafts = split_document(doc, chunk_size=chunk_size, chunk_overlap=chunk_overlap,
+                            splitter=splitter)
+    if not drafts:
+        raise DocumentError(f"{source} has no text to index.")
+    return doc, drafts
+
+
+def embed_in_batches(embedder: TextEmbedder, texts: list[str], batch: int = 256,
+                     should_stop: Callable[[], None] | None = None) -> np.ndarray:
+    parts = []
+    for start in range(0, len(texts), batch):
+        if should_stop:
+            should_stop()
+        parts.append(np.asarray(embedder.embed(texts[start:start + batch]), dtype=np.float32))
+    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+
+def index_document(*, index_id: int, document_id: int, path: Path, file_type: str,
+                   source: str, embedder: TextEmbedder, replace: bool,
+                   new_values: dict[str, Any], check: Callable[[], None] | None = None
+                   ) -> tuple[int, int]:
+    """Parse, split and embed outside any transaction; then write the chunks, drop the old ones
+    and mark the document ready in one transaction. Returns (chunks, characters)."""
+    with session_scope() as session:
+        index = session.get(KnowledgeIndex, index_id)
+        if index is None:
+            raise LookupError(f"index {index_id} is gone")
+        settings = (index.chunk_size, index.chunk_overlap, index.splitter)
+    doc, drafts = prepare(path, file_type, source, chunk_size=settings[0],
+                          chunk_overlap=settings[1], splitter=settings[2])
+    embed_texts = [d.embed_text(doc.title) for d in drafts]
+    vectors = embed_in_batches(embedder, embed_texts, should_stop=check)
+    metas = chunk_metas(doc, drafts, source=source, file_type=file_type,
+                        document_id=document_id)
+    with session_scope() as session:
+        index = session.get(KnowledgeIndex, index_id, with_for_update=True)
+        row = session.get(KnowledgeDocument, document_id, with_for_update=True)
+        if index is None or row is None:
+            raise LookupError("the document or its index was deleted meanwhile")
+        if replace:
+            remove_document_chunks(session, document_id=document_id, index_id=index_id)
+        write_chunks(session, index=index, document_id=document_id,
+                     texts=[d.text for d in drafts], embed_texts=embed_texts, vectors=vectors,
+                     metas=metas)
+        for key, value in new_values.items():
+            setattr(row, key, value)
+        row.status = DocumentStatus.ready.value
+        row.error = None
+        row.title = doc.title[:500]
+        row.chunk_count = len(drafts)
+        row.char_count = doc.char_count
+        row.meta = {**(row.meta or {}), **doc.meta}
+    return len(drafts), doc.char_count
+
+
+def _expand(items: list[FileItem], work: Path, *, max_bytes: int) -> list[FileItem]:
+    """Zip archives become their members (source ``archive.zip/inner/path``)."""
+    out: list[FileItem] = []
+    for n, item in enumerate(items):
+        if item.file_type != "zip" or item.error:
+            out.append(item)
+            continue
+        try:
+            members, skipped = extract_zip(Path(item.stored_path), work / f"zip-{n}",
+                                           display=item.source, max_total_bytes=max_bytes * 5,
+                                           max_file_bytes=max_bytes)
+        except DocumentError as exc:
+            item.error = str(exc)
+            out.append(item)
+            continue
+        for m in members:
+            out.append(FileItem(source=f"{item.source}/{m.name}", stored_path=str(m.path),
+                                file_type=m.file_type, size=m.path.stat().st_size))
+        for name, why in skipped:
+            log.info("skipped %s/%s: %s", item.source, name, why)
+    return out
+
+
+@dataclass
+class IngestReport:
+    ingested: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    chunks: int = 0
+    characters: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def ingest_files(ctx: JobContext, *, kb_id: int, items: list[FileItem],
+                 embedder_for_index: Callable[[KnowledgeIndex], TextEmbedder],
+                 max_bytes: int, job_id: int | None = None,
+                 keep_dir: Path | None = None) -> IngestReport:
+    started = time.perf_counter()
+    report = IngestReport()
+    work = ctx.run_dir / "unpacked"
+    items = _expand(items, work, max_bytes=max_bytes)
+    total = len(items)
+    with session_scope() as session:
+        from backend.models.knowledge import KnowledgeBase
+
+        kb = session.get(KnowledgeBase, kb_id)
+        if kb is None or kb.active_index_id is None:
+            raise LookupError(f"Knowledge base #{kb_id} is gone.")
+        index = session.get(KnowledgeIndex, kb.active_index_id)
+        assert index is not None
+        session.expunge(index)
+    embedder: TextEmbedder | None = None
+    for i, item in enumerate(items):
+        ctx.check_cancelled()
+        ctx.progress(i / max(1, total), "file {current}/{total}: {name}", current=i + 1,
+                     total=total, name=item.source[-80:])
+        path = Path(item.stored_path)
+        if not item.error and not item.sha256:
+            item.sha256 = sha256_of(path)
+            item.size = path.stat().st_size
+        if keep_dir is not None and not item.error and not path.is_relative_to(keep_dir):
+            # members of archives: keep a copy beside the uploads (re-index needs them)
+            keep_dir.mkdir(parents=True, exist_ok=True)
+            kept = keep_dir / f"{item.sha256}{path.suffix}"
+            if not kept.exists():
+                kept.write_bytes(path.read_bytes())
+            path = kept
+            item.stored_path = str(kept)
+        doc_id, action = _plan(kb_id, item, job_id)
+        if action == "unchanged":
+            report.unchanged += 1
+            continue
+        if action == "duplicate":
+            report.duplicates += 1
+            continue
+        if action == "failed":
+            report.failed += 1
+            continue
+        replace = action == "replace"
+        try:
+            if embedder is None:
+                embedder = embedder_for_index(index)
+            n, chars = index_document(
+                index_id=index.id, document_id=doc_id, path=path, file_type=item.file_type,
+                source=item.source, embedder=embedder, replace=replace,
+                new_values={"sha256": item.sha256, "size": item.size,
+                            "stored_path": item.stored_path, "file_type": item.file_type,
+                            "job_id": job_id},
+                check=ctx.check_cancelled)
+        except (DocumentError, ValueError, OSError) as exc:
+            _mark_failed(doc_id, str(exc), replace=replace)
+            ctx.log(f"{item.source}: {exc}", level="WARNING")
+            report.failed += 1
+            continue
+        except Exception as exc:
+            if type(exc).__name__ in ("JobCancelled", "JobInterrupted"):
+                raise
+            log.exception("ingest of %s failed", item.source)
+            _mark_failed(doc_id, f"{item.source} could not be indexed ({type(exc).__name__}: "
+                                 f"{exc}).", replace=replace)
+            report.failed += 1
+            continue
+        report.ingested += 1
+        report.chunks += n
+        report.characters += chars
+        ctx.metric("chunks", report.chunks, i + 1)
+    report.seconds = round(time.perf_counter() - started, 3)
+    ctx.progress(1.0, "done: {ingested} indexed, {failed} failed", ingested=report.ingested,
+                 failed=report.failed)
+    return report
+
+
+def _plan(kb_id: int, item: FileItem, job_id: int | None) -> tuple[int, str]:
+    """The document row for this file and what to do: new, replace, unchanged, duplicate,
+    failed (refused before parsing). Committed at once, so the page shows it."""
+    with session_scope() as session:
+        row = session.execute(select(KnowledgeDocument).where(
+            KnowledgeDocument.kb_id == kb_id, KnowledgeDocument.source == item.source
+        ).with_for_update()).scalar_one_or_none()
+        if row is not None and row.sha256 == item.sha256 and \
+                row.status in (DocumentStatus.ready, DocumentStatus.duplicate):
+            return row.id, "unchanged"
+        if item.error:
+            if row is None:
+                row = KnowledgeDocument(kb_id=kb_id, source=item.source, file_type=item.file_type,
+                                        sha256=item.sha256 or "-", size=item.size,
+                                        stored_path=item.stored_path, job_id=job_id)
+                session.add(row)
+            row.status = DocumentStatus.failed.value
+            row.error = item.error
+            session.flush()
+            return row.id, "failed"
+        twin = session.execute(select(KnowledgeDocument).where(
+            KnowledgeDocument.kb_id == kb_id, KnowledgeDocument.sha256 == item.sha256,
+            KnowledgeDocument.status == DocumentStatus.ready.value,
+            KnowledgeDocument.source != item.source)).scalars().first()
+        if row is None:
+            row = KnowledgeDocument(kb_id=kb_id, source=item.source, file_type=item.file_type,
+                                    sha256=item.sha256, size=item.size,
+                                    stored_path=item.stored_path, job_id=job_id,
+                                    status=DocumentStatus.processing.value)
+            session.add(row)
+            session.flush()
+            action = "new"
+        else:
+            action = "replace" if row.status == DocumentStatus.ready else "new"
+            if action == "new":
+                row.status = DocumentStatus.processing.value
+                row.sha256, row.size = item.sha256, item.size
+                row.stored_path, row.file_type = item.stored_path, item.file_type
+            row.job_id = job_id
+        if twin is not None and action == "new":
+            row.status = DocumentStatus.duplicate.value
+            row.duplicate_of = twin.id
+            row.error = None
+            row.chunk_count = 0
+            return row.id, "duplicate"
+        if action == "new":
+            # a half-done earlier attempt (killed worker) left no chunks: its transaction never
+            # committed; nothing to clean
+            row.error = None
+        return row.id, action
+
+
+def _mark_failed(doc_id: int, reason: str, *, replace: bool) -> None:
+    with session_scope() as session:
+        row = session.get(KnowledgeDocument, doc_id, with_for_update=True)
+        if row is None:
+            return
+        if replace:
+            row.error = (f"An updated copy could not be indexed: {reason} The earlier version "
+                         "is still searchable.")
+        else:
+            row.status = DocumentStatus.failed.value
+            row.error = reason

@@ -1,0 +1,193 @@
+"""Retrieval over one index: vector (pgvector cosine, HNSW), keyword (BM25 scored in SQL from the
+statistics kept at ingest) and hybrid (reciprocal rank fusion of the two).
+
+Scores: vector = cosine similarity; keyword = BM25; hybrid = the RRF sum (1/(60+rank) per list).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from backend.knowledge.store import vector_literal
+from backend.knowledge.terms import terms as cut_terms
+
+MODES = ("hybrid", "vector", "keyword")
+RRF_K = 60
+BM25_K1 = 1.2
+BM25_B = 0.75
+EF_SEARCH = 100
+# below this many chunks (or this share of the dimension's chunks) an exact scan is as fast as
+# HNSW and never misses because of other bases' chunks in the same graph
+EXACT_MAX_CHUNKS = 20000
+EXACT_MIN_SHARE = 0.5
+
+
+@dataclass
+class IndexInfo:
+    id: int
+    dim: int
+    language: str
+    n_chunks: int
+    total_length: int
+
+
+@dataclass
+class Candidate:
+    chunk_id: int
+    score: float
+    ranks: dict[str, int] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Filters:
+    sources: list[str] = field(default_factory=list)
+    heading: str = ""
+    file_types: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Filters:
+        d = d or {}
+        unknown = set(d) - {"source", "sources", "heading", "file_type", "file_types"}
+        if unknown:
+            raise ValueError(f"Unknown filter {', '.join(sorted(unknown))}: use source, heading "
+                             "or file_type.")
+
+        def as_list(v: Any) -> list[str]:
+            if v is None or v == "":
+                return []
+            return [str(x) for x in (v if isinstance(v, list | tuple | set) else [v])]
+
+        return cls(sources=as_list(d.get("sources")) + as_list(d.get("source")),
+                   heading=str(d.get("heading") or ""),
+                   file_types=[f.lower().lstrip(".") for f in
+                               as_list(d.get("file_types")) + as_list(d.get("file_type"))])
+
+    @property
+    def active(self) -> bool:
+        return bool(self.sources or self.heading or self.file_types)
+
+    def sql(self, alias: str = "c") -> tuple[str, dict[str, Any]]:
+        parts: list[str] = []
+        params: dict[str, Any] = {}
+        if self.sources:
+            parts.append(f"{alias}.metadata->>'source' = ANY(:f_sources)")
+            params["f_sources"] = self.sources
+        if self.heading:
+            parts.append(f"({alias}.metadata->>'heading' ILIKE :f_heading OR "
+                         f"{alias}.metadata->>'title' ILIKE :f_heading)")
+            params["f_heading"] = f"%{self.heading}%"
+        if self.file_types:
+            parts.append(f"{alias}.metadata->>'file_type' = ANY(:f_types)")
+            params["f_types"] = self.file_types
+        return (" AND " + " AND ".join(parts)) if parts else "", params
+
+
+def vector_search(session: Session, index: IndexInfo, query_vec: np.ndarray, n: int,
+                  filters: Filters | None = None) -> list[Candidate]:
+    filters = filters or Filters()
+    where, params = filters.sql()
+    q = vector_literal(query_vec)
+    dim = int(index.dim)
+    same_dim = session.execute(text("SELECT coalesce(sum(n_chunks), 0) FROM kb_indexes "
+                                    "WHERE dim = :d"), {"d": dim}).scalar() or 0
+    use_hnsw = (index.n_chunks > EXACT_MAX_CHUNKS and not filters.active and dim <= 2000
+                and index.n_chunks >= EXACT_MIN_SHARE * int(same_dim))
+    params.update({"q": q, "i": index.id, "n": n, "d": dim})
+    if use_hnsw:
+        conn = session.connection()
+        conn.exec_driver_sql(f"SET LOCAL hnsw.ef_search = {max(EF_SEARCH, n)}")
+        expr = f"(c.embedding::vector({dim}))"
+        rows = conn.execute(text(
+            f"SELECT c.id, 1 - ({expr} <=> CAST(:q AS vector({dim}))) AS score FROM kb_chunks c "
+            f"WHERE c.dim = {dim} AND c.index_id = :i AND c.enabled "
+            f"ORDER BY {expr} <=> CAST(:q AS vector({dim})) LIMIT :n"
+        ).execution_options(prepare=False), params).all()
+        if len(rows) >= min(n, index.n_chunks) * 0.9:
+            return [Candidate(int(r[0]), float(r[1])) for r in rows]
+    # exact: order by an expression the HNSW index does not cover
+    rows = session.execute(text(
+        "SELECT c.id, 1 - (c.embedding <=> CAST(:q AS vector)) AS score FROM kb_chunks c "
+        f"WHERE c.index_id = :i AND c.dim = :d AND c.enabled{where} "
+        "ORDER BY c.embedding <=> CAST(:q AS vector) LIMIT :n"), params).all()
+    return [Candidate(int(r[0]), float(r[1])) for r in rows]
+
+
+def keyword_search(session: Session, index: IndexInfo, query: str, n: int,
+                   filters: Filters | None = None) -> list[Candidate]:
+    """Okapi BM25 (k1 1.2, b 0.75, idf ln(1 + (N - df + .5)/(df + .5))) over the index."""
+    counts = Counter(cut_terms(query, index.language))
+    if not counts or index.n_chunks <= 0:
+        return []
+    filters = filters or Filters()
+    where, params = filters.sql()
+    avgdl = max(1.0, index.total_length / max(1, index.n_chunks))
+    params.update({"terms": list(counts), "qtf": list(counts.values()), "i": index.id,
+                   "N": float(index.n_chunks), "avgdl": avgdl, "k1": BM25_K1, "b": BM25_B})
+    scored = (
+        "WITH q AS (SELECT * FROM unnest(CAST(:terms AS text[]), CAST(:qtf AS int[])) "
+        "AS q(term, qtf)), "
+        "st AS (SELECT s.term, q.qtf, ln(1 + (:N - s.df + 0.5) / (s.df + 0.5)) AS idf "
+        "FROM kb_term_stats s JOIN q ON q.term = s.term WHERE s.index_id = :i AND s.df > 0), "
+        "sc AS (SELECT ct.chunk_id, sum(st.idf * st.qtf * ct.tf * (:k1 + 1) / "
+        "(ct.tf + :k1 * (1 - :b + :b * ct.dl / :avgdl))) AS score "
+        "FROM kb_chunk_terms ct JOIN st ON st.term = ct.term WHERE ct.index_id = :i "
+        "GROUP BY ct.chunk_id) ")
+    if filters.active:
+        sql = (scored + "SELECT sc.chunk_id, sc.score FROM sc JOIN kb_chunks c ON c.id = "
+               f"sc.chunk_id WHERE c.enabled{where} ORDER BY sc.score DESC LIMIT :n")
+        params["n"] = n
+        rows = session.execute(text(sql), params).all()
+    else:
+        params["n"] = n * 2 + 10
+        top = session.execute(text(scored + "SELECT chunk_id, score FROM sc "
+                                   "ORDER BY score DESC LIMIT :n"), params).all()
+        if not top:
+            return []
+        enabled = set(session.execute(text(
+            "SELECT id FROM kb_chunks WHERE id = ANY(:ids) AND enabled"),
+            {"ids": [int(r[0]) for r in top]}).scalars())
+        rows = [r for r in top if int(r[0]) in enabled][:n]
+    return [Candidate(int(r[0]), float(r[1])) for r in rows]
+
+
+def fuse(lists: dict[str, list[Candidate]], k: int = RRF_K) -> list[Candidate]:
+    """Reciprocal rank fusion: each list adds 1 / (k + rank) for every chunk it returned."""
+    fused: dict[int, Candidate] = {}
+    for mode, cands in lists.items():
+        for rank, c in enumerate(cands, 1):
+            f = fused.setdefault(c.chunk_id, Candidate(c.chunk_id, 0.0))
+            f.score += 1.0 / (k + rank)
+            f.ranks[mode] = rank
+            f.scores[mode] = c.score
+    return sorted(fused.values(), key=lambda c: (-c.score, min(c.ranks.values())))
+
+
+def search(session: Session, index: IndexInfo, *, query: str, query_vec: np.ndarray | None,
+           k: int, mode: str, filters: Filters | None = None, candidates: int | None = None
+           ) -> list[Candidate]:
+    """Top candidates of the mode (``candidates`` of them, default ``k``)."""
+    if mode not in MODES:
+        raise ValueError(f"Unknown search mode {mode!r}: use {', '.join(MODES)}.")
+    n = candidates or k
+    if mode == "keyword":
+        out = keyword_search(session, index, query, n, filters)
+        for rank, c in enumerate(out, 1):
+            c.ranks["keyword"], c.scores["keyword"] = rank, c.score
+        return out
+    assert query_vec is not None
+    if mode == "vector":
+        out = vector_search(session, index, query_vec, n, filters)
+        for rank, c in enumerate(out, 1):
+            c.ranks["vector"], c.scores["vector"] = rank, c.score
+        return out
+    pool = max(50, 4 * n)
+    fused = fuse({"vector": vector_search(session, index, query_vec, pool, filters),
+                  "keyword": keyword_search(session, index, query, pool, filters)})
+    return fused[:n]

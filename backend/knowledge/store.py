@@ -1,0 +1,137 @@
+"""Writing and removing a document's chunks with their BM25 statistics, inside the caller's
+transaction (one document, one transaction: nothing half-indexed survives a crash)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from backend.knowledge.terms import term_counts
+from backend.models.knowledge import (
+    MIGRATED_HNSW_DIMS,
+    ChunkTerm,
+    KnowledgeChunk,
+    KnowledgeIndex,
+    TermStat,
+)
+
+
+def vector_literal(vec: Sequence[float] | np.ndarray) -> str:
+    return "[" + ",".join(f"{float(x):.7g}" for x in vec) + "]"
+
+
+def ensure_hnsw_index(session: Session, dim: int) -> None:
+    """An HNSW index for chunks of this dimension (the 384 one comes with the migration)."""
+    if dim in MIGRATED_HNSW_DIMS:
+        return
+    if not 1 <= dim <= 2000:
+        return  # pgvector's HNSW stops at 2000 dimensions: exact search serves those
+    session.execute(text(
+        f"CREATE INDEX IF NOT EXISTS ix_kb_chunks_hnsw_{int(dim)} ON kb_chunks USING hnsw "
+        f"((embedding::vector({int(dim)})) vector_cosine_ops) WHERE dim = {int(dim)}"
+    ))
+
+
+def write_chunks(session: Session, *, index: KnowledgeIndex, document_id: int,
+                 texts: Sequence[str], embed_texts: Sequence[str], vectors: np.ndarray,
+                 metas: Sequence[dict[str, Any]], start_ord: int = 0) -> list[int]:
+    """Insert chunks, their term frequencies, and add to the index's statistics."""
+    if not texts:
+        return []
+    counts = [term_counts(t, index.language) for t in embed_texts]
+    lengths = [max(1, sum(c.values())) for c in counts]
+    rows = [
+        {"index_id": index.id, "document_id": document_id, "ord": start_ord + i,
+         "text": texts[i], "dim": index.dim, "embedding": np.asarray(vectors[i], dtype=np.float32),
+         "length": lengths[i], "meta": metas[i]}
+        for i in range(len(texts))
+    ]
+    ids = list(session.execute(insert(KnowledgeChunk).returning(KnowledgeChunk.id), rows
+                               ).scalars())
+    term_rows = [
+        {"chunk_id": cid, "term": term, "index_id": index.id, "tf": tf, "dl": lengths[i]}
+        for i, cid in enumerate(ids) for term, tf in counts[i].items()
+    ]
+    if term_rows:
+        for start in range(0, len(term_rows), 5000):
+            session.execute(insert(ChunkTerm), term_rows[start:start + 5000])
+    df: Counter[str] = Counter()
+    for c in counts:
+        df.update(c.keys())
+    _add_df(session, index.id, df)
+    session.execute(update(KnowledgeIndex).where(KnowledgeIndex.id == index.id).values(
+        n_chunks=KnowledgeIndex.n_chunks + len(ids),
+        total_length=KnowledgeIndex.total_length + sum(lengths)))
+    return ids
+
+
+def _add_df(session: Session, index_id: int, df: Counter[str]) -> None:
+    # sorted, so concurrent writers take row locks in one order (no deadlock)
+    items = sorted(df.items())
+    for start in range(0, len(items), 5000):
+        part = items[start:start + 5000]
+        stmt = pg_insert(TermStat).values(
+            [{"index_id": index_id, "term": t, "df": n} for t, n in part])
+        session.execute(stmt.on_conflict_do_update(
+            index_elements=[TermStat.index_id, TermStat.term],
+            set_={"df": TermStat.df + stmt.excluded.df}))
+
+
+def remove_chunks(session: Session, *, chunk_ids: Sequence[int]) -> int:
+    """Delete chunks and take them out of the statistics of their index."""
+    if not chunk_ids:
+        return 0
+    ids = list(chunk_ids)
+    per_index = session.execute(
+        select(KnowledgeChunk.index_id, text("count(*)"), text("coalesce(sum(length), 0)"))
+        .where(KnowledgeChunk.id.in_(ids)).group_by(KnowledgeChunk.index_id)).all()
+    session.execute(text(
+        "UPDATE kb_term_stats s SET df = s.df - c.n FROM ("
+        " SELECT index_id, term, count(*) AS n FROM kb_chunk_terms WHERE chunk_id = ANY(:ids)"
+        " GROUP BY index_id, term ORDER BY index_id, term) c"
+        " WHERE s.index_id = c.index_id AND s.term = c.term"), {"ids": ids})
+    for index_id, n, total in per_index:
+        session.execute(update(KnowledgeIndex).where(KnowledgeIndex.id == index_id).values(
+            n_chunks=KnowledgeIndex.n_chunks - int(n),
+            total_length=KnowledgeIndex.total_length - int(total)))
+    session.execute(delete(KnowledgeChunk).where(KnowledgeChunk.id.in_(ids)))
+    return len(ids)
+
+
+def remove_document_chunks(session: Session, *, document_id: int,
+                           index_id: int | None = None) -> int:
+    stmt = select(KnowledgeChunk.id).where(KnowledgeChunk.document_id == document_id)
+    if index_id is not None:
+        stmt = stmt.where(KnowledgeChunk.index_id == index_id)
+    return remove_chunks(session, chunk_ids=list(session.execute(stmt).scalars()))
+
+
+def rewrite_chunk(session: Session, *, chunk: KnowledgeChunk, index: KnowledgeIndex,
+                  new_text: str, embed_text: str, vector: np.ndarray) -> None:
+    """An edited chunk: new text, new embedding, new term statistics."""
+    old = Counter(dict(session.execute(
+        select(ChunkTerm.term, ChunkTerm.tf).where(ChunkTerm.chunk_id == chunk.id)).all()))
+    new = term_counts(embed_text, index.language)
+    length = max(1, sum(new.values()))
+    session.execute(delete(ChunkTerm).where(ChunkTerm.chunk_id == chunk.id))
+    if new:
+        session.execute(insert(ChunkTerm), [
+            {"chunk_id": chunk.id, "term": t, "index_id": index.id, "tf": tf, "dl": length}
+            for t, tf in new.items()])
+    gone = sorted(set(old) - set(new))
+    if gone:
+        session.execute(text("UPDATE kb_term_stats SET df = df - 1 WHERE index_id = :i AND "
+                             "term = ANY(:t)"), {"i": index.id, "t": gone})
+    _add_df(session, index.id, Counter({t: 1 for t in set(new) - set(old)}))
+    session.execute(update(KnowledgeIndex).where(KnowledgeIndex.id == index.id).values(
+        total_length=KnowledgeIndex.total_length - chunk.length + length))
+    chunk.text = new_text
+    chunk.length = length
+    chunk.embedding = np.asarray(vector, dtype=np.float32)
+    chunk.edited = True

@@ -1,0 +1,854 @@
+"""Knowledge bases as pages, the CLI, agents, the playground and fine-tuning see them.
+
+Reading and searching needs the user role; creating, ingesting, editing and deleting the builder
+role. Members see their workspace only; admins may look across workspaces. Other stages call
+``search`` (hits with citations) and ``list_chunks`` (a base's text for training data).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from sqlalchemy import func, or_, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from backend.accounts.actor import Actor, Role
+from backend.accounts.audit import record
+from backend.config import get_settings
+from backend.db import session_scope
+from backend.models.knowledge import (
+    DocumentStatus,
+    IndexStatus,
+    KnowledgeBase,
+    KnowledgeChunk,
+    KnowledgeDocument,
+    KnowledgeIndex,
+)
+
+log = logging.getLogger(__name__)
+
+NAME_RE = re.compile(r"^[^\s/\\][^/\\]{0,199}$")
+LANGUAGES = ("en", "zh")
+SPLITTERS = ("heading", "recursive", "sentence")
+MODES = ("hybrid", "vector", "keyword")
+DEFAULT_SETTINGS: dict[str, Any] = {"embedder": None, "chunk_size": 1000, "chunk_overlap": 150,
+                                    "splitter": "heading", "language": "en"}
+INDEX_SETTINGS = ("embedder", "chunk_size", "chunk_overlap", "splitter", "language")
+INGEST_KIND = "kb_ingest"
+REINDEX_KIND = "kb_reindex"
+
+
+class KnowledgeBaseNotFound(LookupError):
+    pass
+
+
+class KnowledgeBaseExists(ValueError):
+    pass
+
+
+# ------------------------------------------------------------------------------------ views
+
+
+@dataclass
+class KnowledgeBaseView:
+    id: int
+    name: str
+    description: str
+    workspace_id: int
+    created_by: int | None
+    created_at: datetime
+    updated_at: datetime
+    settings: dict[str, Any]
+    index: dict[str, Any]
+    documents: int
+    failed: int
+    pending: int
+    chunks: int
+    characters: int
+    reindex_needed: bool
+    building: bool
+
+    @property
+    def embedder(self) -> str:
+        return self.index.get("embedder") or "all-MiniLM-L6-v2 (bundled)"
+
+    @property
+    def language(self) -> str:
+        return str(self.settings.get("language", "en"))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k, v in d.items():
+            if isinstance(v, datetime):
+                d[k] = v.isoformat()
+        d["embedder"] = self.embedder
+        return d
+
+
+@dataclass
+class DocumentView:
+    id: int
+    kb_id: int
+    source: str
+    file_type: str
+    status: str
+    error: str | None
+    title: str
+    chunk_count: int
+    char_count: int
+    size: int
+    sha256: str
+    duplicate_of: int | None
+    job_id: int | None
+    created_at: datetime
+    updated_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k, v in d.items():
+            if isinstance(v, datetime):
+                d[k] = v.isoformat()
+        return d
+
+
+@dataclass
+class SearchHit:
+    """One retrieved chunk with its citation. ``metadata`` carries title, heading_path, page,
+    file_type, and the ranks/scores per mode and the matching character spans."""
+
+    source: str
+    document_id: int
+    chunk_id: int
+    score: float
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        return str(self.metadata.get("title") or "")
+
+    @property
+    def heading_path(self) -> list[str]:
+        return list(self.metadata.get("heading_path") or [])
+
+    @property
+    def page(self) -> int | None:
+        return self.metadata.get("page")
+
+    def citation(self) -> str:
+        parts = [self.source]
+        if self.heading_path:
+            parts.append(" > ".join(self.heading_path))
+        if self.page:
+            parts.append(f"p. {self.page}")
+        return " — ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ChunkView:
+    id: int
+    document_id: int
+    source: str
+    ord: int
+    text: str
+    enabled: bool
+    edited: bool
+    length: int
+    metadata: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _index_dict(ix: KnowledgeIndex | None) -> dict[str, Any]:
+    if ix is None:
+        return {}
+    return {"id": ix.id, "status": ix.status, "embedder": ix.embedder, "dim": ix.dim,
+            "chunk_size": ix.chunk_size, "chunk_overlap": ix.chunk_overlap,
+            "splitter": ix.splitter, "language": ix.language, "chunks": int(ix.n_chunks),
+            "avg_length": round(ix.total_length / ix.n_chunks, 1) if ix.n_chunks else 0.0}
+
+
+def _settings_of_index(ix: KnowledgeIndex) -> dict[str, Any]:
+    return {"embedder": ix.embedder, "chunk_size": ix.chunk_size,
+            "chunk_overlap": ix.chunk_overlap, "splitter": ix.splitter, "language": ix.language}
+
+
+def _view(session: Session, kb: KnowledgeBase) -> KnowledgeBaseView:
+    ix = session.get(KnowledgeIndex, kb.active_index_id) if kb.active_index_id else None
+    counts = dict(session.execute(
+        select(KnowledgeDocument.status, func.count()).where(KnowledgeDocument.kb_id == kb.id)
+        .group_by(KnowledgeDocument.status)).all())
+    chars = session.execute(select(func.coalesce(func.sum(KnowledgeDocument.char_count), 0))
+                            .where(KnowledgeDocument.kb_id == kb.id,
+                                   KnowledgeDocument.status == DocumentStatus.ready.value)
+                            ).scalar() or 0
+    building = session.execute(select(func.count()).select_from(KnowledgeIndex).where(
+        KnowledgeIndex.kb_id == kb.id, KnowledgeIndex.status == IndexStatus.building.value)
+    ).scalar() or 0
+    settings = {**DEFAULT_SETTINGS, **(kb.settings or {})}
+    return KnowledgeBaseView(
+        id=kb.id, name=kb.name, description=kb.description, workspace_id=kb.workspace_id,
+        created_by=kb.created_by, created_at=kb.created_at, updated_at=kb.updated_at,
+        settings=settings, index=_index_dict(ix),
+        documents=int(counts.get("ready", 0)) + int(counts.get("duplicate", 0)),
+        failed=int(counts.get("failed", 0)),
+        pending=int(counts.get("pending", 0)) + int(counts.get("processing", 0)),
+        chunks=int(ix.n_chunks) if ix else 0, characters=int(chars),
+        reindex_needed=ix is not None and _settings_of_index(ix) != {
+            k: settings[k] for k in INDEX_SETTINGS},
+        building=bool(building),
+    )
+
+
+# ------------------------------------------------------------------------------- lookups
+
+
+def _load(session: Session, actor: Actor, kb: int | str, *, lock: bool = False
+          ) -> KnowledgeBase:
+    row: KnowledgeBase | None = None
+    if isinstance(kb, int) or (isinstance(kb, str) and kb.isdigit()):
+        row = session.get(KnowledgeBase, int(kb), with_for_update=lock)
+    if row is None and isinstance(kb, str):
+        stmt = select(KnowledgeBase).where(KnowledgeBase.name == kb.strip(),
+                                           KnowledgeBase.workspace_id == actor.workspace_id)
+        if lock:
+            stmt = stmt.with_for_update()
+        row = session.execute(stmt).scalar_one_or_none()
+    if row is None or (not actor.is_admin and row.workspace_id != actor.workspace_id):
+        raise KnowledgeBaseNotFound(
+            f"No knowledge base {kb!r} in this workspace. `studio kb list` shows them.")
+    return row
+
+
+def _check_name(name: str) -> str:
+    name = (name or "").strip()
+    if not NAME_RE.match(name):
+        raise ValueError("A knowledge base name needs 1 to 200 characters, no slashes, and must "
+                         "not start with a space.")
+    return name
+
+
+def _check_settings(actor: Actor, s: dict[str, Any]) -> dict[str, Any]:
+    out = {**DEFAULT_SETTINGS, **{k: v for k, v in s.items() if v is not None or k == "embedder"}}
+    unknown = set(out) - set(DEFAULT_SETTINGS)
+    if unknown:
+        raise ValueError(f"Unknown setting {', '.join(sorted(unknown))}.")
+    try:
+        out["chunk_size"] = int(out["chunk_size"])
+        out["chunk_overlap"] = int(out["chunk_overlap"])
+    except (TypeError, ValueError):
+        raise ValueError("chunk size and overlap must be whole numbers of characters.") from None
+    if not 100 <= out["chunk_size"] <= 8000:
+        raise ValueError("The chunk size must be between 100 and 8000 characters.")
+    if not 0 <= out["chunk_overlap"] < out["chunk_size"] // 2 + 1:
+        raise ValueError("The chunk overlap must be at least 0 and at most half the chunk size.")
+    if out["splitter"] not in SPLITTERS:
+        raise ValueError(f"Unknown splitter {out['splitter']!r}: use {', '.join(SPLITTERS)}.")
+    lang = str(out["language"]).lower().replace("_cn", "").replace("-cn", "")
+    if lang not in LANGUAGES:
+        raise ValueError(f"Unknown language {out['language']!r}: use en or zh.")
+    out["language"] = lang
+    emb = out.get("embedder")
+    if emb in ("", "default", "all-MiniLM-L6-v2", "minilm"):
+        emb = None
+    if emb is not None:
+        from backend.services.models import model_spec
+
+        spec = model_spec(actor=actor, model=emb, capability="embeddings")
+        emb = spec.name
+    out["embedder"] = emb
+    return out
+
+
+def _embedder_dim(actor: Actor, embedder: str | None) -> int:
+    if embedder is None:
+        from backend.llm.embeddings import DEFAULT_EMBEDDING_DIM
+
+        return DEFAULT_EMBEDDING_DIM
+    return int(embedder_for_index(actor, embedder).embed(["dimension probe"]).shape[1])
+
+
+def embedder_for_index(actor: Actor, embedder: str | None) -> Any:
+    """The embedder of an index: the bundled MiniLM (ONNX when exported, same vectors) or a
+    registered embedding model."""
+    if embedder is None:
+        from backend.knowledge.embedding import bundled_embedder
+
+        return bundled_embedder()
+    from backend.services.models import embedder as model_embedder
+
+    return model_embedder(actor=actor, model=embedder)
+
+
+def _new_index(session: Session, kb: KnowledgeBase, settings: dict[str, Any], dim: int,
+               status: IndexStatus) -> KnowledgeIndex:
+    from backend.knowledge.store import ensure_hnsw_index
+
+    ix = KnowledgeIndex(kb_id=kb.id, status=status.value, embedder=settings["embedder"],
+                        dim=dim, chunk_size=settings["chunk_size"],
+                        chunk_overlap=settings["chunk_overlap"], splitter=settings["splitter"],
+                        language=settings["language"], n_chunks=0, total_length=0)
+    session.add(ix)
+    session.flush()
+    ensure_hnsw_index(session, dim)
+    return ix
+
+
+# ------------------------------------------------------------------------ bases: CRUD
+
+
+def list_knowledge_bases(*, actor: Actor, search: str = "", all_workspaces: bool = False
+                         ) -> list[KnowledgeBaseView]:
+    with session_scope() as session:
+        stmt = select(KnowledgeBase).order_by(KnowledgeBase.name)
+        if not (all_workspaces and actor.is_admin):
+            stmt = stmt.where(KnowledgeBase.workspace_id == actor.workspace_id)
+        if search.strip():
+            like = f"%{search.strip()}%"
+            stmt = stmt.where(or_(KnowledgeBase.name.ilike(like),
+                                  KnowledgeBase.description.ilike(like)))
+        return [_view(session, kb) for kb in session.execute(stmt).scalars()]
+
+
+def get_knowledge_base(*, actor: Actor, kb: int | str) -> KnowledgeBaseView:
+    with session_scope() as session:
+        return _view(session, _load(session, actor, kb))
+
+
+def create_knowledge_base(*, actor: Actor, name: str, description: str = "",
+                          embedder: str | None = None, chunk_size: int = 1000,
+                          chunk_overlap: int = 150, splitter: str = "heading",
+                          language: str = "en") -> KnowledgeBaseView:
+    actor.require_role(Role.builder, "create knowledge bases")
+    settings = _check_settings(actor, {"embedder": embedder, "chunk_size": chunk_size,
+                                       "chunk_overlap": chunk_overlap, "splitter": splitter,
+                                       "language": language})
+    dim = _embedder_dim(actor, settings["embedder"])
+    try:
+        with session_scope() as session:
+            kb = KnowledgeBase(name=_check_name(name), description=description.strip()[:2000],
+                               settings=settings, workspace_id=actor.workspace_id,
+                               created_by=actor.user_id)
+            session.add(kb)
+            session.flush()
+            ix = _new_index(session, kb, settings, dim, IndexStatus.active)
+            kb.active_index_id = ix.id
+            record(actor, "create", "knowledge_base", kb.id, {"name": kb.name, **settings},
+                   session=session)
+            session.flush()
+            return _view(session, kb)
+    except IntegrityError as exc:
+        if "uq_knowledge_bases_workspace_id" in str(exc.orig):
+            raise KnowledgeBaseExists(f"A knowledge base named {name.strip()!r} already exists "
+                                      "in this workspace. Pick another name.") from None
+        raise
+
+
+def update_knowledge_base(*, actor: Actor, kb: int | str, name: str | None = None,
+                          description: str | None = None, **settings: Any
+                          ) -> KnowledgeBaseView:
+    """Rename, describe, or change settings. Settings that affect the index (embedder, chunking,
+    language) take effect through ``reindex`` (the view says ``reindex_needed``)."""
+    actor.require_role(Role.builder, "change knowledge bases")
+    unknown = set(settings) - set(INDEX_SETTINGS)
+    if unknown:
+        raise ValueError(f"Unknown setting {', '.join(sorted(unknown))}.")
+    try:
+        with session_scope() as session:
+            row = _load(session, actor, kb, lock=True)
+            changes: dict[str, Any] = {}
+            if name is not None and name.strip() != row.name:
+                row.name = _check_name(name)
+                changes["name"] = row.name
+            if description is not None:
+                row.description = description.strip()[:2000]
+                changes["description"] = row.description
+            if settings:
+                merged = {**DEFAULT_SETTINGS, **(row.settings or {}), **settings}
+                row.settings = _check_settings(actor, merged)
+                changes.update(settings)
+            record(actor, "update", "knowledge_base", row.id, changes, session=session)
+            session.flush()
+            return _view(session, row)
+    except IntegrityError as exc:
+        if "uq_knowledge_bases_workspace_id" in str(exc.orig):
+            raise KnowledgeBaseExists(f"A knowledge base named {name!r} already exists in this "
+                                      "workspace.") from None
+        raise
+
+
+def _kb_upload_dir(kb_id: int) -> Path:
+    return get_settings().uploads_dir / "knowledge" / f"kb-{kb_id}"
+
+
+def delete_knowledge_base(*, actor: Actor, kb: int | str) -> KnowledgeBaseView:
+    """The base, its documents, chunks, statistics and stored files."""
+    actor.require_role(Role.builder, "delete knowledge bases")
+    with session_scope() as session:
+        row = _load(session, actor, kb, lock=True)
+        view = _view(session, row)
+        session.delete(row)
+        record(actor, "delete", "knowledge_base", row.id, {"name": row.name}, session=session)
+    shutil.rmtree(_kb_upload_dir(view.id), ignore_errors=True)
+    return view
+
+
+# ------------------------------------------------------------------------------ documents
+
+
+def _doc_view(d: KnowledgeDocument) -> DocumentView:
+    return DocumentView(id=d.id, kb_id=d.kb_id, source=d.source, file_type=d.file_type,
+                        status=d.status, error=d.error, title=d.title, chunk_count=d.chunk_count,
+                        char_count=int(d.char_count), size=int(d.size), sha256=d.sha256,
+                        duplicate_of=d.duplicate_of, job_id=d.job_id, created_at=d.created_at,
+                        updated_at=d.updated_at)
+
+
+def list_documents(*, actor: Actor, kb: int | str, search: str = "",
+                   statuses: Sequence[str] | None = None, limit: int = 5000
+                   ) -> list[DocumentView]:
+    with session_scope() as session:
+        row = _load(session, actor, kb)
+        stmt = select(KnowledgeDocument).where(KnowledgeDocument.kb_id == row.id)
+        if search.strip():
+            like = f"%{search.strip()}%"
+            stmt = stmt.where(or_(KnowledgeDocument.source.ilike(like),
+                                  KnowledgeDocument.title.ilike(like),
+                                  KnowledgeDocument.error.ilike(like)))
+        if statuses:
+            stmt = stmt.where(KnowledgeDocument.status.in_(list(statuses)))
+        stmt = stmt.order_by(KnowledgeDocument.source).limit(limit)
+        return [_doc_view(d) for d in session.execute(stmt).scalars()]
+
+
+def delete_document(*, actor: Actor, kb: int | str, document_id: int) -> DocumentView:
+    """The document and every chunk of it, in every index, in one transaction. Copies stored
+    as duplicates of it are indexed again from their own files."""
+    from backend.knowledge.store import remove_document_chunks
+
+    actor.require_role(Role.builder, "delete documents")
+    with session_scope() as session:
+        base = _load(session, actor, kb)
+        doc = session.get(KnowledgeDocument, document_id, with_for_update=True)
+        if doc is None or doc.kb_id != base.id:
+            raise LookupError(f"No document #{document_id} in {base.name!r}.")
+        view = _doc_view(doc)
+        stored = doc.stored_path
+        remove_document_chunks(session, document_id=doc.id)
+        twins = session.execute(select(KnowledgeDocument).where(
+            KnowledgeDocument.kb_id == base.id,
+            KnowledgeDocument.duplicate_of == doc.id)).scalars().all()
+        requeue = [{"source": t.source, "stored_path": t.stored_path, "file_type": t.file_type,
+                    "size": int(t.size), "sha256": t.sha256} for t in twins]
+        for t in twins:
+            t.status = DocumentStatus.pending.value
+            t.duplicate_of = None
+        session.delete(doc)
+        record(actor, "delete", "kb_document", doc.id, {"kb": base.name, "source": doc.source},
+               session=session)
+        kb_id = base.id
+    _remove_stored(kb_id, stored)
+    if requeue:
+        _submit_ingest(actor, kb_id, requeue, title=f"Re-index copies of {view.source}")
+    return view
+
+
+def _remove_stored(kb_id: int, path: str) -> None:
+    if not path:
+        return
+    p = Path(path)
+    if _kb_upload_dir(kb_id) in p.parents:
+        with session_scope() as session:
+            in_use = session.execute(select(func.count()).select_from(KnowledgeDocument).where(
+                KnowledgeDocument.stored_path == path)).scalar()
+        if not in_use:
+            p.unlink(missing_ok=True)
+
+
+# -------------------------------------------------------------------------------- ingest
+
+
+def _stash(kb_id: int, name: str, source: Path | bytes | BinaryIO, limit: int
+           ) -> dict[str, Any]:
+    """Keep one file under the base's upload folder with a generated name; a file over the
+    size limit or of an unknown type becomes a refused item with its reason."""
+    from backend.knowledge.ingest import sha256_of
+    from backend.knowledge.loaders import FILE_TYPES, file_type_for
+
+    ftype = file_type_for(name)
+    item: dict[str, Any] = {"source": name, "stored_path": "", "file_type": ftype or "unknown",
+                            "size": 0, "sha256": ""}
+    if ftype is None:
+        item["error"] = (f"{name}: this file type is not indexed. Accepted: "
+                         f"{', '.join(sorted(FILE_TYPES))}.")
+        return item
+    folder = _kb_upload_dir(kb_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    dest = folder / f"{uuid.uuid4().hex}{Path(name).suffix.lower()}"
+    size = 0
+    too_big = False
+    if isinstance(source, Path):
+        size = source.stat().st_size
+        too_big = size > limit
+        if not too_big:
+            shutil.copyfile(source, dest)
+    else:
+        data = source if isinstance(source, bytes | bytearray) else None
+        with dest.open("wb") as out:
+            if data is not None:
+                size = len(data)
+                too_big = size > limit
+                if not too_big:
+                    out.write(data)
+            else:
+                stream: Any = source
+                while chunk := stream.read(1 << 20):
+                    size += len(chunk)
+                    if size > limit:
+                        too_big = True
+                        break
+                    out.write(chunk)
+    item["size"] = size
+    if too_big:
+        dest.unlink(missing_ok=True)
+        item["error"] = (f"{name} is {size / 1048576:.1f} MB, over the "
+                         f"{limit // 1048576} MB limit (setting STUDIO_MAX_UPLOAD_MB). Split it "
+                         "or ask an admin to raise the limit.")
+        return item
+    item["stored_path"] = str(dest)
+    item["sha256"] = sha256_of(dest)
+    return item
+
+
+def _walk(path: Path) -> Iterable[tuple[str, Path]]:
+    if path.is_dir():
+        for p in sorted(path.rglob("*")):
+            if p.is_file() and not any(part.startswith(".") for part in
+                                       p.relative_to(path).parts):
+                yield p.relative_to(path).as_posix(), p
+    elif path.is_file():
+        yield path.name, path
+    else:
+        raise FileNotFoundError(f"{path} does not exist.")
+
+
+def _submit_ingest(actor: Actor, kb_id: int, items: list[dict[str, Any]], *, title: str,
+                   enqueue: bool = True) -> int:
+    from backend.services.jobs import submit_job
+
+    job = submit_job(actor=actor, kind=INGEST_KIND, params={"kb_id": kb_id, "files": items},
+                     title=title[:300], enqueue=enqueue)
+    return job.id
+
+
+def ingest_files(*, actor: Actor, kb: int | str, paths: Sequence[str | Path] | None = None,
+                 uploads: Sequence[tuple[str, bytes | BinaryIO]] | None = None,
+                 enqueue: bool = True) -> int:
+    """Store the files (folders walked, names kept relative to them; zips opened by the job)
+    and launch the ingest job on the cpu queue. Returns the job id."""
+    actor.require_role(Role.builder, "add documents")
+    from backend.accounts.uploads import display_name, max_upload_bytes
+
+    with session_scope() as session:
+        base = _load(session, actor, kb)
+        kb_id, kb_name = base.id, base.name
+    limit = max_upload_bytes()
+    items: list[dict[str, Any]] = []
+    for p in paths or []:
+        for rel, file in _walk(Path(p).expanduser()):
+            items.append(_stash(kb_id, display_name(rel, keep_dirs=True), file, limit))
+    for name, data in uploads or []:
+        items.append(_stash(kb_id, display_name(name, keep_dirs=True), data, limit))
+    if not items:
+        raise ValueError("No files to ingest: give files, folders or a zip.")
+    names = ", ".join(i["source"] for i in items[:3]) + (" …" if len(items) > 3 else "")
+    job_id = _submit_ingest(actor, kb_id, items, title=f"{kb_name}: {names}", enqueue=enqueue)
+    record(actor, "launch", "kb_ingest", kb_id, {"kb": kb_name, "files": len(items),
+                                                 "job": job_id})
+    return job_id
+
+
+def reindex(*, actor: Actor, kb: int | str, enqueue: bool = True) -> int:
+    """Build a new index with the base's current settings; search keeps using the old index
+    until the new one is complete. Returns the job id."""
+    actor.require_role(Role.builder, "re-index knowledge bases")
+    from backend.services.jobs import submit_job
+
+    with session_scope() as session:
+        base = _load(session, actor, kb)
+        kb_id, name = base.id, base.name
+    job = submit_job(actor=actor, kind=REINDEX_KIND, params={"kb_id": kb_id},
+                     title=f"{name}: re-index", enqueue=enqueue)
+    return job.id
+
+
+def kb_jobs(*, actor: Actor, kb: int | str, limit: int = 10) -> list[Any]:
+    """Recent ingest and re-index jobs of this base, newest first (the page follows them)."""
+    from backend.services.jobs import list_jobs
+
+    with session_scope() as session:
+        kb_id = _load(session, actor, kb).id
+    jobs = list_jobs(actor=actor, kinds=[INGEST_KIND, REINDEX_KIND], limit=200)
+    return [j for j in jobs if (j.params or {}).get("kb_id") == kb_id][:limit]
+
+
+# -------------------------------------------------------------------------------- search
+
+
+def _index_info(ix: KnowledgeIndex) -> Any:
+    from backend.knowledge.retrieval import IndexInfo
+
+    return IndexInfo(id=ix.id, dim=ix.dim, language=ix.language, n_chunks=int(ix.n_chunks),
+                     total_length=int(ix.total_length))
+
+
+def _rerank(actor: Actor, model: str, query: str, hits: list[SearchHit]) -> list[SearchHit]:
+    from backend.knowledge.rerank import rerank_scores
+    from backend.services.models import model_spec
+
+    spec = model_spec(actor=actor, model=model)
+    if not spec.is_local:
+        raise ValueError(f"{model!r} is an endpoint; reranking needs a local cross-encoder or "
+                         "reranker model folder.")
+    scores = rerank_scores(spec.source, query, [h.text for h in hits])
+    for h, s in zip(hits, scores, strict=True):
+        h.metadata["retrieval_score"] = h.score
+        h.score = float(s)
+    return sorted(hits, key=lambda h: -h.score)
+
+
+def search(*, actor: Actor, kb: str | int, query: str, k: int = 5, mode: str = "hybrid",
+           filters: dict[str, Any] | None = None, rerank: str | None = None,
+           threshold: float | None = None, neighbors: int = 0) -> list[SearchHit]:
+    """The ``k`` best chunks for ``query``. ``mode``: hybrid (RRF of vector and BM25), vector,
+    keyword. ``filters``: source(s), heading, file_type(s). ``rerank``: a registered
+    cross-encoder/reranker reorders the candidates. ``threshold``: drop hits below it, in the
+    mode's own score (vector: cosine similarity; keyword: BM25; with rerank: the reranker's);
+    for hybrid, whose RRF score is a rank, on the cosine similarity (``metadata['similarity']``).
+    ``neighbors``: add the text of that many chunks before and after each hit as
+    ``metadata['context']``."""
+    from backend.knowledge import retrieval
+    from backend.knowledge.store import vector_literal
+    from backend.knowledge.terms import highlight_terms, matches
+
+    query = (query or "").strip()
+    if not query:
+        raise ValueError("Type a question to search for.")
+    if mode not in MODES:
+        raise ValueError(f"Unknown search mode {mode!r}: use {', '.join(MODES)}.")
+    k = max(1, min(int(k), 200))
+    flt = retrieval.Filters.from_dict(filters)
+    with session_scope() as session:
+        base = _load(session, actor, kb)
+        ix = session.get(KnowledgeIndex, base.active_index_id) if base.active_index_id else None
+        if ix is None:
+            return []
+        info = _index_info(ix)
+        embedder_name = ix.embedder
+    qvec = None
+    if mode != "keyword":
+        qvec = embedder_for_index(actor, embedder_name).embed([query])[0]
+    pool = k * 4 if rerank else k
+    with session_scope() as session:
+        cands = retrieval.search(session, info, query=query, query_vec=qvec, k=k, mode=mode,
+                                 filters=flt, candidates=pool)
+        if not cands:
+            return []
+        rows = {r.id: r for r in session.execute(select(KnowledgeChunk).where(
+            KnowledgeChunk.id.in_([c.chunk_id for c in cands]))).scalars()}
+        hits = []
+        for c in cands:
+            r = rows.get(c.chunk_id)
+            if r is None:
+                continue
+            meta = dict(r.meta or {})
+            meta["ranks"] = c.ranks
+            meta["scores"] = {m: round(v, 6) for m, v in c.scores.items()}
+            meta["ord"] = r.ord
+            hits.append(SearchHit(source=str(meta.get("source", "")), document_id=r.document_id,
+                                  chunk_id=r.id, score=float(c.score), text=r.text,
+                                  metadata=meta))
+        if qvec is not None and mode == "hybrid" and hits:
+            sims = dict(session.execute(text(
+                "SELECT id, 1 - (embedding <=> CAST(:q AS vector)) FROM kb_chunks "
+                "WHERE id = ANY(:ids)"), {"q": vector_literal(qvec),
+                                          "ids": [h.chunk_id for h in hits]}).all())
+            for h in hits:
+                h.metadata["similarity"] = round(float(sims.get(h.chunk_id, 0.0)), 6)
+        if neighbors > 0:
+            _add_context(session, hits, info.id, int(neighbors))
+    if rerank:
+        hits = _rerank(actor, rerank, query, hits)
+    hits = hits[:k]
+    if threshold is not None:
+        # hybrid scores are ranks (RRF), not relevance: its threshold is on cosine similarity
+        def relevance(h: SearchHit) -> float:
+            if mode == "hybrid" and not rerank:
+                return float(h.metadata.get("similarity", 0.0))
+            return h.score
+
+        hits = [h for h in hits if relevance(h) >= float(threshold)]
+    words = highlight_terms(query, info.language)
+    for h in hits:
+        h.metadata["highlights"] = matches(h.text, words)
+    return hits
+
+
+def _add_context(session: Session, hits: list[SearchHit], index_id: int, n: int) -> None:
+    for h in hits:
+        ord_ = int(h.metadata.get("ord", 0))
+        rows = session.execute(select(KnowledgeChunk.ord, KnowledgeChunk.text).where(
+            KnowledgeChunk.index_id == index_id, KnowledgeChunk.document_id == h.document_id,
+            KnowledgeChunk.ord.between(ord_ - n, ord_ + n)).order_by(KnowledgeChunk.ord)).all()
+        h.metadata["context"] = "\n\n".join(t for _, t in rows)
+
+
+def highlight(*, actor: Actor, query: str, text: str, language: str = "en"
+              ) -> list[tuple[int, int]]:
+    """Character spans of ``text`` that match words of ``query`` (as keyword search sees
+    them)."""
+    from backend.knowledge.terms import highlight_terms, matches
+
+    return matches(text, highlight_terms(query, language))
+
+
+# -------------------------------------------------------------------------------- chunks
+
+
+def _chunk_view(c: KnowledgeChunk) -> ChunkView:
+    meta = dict(c.meta or {})
+    return ChunkView(id=c.id, document_id=c.document_id, source=str(meta.get("source", "")),
+                     ord=c.ord, text=c.text, enabled=c.enabled, edited=c.edited,
+                     length=c.length, metadata=meta)
+
+
+def list_chunks(*, actor: Actor, kb: int | str, limit: int | None = None, offset: int = 0,
+                document_id: int | None = None, search: str = "",
+                include_disabled: bool = False) -> list[ChunkView]:
+    """The chunks of the base's active index, in document order (for browsing and for building
+    training data)."""
+    with session_scope() as session:
+        base = _load(session, actor, kb)
+        if base.active_index_id is None:
+            return []
+        stmt = select(KnowledgeChunk).where(KnowledgeChunk.index_id == base.active_index_id)
+        if document_id is not None:
+            stmt = stmt.where(KnowledgeChunk.document_id == document_id)
+        if not include_disabled:
+            stmt = stmt.where(KnowledgeChunk.enabled)
+        if search.strip():
+            stmt = stmt.where(KnowledgeChunk.text.ilike(f"%{search.strip()}%"))
+        stmt = stmt.order_by(KnowledgeChunk.document_id, KnowledgeChunk.ord).offset(
+            max(0, offset))
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return [_chunk_view(c) for c in session.execute(stmt).scalars()]
+
+
+def count_chunks(*, actor: Actor, kb: int | str, document_id: int | None = None) -> int:
+    with session_scope() as session:
+        base = _load(session, actor, kb)
+        stmt = select(func.count()).select_from(KnowledgeChunk).where(
+            KnowledgeChunk.index_id == base.active_index_id)
+        if document_id is not None:
+            stmt = stmt.where(KnowledgeChunk.document_id == document_id)
+        return int(session.execute(stmt).scalar() or 0)
+
+
+def update_chunk(*, actor: Actor, kb: int | str, chunk_id: int, text: str | None = None,
+                 enabled: bool | None = None) -> ChunkView:
+    """Edit a chunk's text (re-embedded, keyword statistics updated) or enable/disable it
+    (a disabled chunk is never returned by search)."""
+    from backend.knowledge.splitting import ChunkDraft
+    from backend.knowledge.store import rewrite_chunk
+
+    actor.require_role(Role.builder, "edit chunks")
+    with session_scope() as session:
+        base = _load(session, actor, kb)
+        chunk = session.get(KnowledgeChunk, chunk_id)
+        if chunk is None or chunk.index_id != base.active_index_id:
+            raise LookupError(f"No chunk #{chunk_id} in {base.name!r}.")
+        ix = session.get(KnowledgeIndex, chunk.index_id)
+        assert ix is not None
+        embedder_name = ix.embedder
+        meta = dict(chunk.meta or {})
+    vec = None
+    new_text = None
+    if text is not None:
+        new_text = text.strip()
+        if not new_text:
+            raise ValueError("A chunk cannot be empty; disable it instead.")
+        draft = ChunkDraft(new_text, list(meta.get("heading_path") or []))
+        embed_text = draft.embed_text(str(meta.get("title") or ""))
+        vec = embedder_for_index(actor, embedder_name).embed([embed_text])[0]
+    with session_scope() as session:
+        chunk = session.get(KnowledgeChunk, chunk_id, with_for_update=True)
+        ix = session.get(KnowledgeIndex, chunk.index_id, with_for_update=True) if chunk else None
+        if chunk is None or ix is None:
+            raise LookupError(f"Chunk #{chunk_id} was deleted meanwhile.")
+        changes: dict[str, Any] = {}
+        if new_text is not None and vec is not None and new_text != chunk.text:
+            rewrite_chunk(session, chunk=chunk, index=ix, new_text=new_text,
+                          embed_text=embed_text, vector=vec)
+            changes["text"] = True
+        if enabled is not None and enabled != chunk.enabled:
+            chunk.enabled = bool(enabled)
+            changes["enabled"] = chunk.enabled
+        if changes:
+            record(actor, "update", "kb_chunk", chunk.id, changes, session=session)
+        session.flush()
+        return _chunk_view(chunk)
+
+
+# ------------------------------------------------------------------------- embedding map
+
+
+@dataclass
+class MapPoint:
+    x: float
+    y: float
+    chunk_id: int
+    source: str
+    heading: str
+    preview: str
+
+
+def embedding_map(*, actor: Actor, kb: int | str, limit: int = 3000) -> list[MapPoint]:
+    """A 2-D projection (PCA) of the base's chunk embeddings; at most ``limit`` chunks, spread
+    evenly over the base."""
+    import numpy as np
+
+    with session_scope() as session:
+        base = _load(session, actor, kb)
+        if base.active_index_id is None:
+            return []
+        n = session.execute(select(func.count()).select_from(KnowledgeChunk).where(
+            KnowledgeChunk.index_id == base.active_index_id)).scalar() or 0
+        step = max(1, int(n) // max(1, limit))
+        rows = session.execute(text(
+            "SELECT id, embedding::text, metadata->>'source', metadata->>'heading', "
+            "left(text, 160) FROM (SELECT *, row_number() OVER (ORDER BY id) AS rn "
+            "FROM kb_chunks WHERE index_id = :i AND enabled) t WHERE (rn - 1) % :s = 0 "
+            "LIMIT :l"), {"i": base.active_index_id, "s": step, "l": limit}).all()
+    if len(rows) < 2:
+        return []
+    vecs = np.array([[float(v) for v in r[1][1:-1].split(",")] for r in rows],
+                    dtype=np.float32)
+    centred = vecs - vecs.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    xy = centred @ vt[:2].T
+    return [MapPoint(float(xy[i, 0]), float(xy[i, 1]), int(r[0]), r[2] or "", r[3] or "",
+                     (r[4] or "").replace("\n", " ")) for i, r in enumerate(rows)]

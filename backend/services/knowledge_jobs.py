@@ -1,0 +1,146 @@
+"""Job kinds of knowledge bases (cpu queue): ``kb_ingest`` and ``kb_reindex``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from backend.accounts.actor import Actor
+from backend.db import session_scope
+from backend.jobs.context import JobContext
+from backend.jobs.kinds import job_kind
+from backend.models.knowledge import (
+    DocumentStatus,
+    IndexStatus,
+    KnowledgeBase,
+    KnowledgeChunk,
+    KnowledgeDocument,
+    KnowledgeIndex,
+)
+
+
+def _kb_actor(kb_id: int) -> Actor:
+    with session_scope() as session:
+        kb = session.get(KnowledgeBase, kb_id)
+        if kb is None:
+            raise ValueError(f"Knowledge base #{kb_id} no longer exists.")
+        return Actor.system(kb.workspace_id)
+
+
+@job_kind("kb_ingest", queue="cpu", title="Knowledge base ingest")
+def run_ingest(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    from backend.accounts.uploads import max_upload_bytes
+    from backend.knowledge.ingest import FileItem, ingest_files
+    from backend.services.knowledge import _kb_upload_dir, embedder_for_index
+
+    kb_id = int(params["kb_id"])
+    actor = _kb_actor(kb_id)
+    items = [FileItem(**f) for f in params.get("files", [])]
+    report = ingest_files(
+        ctx, kb_id=kb_id, items=items, max_bytes=max_upload_bytes(), job_id=ctx.job_id,
+        embedder_for_index=lambda ix: embedder_for_index(actor, ix.embedder),
+        keep_dir=_kb_upload_dir(kb_id))
+    return report.to_dict()
+
+
+@job_kind("kb_reindex", queue="cpu", title="Knowledge base re-index")
+def run_reindex(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Build a new index beside the active one, then switch in one transaction. A retry goes on
+    with the index it had started (documents already in it are not redone)."""
+    from backend.knowledge.ingest import chunk_metas, embed_in_batches, prepare
+    from backend.knowledge.loaders import DocumentError
+    from backend.knowledge.store import write_chunks
+    from backend.services.knowledge import (
+        _check_settings,
+        _embedder_dim,
+        _new_index,
+        embedder_for_index,
+    )
+
+    kb_id = int(params["kb_id"])
+    actor = _kb_actor(kb_id)
+    with session_scope() as session:
+        kb = session.get(KnowledgeBase, kb_id)
+        assert kb is not None
+        settings = _check_settings(actor, dict(kb.settings or {}))
+        ix = session.execute(select(KnowledgeIndex).where(
+            KnowledgeIndex.kb_id == kb_id, KnowledgeIndex.status == IndexStatus.building.value)
+        ).scalars().first()
+        if ix is not None and (ix.embedder, ix.chunk_size, ix.chunk_overlap, ix.splitter,
+                               ix.language) != tuple(settings[k] for k in (
+                                   "embedder", "chunk_size", "chunk_overlap", "splitter",
+                                   "language")):
+            session.delete(ix)  # settings changed again since: start over
+            session.flush()
+            ix = None
+        if ix is None:
+            ix = _new_index(session, kb, settings, _embedder_dim(actor, settings["embedder"]),
+                            IndexStatus.building)
+        ix.job_id = ctx.job_id
+        new_id = ix.id
+        session.expunge(ix)
+    embedder = embedder_for_index(actor, settings["embedder"])
+    done = failed = 0
+    while True:
+        with session_scope() as session:
+            have = select(KnowledgeChunk.document_id).where(KnowledgeChunk.index_id == new_id)
+            todo = session.execute(select(
+                KnowledgeDocument.id, KnowledgeDocument.source, KnowledgeDocument.stored_path,
+                KnowledgeDocument.file_type).where(
+                KnowledgeDocument.kb_id == kb_id,
+                KnowledgeDocument.status == DocumentStatus.ready.value,
+                KnowledgeDocument.id.not_in(have)).order_by(KnowledgeDocument.id)).all()
+            skip = set(params.get("_failed", []))
+            todo = [t for t in todo if t[0] not in skip]
+            total = session.execute(select(func.count()).select_from(KnowledgeDocument).where(
+                KnowledgeDocument.kb_id == kb_id,
+                KnowledgeDocument.status == DocumentStatus.ready.value)).scalar() or 1
+        if not todo:
+            break
+        for doc_id, source, stored, ftype in todo:
+            ctx.check_cancelled()
+            ctx.progress(min(0.99, (done + failed) / total), "file {current}/{total}: {name}",
+                         current=done + failed + 1, total=total, name=source[-80:])
+            try:
+                doc, drafts = prepare(Path(stored), ftype, source, chunk_size=ix.chunk_size,
+                                      chunk_overlap=ix.chunk_overlap, splitter=ix.splitter)
+            except (DocumentError, OSError) as exc:
+                ctx.log(f"{source}: {exc}", level="WARNING")
+                params.setdefault("_failed", []).append(doc_id)
+                failed += 1
+                continue
+            embed_texts = [d.embed_text(doc.title) for d in drafts]
+            vectors = embed_in_batches(embedder, embed_texts, should_stop=ctx.check_cancelled)
+            with session_scope() as session:
+                index = session.get(KnowledgeIndex, new_id, with_for_update=True)
+                if index is None:
+                    raise ValueError("The new index was removed while it was being built.")
+                write_chunks(session, index=index, document_id=doc_id,
+                             texts=[d.text for d in drafts], embed_texts=embed_texts,
+                             vectors=vectors, metas=chunk_metas(doc, drafts, source=source,
+                                                                file_type=ftype,
+                                                                document_id=doc_id))
+            done += 1
+    with session_scope() as session:
+        kb = session.get(KnowledgeBase, kb_id, with_for_update=True)
+        new = session.get(KnowledgeIndex, new_id)
+        if kb is None or new is None:
+            raise ValueError("The knowledge base was deleted during the re-index.")
+        old_id = kb.active_index_id
+        new.status = IndexStatus.active.value
+        kb.active_index_id = new_id
+        counts = dict(session.execute(select(KnowledgeChunk.document_id, func.count()).where(
+            KnowledgeChunk.index_id == new_id).group_by(KnowledgeChunk.document_id)).all())
+        for d in session.execute(select(KnowledgeDocument).where(
+                KnowledgeDocument.kb_id == kb_id,
+                KnowledgeDocument.status == DocumentStatus.ready.value)).scalars():
+            d.chunk_count = int(counts.get(d.id, 0))
+        if old_id is not None and old_id != new_id:
+            old = session.get(KnowledgeIndex, old_id)
+            if old is not None:
+                session.delete(old)
+    ctx.progress(1.0, "done: {ingested} indexed, {failed} failed", ingested=done, failed=failed)
+    return {"index_id": new_id, "replaced_index_id": old_id, "documents": done,
+            "failed": failed}

@@ -1,0 +1,76 @@
+"""Ingest on a real Celery worker, killed in the middle: no half-indexed document survives, and
+a retry finishes the rest without redoing the finished files."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+from sqlalchemy import text
+
+from backend.accounts.actor import Actor
+from backend.db import session_scope
+from backend.services import jobs
+from backend.services import knowledge as kbs
+
+SYSTEM = Actor.system()
+NAMES = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliett", "kilo", "lima"]
+
+
+def _consistent(kb_id: int) -> dict[str, kbs.DocumentView]:
+    """Every document has exactly its recorded chunks: none for unfinished ones."""
+    docs = {d.source: d for d in kbs.list_documents(actor=SYSTEM, kb=kb_id)}
+    with session_scope() as s:
+        counts = dict(s.execute(text(
+            "SELECT document_id, count(*) FROM kb_chunks WHERE document_id = ANY(:d) "
+            "GROUP BY document_id"), {"d": [d.id for d in docs.values()]}).all())
+        index = kbs.get_knowledge_base(actor=SYSTEM, kb=kb_id).index
+        n_terms = s.execute(text("SELECT count(DISTINCT chunk_id) FROM kb_chunk_terms "
+                                 "WHERE index_id = :i"), {"i": index["id"]}).scalar()
+    for d in docs.values():
+        expected = d.chunk_count if d.status == "ready" else 0
+        assert counts.get(d.id, 0) == expected, (d.source, d.status, counts.get(d.id))
+    assert index["chunks"] == sum(counts.values()) == n_terms
+    return docs
+
+
+@pytest.mark.slow
+def test_killed_worker_leaves_no_half_document_and_retry_finishes(worker_factory) -> None:
+    kb = kbs.create_knowledge_base(actor=SYSTEM, name="killed-mid-ingest", chunk_size=300,
+                                   chunk_overlap=0)
+    uploads = []
+    for i in range(12):
+        paragraphs = [f"Document {i}, paragraph {p}: the maintenance schedule for machine "
+                      f"{NAMES[i]} unit {p} requires oiling the bearings and checking belt tension {p} "
+                      "times a quarter, logged in the plant register." for p in range(8)]
+        uploads.append((f"doc-{i:02d}.txt", "\n\n".join(paragraphs).encode()))
+    w = worker_factory("kb-killed", queues="cpu")
+    job_id = kbs.ingest_files(actor=SYSTEM, kb=kb.id, uploads=uploads)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready = [d for d in kbs.list_documents(actor=SYSTEM, kb=kb.id) if d.status == "ready"]
+        if len(ready) >= 2:
+            break
+        time.sleep(0.1)
+    w.kill(signal.SIGKILL)
+    docs = _consistent(kb.id)
+    finished = {s: d for s, d in docs.items() if d.status == "ready"}
+    assert 2 <= len(finished) < 12, "the kill should land in the middle of the ingest"
+    # the job is marked interrupted once its heartbeat stops
+    job = jobs.wait_for_job(actor=SYSTEM, job_id=job_id, timeout_s=60)
+    assert job.status in ("interrupted", "failed"), job.status
+    retry = jobs.retry_job(actor=SYSTEM, job_id=job_id)
+    w2 = worker_factory("kb-retry", queues="cpu")
+    done = jobs.wait_for_job(actor=SYSTEM, job_id=retry.id, timeout_s=240)
+    w2.kill(signal.SIGTERM)
+    assert done.status == "succeeded", done.error
+    assert done.result is not None
+    assert done.result["unchanged"] == len(finished)
+    assert done.result["ingested"] == 12 - len(finished)
+    docs = _consistent(kb.id)
+    assert {d.status for d in docs.values()} == {"ready"} and len(docs) == 12
+    for source, before in finished.items():  # finished files were not redone
+        assert docs[source].job_id == job_id and docs[source].updated_at == before.updated_at
+    hits = kbs.search(actor=SYSTEM, kb=kb.id, query="bearings of machine kilo", k=3)
+    assert hits and hits[0].source == "doc-10.txt"
