@@ -682,7 +682,7 @@ def search(*, actor: Actor, kb: str | int, query: str, k: int = 5, mode: str = "
                                   chunk_id=r.id, score=float(c.score), text=r.text,
                                   metadata=meta))
         if qvec is not None and mode == "hybrid" and hits:
-            sims = dict(session.execute(text(
+            sims: dict[int, float] = dict(session.execute(text(
                 "SELECT id, 1 - (embedding <=> CAST(:q AS vector)) FROM kb_chunks "
                 "WHERE id = ANY(:ids)"), {"q": vector_literal(qvec),
                                           "ids": [h.chunk_id for h in hits]}).all())
