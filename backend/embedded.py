@@ -133,6 +133,16 @@ def _embedded_postgres(settings: Settings) -> str:
     return "postgresql+psycopg://" + uri.removeprefix("postgresql://")
 
 
+def start_postgres(pgdata: Path) -> str:
+    """Start the embedded Postgres of ``pgdata`` again (after ``stop_postgres``); its URI."""
+    _import_pgserver()
+    from pgserver.postgres_server import PostgresServer
+
+    pgdata = pgdata.expanduser().resolve()
+    PostgresServer._instances.pop(pgdata, None)  # a stopped server's handle is stale
+    return str(PostgresServer(pgdata, cleanup_mode=None).get_uri())
+
+
 def postgres_pid(pgdata: Path) -> int | None:
     try:
         pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])

@@ -32,6 +32,7 @@ class Launcher:
     settings: Settings
     with_worker: bool = True
     with_api: bool = True
+    with_studio: bool = True
     children: list[Child] = field(default_factory=list)
     _stopping: bool = False
 
@@ -65,17 +66,53 @@ class Launcher:
         if self.with_api:
             self._spawn("api", [py, "-m", "uvicorn", "backend.api.app:app", "--host", s.host,
                                 "--port", str(s.api_port), "--log-level", "warning"])
-        self._spawn("studio", [
-            py, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
-            "--server.port", str(s.studio_port), "--server.address", s.host,
-            "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--server.maxUploadSize", str(s.max_upload_mb), "--client.toolbarMode", "minimal",
-        ])
+        if self.with_studio:
+            self._spawn("studio", [
+                py, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
+                "--server.port", str(s.studio_port), "--server.address", s.host,
+                "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                "--server.maxUploadSize", str(s.max_upload_mb), "--client.toolbarMode", "minimal",
+            ])
         url = f"http://{s.host}:{s.studio_port}"
-        self._wait_http(f"{url}/_stcore/health", "studio")
+        if self.with_studio:
+            self._wait_http(f"{url}/_stcore/health", "studio")
         if self.with_api:
             self._wait_http(f"http://{s.host}:{s.api_port}/health", "api")
+        if self.with_worker and not self.with_studio:
+            self._wait_worker()
         return url
+
+    def _wait_worker(self, timeout_s: float = 60) -> None:
+        """Headless: ready once the worker has announced itself."""
+        from backend.accounts.actor import Actor
+        from backend.services.jobs import list_workers
+
+        worker = next(c for c in self.children if c.name == "worker")
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if worker.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with code {worker.proc.returncode}; "
+                                   f"see {self.settings.logs_dir / 'worker.log'}")
+            if any(w.pid == worker.proc.pid for w in list_workers(actor=Actor.system())):
+                return
+            time.sleep(0.3)
+        raise RuntimeError(f"the worker did not start within {timeout_s:.0f} s; "
+                           f"see {self.settings.logs_dir / 'worker.log'}")
+
+    def banner(self) -> str:
+        s = self.settings
+        extras = []
+        if self.with_api:
+            extras.append(f"API: http://{s.host}:{s.api_port}/v1")
+        if self.with_worker:
+            extras.append("a worker on the cpu and gpu queues")
+        if self.with_studio:
+            head = f"LLM Studio is running at http://{s.host}:{s.studio_port}"
+        else:
+            urls = ensure_services(s)
+            head = "LLM Studio is running headless (no web UI)"
+            extras += [f"Postgres: {_safe(urls.database_url)}", f"Redis: {urls.redis_url}"]
+        return f"{head}  ({'; '.join(extras)}). Press Ctrl-C to stop."
 
     def _wait_http(self, url: str, name: str, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
@@ -124,13 +161,21 @@ class Launcher:
             time.sleep(0.5)
 
 
+def _safe(url: str) -> str:
+    """A database URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
 
 
-def run_up(*, with_worker: bool = True, with_api: bool = True) -> int:
-    launcher = Launcher(get_settings(), with_worker=with_worker, with_api=with_api)
+def run_up(*, with_worker: bool = True, with_api: bool = True, with_studio: bool = True) -> int:
+    launcher = Launcher(get_settings(), with_worker=with_worker, with_api=with_api,
+                        with_studio=with_studio)
 
     def on_signal(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
@@ -138,9 +183,8 @@ def run_up(*, with_worker: bool = True, with_api: bool = True) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        url = launcher.start()
-        print(f"LLM Studio is running at {url}  (API: http://{launcher.settings.host}:"
-              f"{launcher.settings.api_port}/v1). Press Ctrl-C to stop.", flush=True)
+        launcher.start()
+        print(launcher.banner(), flush=True)
         return launcher.wait()
     except KeyboardInterrupt:
         print("Stopping…", flush=True)

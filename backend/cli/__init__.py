@@ -116,6 +116,28 @@ def _command_name(argv: list[str]) -> str | None:
     return None
 
 
+# Long-running commands log in full to their own output (the launcher keeps it in logs/)
+_SERVICE_COMMANDS = {"up", "worker", "api"}
+
+
+class _OneLineFormatter(logging.Formatter):
+    """Warnings on the terminal in one line; their tracebacks go to the log file only."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _one_line(f"{record.levelname} {record.name}: {record.getMessage()}")[:300]
+
+
+def _log_tracebacks_to_file(path: Any) -> None:
+    root = logging.getLogger()
+    root.setLevel(logging.WARNING)
+    terminal = logging.StreamHandler()
+    terminal.setFormatter(_OneLineFormatter())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    full = logging.FileHandler(path, delay=True)
+    full.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.handlers = [terminal, full]
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -133,7 +155,10 @@ def main() -> None:
         except SettingsError as err:
             print(str(err), file=sys.stderr)
             raise SystemExit(2) from None
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if settings is not None and command not in _SERVICE_COMMANDS:
+        _log_tracebacks_to_file(settings.logs_dir / "cli.log")
+    else:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         if not wants_help and command not in _NO_SCHEMA_CHECK:
             from backend.services.system import ensure_schema
@@ -170,7 +195,7 @@ def main() -> None:
         settings.logs_dir.mkdir(parents=True, exist_ok=True)
         log_path = settings.logs_dir / "cli.log"
         handler = logging.FileHandler(log_path)
-        logging.getLogger().addHandler(handler)
+        logging.getLogger().handlers = [handler]  # the traceback to the file, not the terminal
         logging.getLogger("studio.cli").exception("studio %s failed", " ".join(argv))
         print(f"Error: {type(exc).__name__}: {_one_line(str(exc))[:500]} "
               f"(the details are in {log_path})", file=sys.stderr)

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from backend.cli.output import JSON_OPTION, cli_actor, echo_lines, emit, fail
+from backend.cli.output import JSON_OPTION, cli_actor, echo_lines, emit, fail, service_errors
 from backend.services import jobs as jobs_service
+
+# Postgres bigint: a larger id cannot exist (and would not even reach the query)
+MAX_ID = 2**63 - 1
+JOB_ID = typer.Argument(..., min=1, max=MAX_ID, help="The job's number (see `studio jobs list`).")
+TIMEOUT = typer.Option(None, "--timeout", min=0, help="Stop waiting after this many seconds.")
 
 app = typer.Typer(help="Long-running jobs: list, inspect, cancel, retry.", no_args_is_help=True)
 
@@ -39,20 +44,23 @@ def wait_and_report(job: jobs_service.JobView, *, as_json: bool, timeout: float 
 @app.command("list")
 def list_(
     kind: list[str] = typer.Option(None, "--kind", help="Only these kinds."),
-    status: list[str] = typer.Option(None, "--status", help="Only these statuses."),
+    status: list[str] = typer.Option(
+        None, "--status", help=f"Only these statuses: {', '.join(jobs_service.STATUSES)}."),
     search: str = typer.Option("", "--search", help="Text in the title, kind or stage."),
-    limit: int = typer.Option(50, "--limit"),
+    limit: int = typer.Option(50, "--limit", min=1, max=100_000),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """List jobs, newest first."""
-    jobs = jobs_service.list_jobs(actor=cli_actor(), kinds=kind, statuses=status, search=search,
-                                  limit=limit)
+    with service_errors(as_json):
+        jobs = jobs_service.list_jobs(actor=cli_actor(), kinds=kind, statuses=status,
+                                      search=search, limit=limit)
     emit(jobs, as_json, lambda js: echo_lines((_line(j) for j in js), empty="No jobs."))
 
 
 @app.command("show")
-def show(job_id: int, as_json: bool = JSON_OPTION,
-         logs: int = typer.Option(20, "--logs", help="Log lines to show.")) -> None:
+def show(job_id: int = JOB_ID, as_json: bool = JSON_OPTION,
+         logs: int = typer.Option(20, "--logs", min=0, max=100_000,
+                                  help="Log lines to show.")) -> None:
     """One job with its metrics summary and log tail."""
     actor = cli_actor()
     try:
@@ -76,7 +84,7 @@ def show(job_id: int, as_json: bool = JSON_OPTION,
 
 
 @app.command("cancel")
-def cancel(job_id: int, as_json: bool = JSON_OPTION) -> None:
+def cancel(job_id: int = JOB_ID, as_json: bool = JSON_OPTION) -> None:
     """Cancel a queued or running job."""
     try:
         job = jobs_service.cancel_job(actor=cli_actor(), job_id=job_id)
@@ -86,9 +94,9 @@ def cancel(job_id: int, as_json: bool = JSON_OPTION) -> None:
 
 
 @app.command("retry")
-def retry(job_id: int, as_json: bool = JSON_OPTION,
+def retry(job_id: int = JOB_ID, as_json: bool = JSON_OPTION,
           wait: bool = typer.Option(False, "--wait", help="Block until the new job ends."),
-          timeout: float = typer.Option(None, "--timeout")) -> None:
+          timeout: float = TIMEOUT) -> None:
     """Run a finished job again with the same parameters (resuming from its checkpoint)."""
     try:
         job = jobs_service.retry_job(actor=cli_actor(), job_id=job_id)
@@ -101,10 +109,10 @@ def retry(job_id: int, as_json: bool = JSON_OPTION,
 
 
 @app.command("demo")
-def demo(steps: int = typer.Option(20, help="Number of steps."),
-         step_seconds: float = typer.Option(0.2, help="Seconds per step."),
+def demo(steps: int = typer.Option(20, min=1, max=1_000_000, help="Number of steps."),
+         step_seconds: float = typer.Option(0.2, min=0, max=3600, help="Seconds per step."),
          wait: bool = typer.Option(False, "--wait", help="Block until the job ends."),
-         timeout: float = typer.Option(None, "--timeout"),
+         timeout: float = TIMEOUT,
          as_json: bool = JSON_OPTION) -> None:
     """Launch the demo job (progress, metrics, logs) to check that workers run jobs."""
     job = jobs_service.submit_job(actor=cli_actor(), kind="demo",

@@ -10,30 +10,45 @@ from backend.cli.output import JSON_OPTION, emit
 def register(app: typer.Typer) -> None:
     @app.command()
     def up(no_worker: bool = typer.Option(False, "--no-worker", help="Start no worker here."),
-           no_api: bool = typer.Option(False, "--no-api", help="Start no API server.")) -> None:
+           no_api: bool = typer.Option(False, "--no-api", help="Start no API server."),
+           no_studio: bool = typer.Option(
+               False, "--no-studio",
+               help="Headless: services, the API and a worker, without the web UI."),
+           ) -> None:
         """Start everything: services, migrations, a worker, the API and the studio."""
+        from backend.cli.output import fail
         from backend.launcher import run_up
 
-        raise typer.Exit(run_up(with_worker=not no_worker, with_api=not no_api))
+        if no_studio and no_api and no_worker:
+            fail("With --no-studio, --no-api and --no-worker there is nothing to start.")
+        raise typer.Exit(run_up(with_worker=not no_worker, with_api=not no_api,
+                                with_studio=not no_studio))
 
     @app.command()
     def worker(
         queues: str = typer.Option("cpu,gpu", help="Comma-separated queues: cpu, gpu."),
-        concurrency: int = typer.Option(None, help="Jobs at once (default: settings)."),
-        name: str = typer.Option(None, help="Worker name (default: studio-<queues>@<host>)."),
+        concurrency: int = typer.Option(None, min=1, max=64,
+                                        help="Jobs at once (default: settings)."),
+        name: str = typer.Option(
+            None, help="Worker name (default: studio-<queues>-<pid>@<host>, unique per process)."),
     ) -> None:
         """Run a worker for the given queues (start more on GPU machines with --queues gpu)."""
+        from backend.cli.output import fail
         from backend.worker.celery_app import QUEUES
-        from backend.worker.main import run_worker
+        from backend.worker.main import WorkerNameTaken, run_worker
 
         wanted = [q.strip() for q in queues.split(",") if q.strip()]
         bad = [q for q in wanted if q not in QUEUES]
         if bad or not wanted:
             raise typer.BadParameter(f"queues must be among {', '.join(QUEUES)}")
-        run_worker(wanted, concurrency=concurrency, name=name)
+        try:
+            run_worker(wanted, concurrency=concurrency, name=name)
+        except WorkerNameTaken as err:
+            fail(str(err))
 
     @app.command()
-    def api(host: str = typer.Option(None), port: int = typer.Option(None)) -> None:
+    def api(host: str = typer.Option(None),
+            port: int = typer.Option(None, min=1, max=65535)) -> None:
         """Serve the OpenAI-compatible API."""
         import uvicorn
 

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 
 from sqlalchemy import insert, update
 
+from backend.jobs.outage import DatabaseUnreachable, retry_unreachable
+
 log = logging.getLogger(__name__)
 
 
@@ -25,6 +27,11 @@ class JobCancelled(Exception):
 
 class JobInterrupted(Exception):
     """Raised by ``check_cancelled`` when the worker itself is shutting down."""
+
+
+class JobLost(Exception):
+    """Raised by ``check_cancelled`` when the job's row is no longer this runner's (it was
+    marked interrupted elsewhere, e.g. after a long database outage): stop, write nothing."""
 
 
 class JobContext(Protocol):
@@ -107,13 +114,20 @@ class DbJobContext:
         run_dir: Path,
         resume_dir: Path | None,
         heartbeat_interval_s: float,
+        owner: tuple[str, int] | None = None,
+        db_retry_s: float = 60.0,
     ) -> None:
         self.job_id: int | None = job_id
         self.run_dir = run_dir
         self.resume_dir = resume_dir
         self._session_factory = session_factory
         self._interval = heartbeat_interval_s
+        # (worker_host, worker_pid) that claimed the row: writes only touch the row while it is
+        # running under this owner, so a row that reached a final state elsewhere stays so
+        self._owner = owner
+        self._db_retry_s = db_retry_s
         self._cancelled = threading.Event()
+        self._lost = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._metrics: list[dict[str, Any]] = []
@@ -127,10 +141,35 @@ class DbJobContext:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-        self.flush()
+        try:
+            self.flush()
+        except Exception:
+            if exc_type is None:
+                raise
+            log.exception("could not write the last metrics of job %s", self.job_id)
+
+    def _mine(self, stmt: Any) -> Any:
+        """``stmt`` restricted to this job's row while it runs under this runner."""
+        from backend.models.jobs import Job, JobStatus
+
+        stmt = stmt.where(Job.id == self.job_id, Job.status == JobStatus.running.value)
+        if self._owner is not None:
+            stmt = stmt.where(Job.worker_host == self._owner[0], Job.worker_pid == self._owner[1])
+        return stmt
+
+    def _write(self, fn: Callable[[Any], Any], what: str) -> Any:
+        """Run ``fn(session)`` and commit, riding out a short database outage."""
+        def attempt() -> Any:
+            with self._session_factory() as session:
+                out = fn(session)
+                session.commit()
+                return out
+
+        return retry_unreachable(attempt, budget_s=self._db_retry_s, what=what,
+                                 give_up=WORKER_SHUTDOWN.is_set)
 
     def _beat(self) -> None:
         from backend.models.jobs import Job
@@ -139,16 +178,18 @@ class DbJobContext:
             try:
                 with self._session_factory() as session:
                     row = session.execute(
-                        update(Job)
-                        .where(Job.id == self.job_id)
+                        self._mine(update(Job))
                         .values(heartbeat_at=_now_sql())
                         .returning(Job.cancel_requested)
                     ).first()
                     session.commit()
-                if row is None or row[0]:
+                if row is None:
+                    self._lost.set()
+                elif row[0]:
                     self._cancelled.set()
-            except Exception:  # noqa: BLE001 - a missed beat is retried next interval
-                log.exception("heartbeat for job %s failed", self.job_id)
+            except Exception as exc:  # noqa: BLE001 - a missed beat is retried next interval
+                log.warning("heartbeat for job %s failed: %s", self.job_id,
+                            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
     # reporting -----------------------------------------------------------------------------
     def progress(self, fraction: float, stage: str | None = None, **stage_args: Any) -> None:
@@ -164,9 +205,12 @@ class DbJobContext:
             values["stage"] = render_stage(stage, stage_args)[:200]
             values["stage_template"] = stage[:200]
             values["stage_args"] = stage_args or None
-        with self._session_factory() as session:
-            session.execute(update(Job).where(Job.id == self.job_id).values(**values))
-            session.commit()
+        updated = self._write(
+            lambda session: session.execute(
+                self._mine(update(Job)).values(**values).returning(Job.id)).first() is not None,
+            "progress")
+        if not updated:
+            self._lost.set()
 
     def metric(self, name: str, value: float, step: int) -> None:
         with self._lock:
@@ -183,22 +227,26 @@ class DbJobContext:
             rows, self._metrics = self._metrics, []
             self._last_metric_flush = time.monotonic()
         if rows:
-            with self._session_factory() as session:
-                session.execute(insert(JobMetric), rows)
-                session.commit()
+            try:
+                self._write(lambda session: session.execute(insert(JobMetric), rows), "metrics")
+            except DatabaseUnreachable:
+                with self._lock:  # keep them for the next flush
+                    self._metrics = rows + self._metrics
+                raise
 
     def log(self, message: str, level: str = "INFO") -> None:
         from backend.models.jobs import JobLog
 
         log.log(logging.getLevelName(level), "job %s: %s", self.job_id, message)
-        with self._session_factory() as session:
-            session.add(JobLog(job_id=self.job_id, level=level, message=message[:10000]))
-            session.commit()
+        self._write(lambda session: session.add(
+            JobLog(job_id=self.job_id, level=level, message=message[:10000])), "log")
 
     def should_stop(self) -> bool:
-        return self._cancelled.is_set() or WORKER_SHUTDOWN.is_set()
+        return self._cancelled.is_set() or self._lost.is_set() or WORKER_SHUTDOWN.is_set()
 
     def check_cancelled(self) -> None:
+        if self._lost.is_set():
+            raise JobLost()
         if WORKER_SHUTDOWN.is_set():
             raise JobInterrupted()
         if self._cancelled.is_set():

@@ -20,6 +20,8 @@ def run_demo(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     fail_at = params.get("fail_at")
     if steps < 1:
         raise ValueError("steps must be at least 1")
+    if delay < 0:
+        raise ValueError("step_seconds must be 0 or more")
     ctx.log(f"Demo job: {steps} steps of {delay:.2f} s")
     checkpoint = ctx.run_dir / "checkpoint.txt"
     start = 0

@@ -1,12 +1,18 @@
-"""Finds jobs whose worker died (no heartbeat) and marks them interrupted, never running forever."""
+"""Finds jobs whose worker died (no heartbeat) and marks them interrupted, never running forever.
+
+A worker is dead only when its heartbeat says so (or, on the same machine, when its process is
+gone): a second worker starting never touches the jobs of a live one.
+"""
 
 from __future__ import annotations
 
 import os
+import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, update
+import psutil
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from backend.models.jobs import Job, JobLog, JobStatus
@@ -38,7 +44,30 @@ def reap_stale_jobs(session: Session, *, timeout_s: float) -> int:
     return _interrupt(session, silent, why=f"no heartbeat from its worker for {timeout_s:g} s")
 
 
+def process_alive(pid: int | None) -> bool:
+    """Is this pid a live process on this machine (a zombie is not)?"""
+    if pid is None:
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _machine(worker_host: str) -> str:
+    return worker_host.rsplit("@", 1)[-1]
+
+
 def reap_jobs_of_previous_worker(session: Session, *, worker_host: str) -> int:
-    """On worker start: jobs this worker name was running in an earlier life are interrupted."""
-    return _interrupt(session, Job.worker_host == worker_host, Job.worker_pid != os.getpid(),
-                      why=f"its worker {worker_host} restarted")
+    """On worker start: jobs an earlier process of this worker name was running, when that
+    process is gone (checked on this machine; elsewhere the heartbeat timeout decides)."""
+    if _machine(worker_host) != socket.gethostname():
+        return 0
+    rows = session.execute(
+        select(Job.id, Job.worker_pid).where(Job.status == JobStatus.running.value,
+                                             Job.worker_host == worker_host)
+    ).all()
+    dead = [job_id for job_id, pid in rows if pid != os.getpid() and not process_alive(pid)]
+    if not dead:
+        return 0
+    return _interrupt(session, Job.id.in_(dead), why=f"its worker {worker_host} restarted")

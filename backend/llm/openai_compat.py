@@ -28,6 +28,15 @@ def normalise_base_url(url: str) -> str:
             f"{url!r} is not an endpoint URL: give one such as http://localhost:11434/v1 or "
             "https://api.deepseek.com/v1"
         )
+    try:
+        port = parsed.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535 or not parsed.hostname:
+        raise ValueError(
+            f"{url!r} is not an endpoint URL: the port must be a number from 1 to 65535 "
+            "after the host, e.g. http://localhost:11434/v1"
+        )
     for suffix in ("/chat/completions", "/embeddings", "/models"):
         if u.endswith(suffix):
             u = u.removesuffix(suffix)

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -46,6 +47,10 @@ FINISHED_STATUSES = frozenset(
 
 class Job(IdMixin, WorkspaceOwnedMixin, TimestampMixin, Base):
     __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_queued_enqueued_at", "enqueued_at",
+              postgresql_where=text("status = 'queued'")),
+    )
 
     kind: Mapped[str] = mapped_column(String(64), index=True)
     title: Mapped[str] = mapped_column(String(300), default="", server_default="")
@@ -72,6 +77,8 @@ class Job(IdMixin, WorkspaceOwnedMixin, TimestampMixin, Base):
     attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # when its message was last sent to Redis: a queued job whose message is gone is sent again
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +27,8 @@ from backend.models.workspaces import DEFAULT_WORKSPACE_ID, Workspace
 
 log = logging.getLogger(__name__)
 
-USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{1,99}$")
+# letters of any language (用户, José), digits and . _ @ -, starting with a letter or digit
+USERNAME_RE = re.compile(r"^[^\W_][\w.@-]{1,99}$")
 LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(_[A-Z][A-Za-z]{1,3})?$")
 # a key's last use is written at most this often (not on every request)
 LAST_USED_RESOLUTION = timedelta(seconds=60)
@@ -129,7 +131,7 @@ def _now() -> datetime:
 
 
 def _check_username(username: str) -> str:
-    name = username.strip()
+    name = unicodedata.normalize("NFC", username.strip())
     if not USERNAME_RE.match(name):
         raise AccountError(
             "A user name has 2 to 100 characters: letters, digits and . _ @ - "

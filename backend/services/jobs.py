@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from backend.accounts.actor import Actor, Role
@@ -119,23 +119,94 @@ def _load(session: Session, actor: Actor, job_id: int, *, lock: bool = False) ->
 
 def _enqueue(job_id: int, queue: str) -> None:
     """Send the job to Celery after its row is committed. On failure the row says why."""
+    import uuid
+
     from backend.worker.celery_app import get_celery
 
+    task_id = str(uuid.uuid4())
+    with session_scope() as session:
+        # written first: if the message is lost on the way, reconciliation sends it again
+        session.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.queued.value)
+                        .values(celery_task_id=task_id, enqueued_at=func.now()))
     try:
-        res = get_celery().send_task("studio.run_job", args=[job_id], queue=queue)
+        get_celery().send_task("studio.run_job", args=[job_id], queue=queue, task_id=task_id)
     except Exception as exc:  # noqa: BLE001 - the broker is down: say so on the job
         log.exception("could not enqueue job %s", job_id)
         with session_scope() as session:
-            job = session.get(Job, job_id)
-            if job is not None:
-                job.status = JobStatus.failed.value
-                job.finished_at = datetime.now(UTC)
-                job.error = f"Could not reach the job queue (Redis): {exc}. Is Redis running?"
-        return
+            session.execute(
+                update(Job).where(Job.id == job_id, Job.status == JobStatus.queued.value)
+                .values(status=JobStatus.failed.value, finished_at=datetime.now(UTC),
+                        error=f"Could not reach the job queue (Redis): {exc}. Is Redis running?"))
+
+
+# Kombu's Redis transport keeps a queue's waiting messages in a list named after the queue, plus
+# one list per priority step (``<queue>\x06\x16<n>``).
+_PRIORITY_SEP = "\x06\x16"
+
+
+def _waiting_task_ids(queues: set[str]) -> set[str]:
+    """Task ids of the messages waiting in Redis on ``queues``."""
+    import json
+
+    import redis
+
+    from backend.embedded import ensure_services, redis_py_url
+
+    client = redis.Redis.from_url(redis_py_url(ensure_services(get_settings()).redis_url),
+                                  socket_timeout=5)
+    ids: set[str] = set()
+    for queue in queues:
+        keys = [queue, *(f"{queue}{_PRIORITY_SEP}{step}" for step in range(1, 10))]
+        for key in keys:
+            for raw in client.lrange(key, 0, -1):
+                try:
+                    ids.add(str(json.loads(raw)["headers"]["id"]))
+                except (ValueError, KeyError, TypeError):
+                    continue
+    return ids
+
+
+def reconcile_queued_jobs(*, older_than_s: float | None = None, limit: int = 500) -> list[int]:
+    """Postgres is the truth: a queued job whose message is no longer waiting in Redis (Redis
+    lost it, or a worker took it and could not claim it) and that was last sent more than
+    ``older_than_s`` ago (default ``reconcile_after_s``) is sent again. A duplicate is harmless:
+    the runner claims queued jobs only. Workers call this every ``reconcile_interval_s``, so a
+    lost message is sent again within ``reconcile_after_s + reconcile_interval_s`` while any
+    worker runs. Returns the ids sent again. (System task: no actor.)"""
+    settings = get_settings()
+    age = settings.reconcile_after_s if older_than_s is None else older_than_s
+    cutoff = datetime.now(UTC) - timedelta(seconds=age)
     with session_scope() as session:
-        job = session.get(Job, job_id)
-        if job is not None:
-            job.celery_task_id = res.id
+        candidates = session.execute(
+            select(Job.id, Job.queue, Job.celery_task_id)
+            .where(Job.status == JobStatus.queued.value,
+                   func.coalesce(Job.enqueued_at, Job.created_at) < cutoff)
+            .order_by(Job.id).limit(limit)
+        ).all()
+    if not candidates:
+        return []
+    waiting = _waiting_task_ids({queue for _id, queue, _task in candidates})
+    lost = [(job_id, queue) for job_id, queue, task in candidates if task not in waiting]
+    resent: list[int] = []
+    for job_id, queue in lost:
+        with session_scope() as session:
+            # one reconciler wins each job: the row moves on (enqueued_at) before the send
+            claimed = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == JobStatus.queued.value,
+                       func.coalesce(Job.enqueued_at, Job.created_at) < cutoff)
+                .values(enqueued_at=func.now())
+                .returning(Job.id)
+            ).first() is not None
+            if claimed:
+                session.add(JobLog(job_id=job_id, level="WARNING",
+                                   message="Its message was not in the queue any more: sent again."))
+        if claimed:
+            _enqueue(job_id, queue)
+            resent.append(job_id)
+    if resent:
+        log.warning("re-sent %d queued job(s) whose message was lost: %s", len(resent), resent)
+    return resent
 
 
 def submit_job(
@@ -189,6 +260,12 @@ def list_jobs(
     search: str = "",
     limit: int = 200,
 ) -> list[JobView]:
+    unknown = sorted(set(statuses or ()) - set(STATUSES))
+    if unknown:
+        raise ValueError(f"Unknown status {', '.join(map(repr, unknown))}; "
+                         f"choose from {', '.join(STATUSES)}.")
+    if limit < 1:
+        raise ValueError("The limit must be at least 1.")
     settings = get_settings()
     with session_scope() as session:
         reap_stale_jobs(session, timeout_s=settings.heartbeat_timeout_s)

@@ -52,17 +52,42 @@ def _announce(hostname: str, queues: list[str], concurrency: int) -> None:
 
 
 def _beat(hostname: str, stop: threading.Event) -> None:
+    from datetime import timedelta
+
     from sqlalchemy import update
 
     settings = get_settings()
+    failing = False
     while not stop.wait(settings.heartbeat_interval_s):
         try:
             with session_scope() as session:
+                now = datetime.now(UTC)
                 session.execute(update(Worker).where(Worker.hostname == hostname)
-                                .values(last_seen=datetime.now(UTC)))
+                                .values(last_seen=now))
                 reap_stale_jobs(session, timeout_s=settings.heartbeat_timeout_s)
-        except Exception:  # noqa: BLE001 - next beat retries
-            log.exception("worker heartbeat failed")
+                # rows of workers gone for a day (killed ones never remove their own)
+                session.execute(delete(Worker).where(Worker.last_seen < now - timedelta(days=1)))
+            if failing:
+                log.warning("worker heartbeat works again")
+            failing = False
+        except Exception as exc:  # noqa: BLE001 - next beat retries
+            if not failing:
+                log.warning("worker heartbeat failed (retrying): %s",
+                            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            failing = True
+
+
+def _reconcile(stop: threading.Event) -> None:
+    """Every ``reconcile_interval_s``: queued jobs whose message Redis lost are sent again."""
+    from backend.services.jobs import reconcile_queued_jobs
+
+    settings = get_settings()
+    while not stop.wait(settings.reconcile_interval_s):
+        try:
+            reconcile_queued_jobs()
+        except Exception as exc:  # noqa: BLE001 - Postgres or Redis away: next round retries
+            log.warning("reconciliation of queued jobs failed (retrying): %s",
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
 @worker_ready.connect
@@ -74,9 +99,10 @@ def _on_ready(sender=None, **_: object) -> None:  # type: ignore[no-untyped-def]
     concurrency = int(getattr(controller, "concurrency", None) or 1)
     _announce(hostname, queues, concurrency)
     stop = threading.Event()
-    thread = threading.Thread(target=_beat, args=(hostname, stop), daemon=True,
-                              name="worker-heartbeat")
-    thread.start()
+    threading.Thread(target=_beat, args=(hostname, stop), daemon=True,
+                     name="worker-heartbeat").start()
+    threading.Thread(target=_reconcile, args=(stop,), daemon=True,
+                     name="worker-reconcile").start()
     _state.update(hostname=hostname, stop=stop)
     log.info("worker %s ready on queues %s", hostname, ",".join(queues))
 

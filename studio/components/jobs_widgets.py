@@ -76,6 +76,8 @@ _SYSTEM_MESSAGES: frozenset[str] = frozenset({
     N_("The worker was stopped while this job ran. Retry it to resume."),
     N_("The worker running this job stopped without finishing it. "
        "Retry the job to resume it from its last checkpoint."),
+    N_("The database was unreachable for too long while this job ran. "
+       "Retry the job to resume it from its last checkpoint."),
 })
 
 # metric name -> axis title; unknown names show as written
