@@ -1,7 +1,7 @@
 """jobs: when a queued job's message was last sent to Redis (reconciliation re-sends lost ones)
 
 Revision ID: 0005_jobs
-Revises: 0011_pretrain
+Revises: 0007_knowledge
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005_jobs"
-down_revision: str | None = "0011_pretrain"
+down_revision: str | None = "0007_knowledge"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
