@@ -38,7 +38,8 @@ OUT_DIR = ROOT / "docs" / "screenshots"
 WIDTH = 1400
 DEFAULT_HEIGHT = 900
 # long pages get a taller window (Streamlit scrolls inside the page, so this is how to see more)
-HEIGHTS: dict[str, int] = {"home": 1250, "jobs": 1500, "settings": 2300, "pretrain": 1500}
+HEIGHTS: dict[str, int] = {"home": 1250, "jobs": 1500, "settings": 2300, "pretrain": 1500,
+                           "playground": 2100}
 DEFAULT_PAGE = "home"  # the page st.navigation shows at the root address
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "screenshots-admin-pw"
@@ -133,6 +134,60 @@ def seed_pretrain() -> None:
                                      "eval_interval": 20, "sample_interval": 30})
     run_inline(actor=actor, job_id=job.id)
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def seed_playground() -> None:
+    """A second tiny model (for a side-by-side run) and a saved prompt with two versions."""
+    from backend.accounts.actor import Actor
+    from backend.services.models import add_tiny_model
+    from backend.services.prompts import create_prompt, save_version
+
+    actor = Actor.system()
+    add_tiny_model(actor=actor, name="tiny-demo-b", seed=1)
+    create_prompt(actor=actor, name="support-answer", system="You are a support agent.",
+                  template="Customer: {{ question }}", message="First version")
+    save_version(actor=actor, name="support-answer", system="You are a support agent. Be brief.",
+                 template="Context: {{ context }}\n\nCustomer: {{ question }}",
+                 message="Answer from the context")
+
+
+def shoot_playground(browser: Browser, path: str, args: argparse.Namespace) -> list[Path]:
+    """The Playground with a side-by-side run of two models (a gallery template), then its
+    token and attention view."""
+    def click_text(selector: str, text: str) -> None:
+        ok = browser.evaluate(
+            f"(() => {{ const e = Array.from(document.querySelectorAll({json.dumps(selector)}))"
+            f".find(e => e.innerText.trim() === {json.dumps(text)}); if (!e) return false;"
+            " e.click(); return true; })()")
+        if not ok:
+            raise RuntimeError(f"no {selector} says {text!r} on the Playground")
+        time.sleep(0.8)
+        browser.wait_until_drawn(args.timeout)
+
+    taken = []
+    browser.resize(HEIGHTS["playground"])
+    browser.go_to_page(path, args.timeout)
+    click_text("button", "Use this template")
+    # two columns: the number input's "+" button
+    browser.click("[data-testid=stNumberInput] button[data-testid=stNumberInputStepUp]")
+    time.sleep(0.8)
+    browser.wait_until_drawn(args.timeout)
+    click_text("button", "Run")
+    browser.wait_until_drawn(120, settle_s=2.0)
+    t0 = time.monotonic()
+    out = args.out / "playground.png"
+    browser.capture(out)
+    taken.append(out)
+    _report(out, t0, True, browser)
+    click_text("button[role=tab]", "Tokens and attention")
+    click_text("button", "Show attention")
+    browser.wait_until_drawn(120, settle_s=2.0)
+    t0 = time.monotonic()
+    out = args.out / "playground-tokens.png"
+    browser.capture(out)
+    taken.append(out)
+    _report(out, t0, True, browser)
+    return taken
 
 
 def use_language(username: str, language: str) -> None:
@@ -341,6 +396,8 @@ def shoot_all(chromium: str, base: str, args: argparse.Namespace,
             browser.capture(out)
             taken.append(out)
             _report(out, t0, drawn, browser)
+        if not suffix and "playground" in wanted:
+            taken += shoot_playground(browser, by_name["playground"], args)
         if "failed" in ids and not args.pages and not suffix and "home" in by_name:
             # a failed job, opened from its link on Home, shows how errors read
             browser.go_to_page(by_name["home"], args.timeout)
@@ -398,6 +455,7 @@ def main() -> int:
         seed_pretrain()
         ids = seed_jobs()
         seed_models()
+        seed_playground()
         print(f"studio at {base}; seeded jobs {ids}", flush=True)
         shoot_all(chromium, base, args, credentials, ids)
         if credentials is not None and not args.pages:

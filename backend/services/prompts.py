@@ -30,7 +30,18 @@ from backend.db import session_scope
 from backend.llm.types import GenerationParams, ToolCall, Usage
 from backend.models.prompts import Prompt, PromptRun, PromptVersion
 from backend.models.registry import RegisteredModel
-from backend.prompts.output import Parsed, as_rows, check_format, parse_output, response_format
+from backend.prompts import reading
+from backend.prompts.gallery import GalleryTemplate
+from backend.prompts.gallery import gallery as gallery_templates
+from backend.prompts.output import (
+    Parsed,
+    as_rows,
+    check_format,
+    parse_output,
+    response_format,
+    schema_from_fields,
+)
+from backend.prompts.reading import AttentionView, ReadingError, TokenView
 from backend.prompts.template import (
     CONTEXT_VARIABLE,
     MissingVariables,
@@ -48,7 +59,8 @@ NAME_RE = re.compile(r"^[^\s/\\][^/\\]{0,199}$")
 MAX_COLUMNS = 4
 
 __all__ = [
-    "MissingVariables", "TemplateError", "Parsed", "as_rows", "template_variables",
+    "MissingVariables", "TemplateError", "Parsed", "ReadingError", "as_rows",
+    "schema_from_fields", "template_variables",
 ]
 
 
@@ -772,3 +784,36 @@ def code_snippets(*, actor: Actor, model: str, messages: Sequence[Mapping[str, A
             '  -H "Content-Type: application/json" \\\n'
             f"  -d {shlex.quote(payload)}\n")
     return {"python": python, "curl": curl}
+
+
+# --- how the model reads ------------------------------------------------------------------------
+
+def token_view(*, actor: Actor, model: str, messages: Sequence[Mapping[str, Any]]) -> TokenView:
+    """How a local model's tokenizer splits the messages (chat template included), with the
+    count against its context window. Endpoints don't share their tokenizer: ReadingError."""
+    from backend.services.models import model_spec
+
+    spec = model_spec(actor=actor, model=model)
+    if not spec.is_local:
+        raise ReadingError(f"{spec.name} is an endpoint; its tokenizer is not available here, so "
+                           "the studio cannot show its tokens.")
+    return reading.token_view(spec.name, spec.source, [dict(m) for m in messages])
+
+
+def attention_view(*, actor: Actor, model: str, messages: Sequence[Mapping[str, Any]],
+                   layer: int, head: int) -> AttentionView:
+    """One layer's and head's attention over the prompt's tokens (local models; 0-based)."""
+    from backend.services.models import model_spec
+
+    spec = model_spec(actor=actor, model=model)
+    if not spec.is_local:
+        raise ReadingError(f"{spec.name} is an endpoint; attention weights are only available "
+                           "for local models.")
+    return reading.attention_view(spec.name, spec.source, [dict(m) for m in messages],
+                                  layer=layer, head=head)
+
+
+def gallery(*, actor: Actor, language: str = "en") -> list[GalleryTemplate]:
+    """Starting templates (role, few-shot classification, chain of thought, JSON extraction,
+    summary, translation, customer service with context) in English or Chinese."""
+    return gallery_templates(language)
