@@ -208,9 +208,9 @@ with tab_run:
     st.text_area(_("System message"), key=S_SYSTEM, height=90,
                  placeholder=_("Who the model is and how it answers."))
     st.text_area(_("User message template"), key=S_TEMPLATE, height=120,
-                 placeholder=_("Write the message; put {{ name }} where a value goes."),
-                 help=_("Jinja2 in a sandbox: {{ variable }}, filters such as {{ name|upper }}, "
-                        "{% if %} and {% for %}."))
+                 placeholder=_("Write the message; put `{{ name }}` where a value goes."),
+                 help=_("Jinja2 in a sandbox: `{{ variable }}`, filters such as "
+                        "`{{ name|upper }}`, `{% if %}` and `{% for %}`."))
     with st.expander(_("Few-shot examples ({n})").format(n=len(_examples()))):
         st.data_editor(pd.DataFrame(st.session_state[f"{K}examples_data"] or [],
                                     columns=["user", "assistant"]),
@@ -288,7 +288,7 @@ with tab_run:
                              index=min(i, len(model_names) - 1) if model_names else None)
             with st.expander(_("Settings")):
                 st.number_input(_("Temperature"), 0.0, 2.0, 0.7, 0.1, key=f"{K}temp_{i}")
-                st.number_input(_("Top p"), 0.01, 1.0, 1.0, 0.05, key=f"{K}top_p_{i}")
+                st.number_input(_("Top-p"), 0.01, 1.0, 1.0, 0.05, key=f"{K}top_p_{i}")
                 st.number_input(_("Max new tokens"), 1, 8192, 256, key=f"{K}max_{i}")
                 st.text_input(_("Stop strings (separate with |)"), key=f"{K}stop_{i}")
                 st.text_input(_("Seed (empty: random)"), key=f"{K}seed_{i}")
@@ -466,13 +466,13 @@ with tab_history:
                            format_func=lambda i: f"#{i}")
         run = next(r for r in history if r.id == rid)
         st.json({"variables": run.variables, "params": run.params}, expanded=False)
-        st.markdown(run.text or _("(no text)"))
+        st.code(run.text or _("(no text)"), language=None, wrap_lines=True)
         st.button(_("Open in the editor"), key=f"{K}h_open", on_click=_load_run, args=(rid,))
 
 # ================================================================ batch evaluation
 with tab_eval:
     st.caption(_("Upload a CSV or JSONL file: one row per example, a column per variable, and "
-                 "optionally a column 'expected' with the right answer."))
+                 "optionally a column `expected` with the right answer."))
     upload = st.file_uploader(_("Data file"), type=["csv", "jsonl"], key=f"{K}e_file")
     rows: list[dict[str, Any]] = []
     if upload is not None:
@@ -556,16 +556,18 @@ with tab_tokens:
                   "tokenizer to themselves)."))
     else:
         t_model = st.selectbox(_("Model"), local, key=f"{K}t_model")
-        try:
-            messages = svc.render_parts(actor=actor, parts=_parts(),
-                                        variables=_variables(var_names))
-        except svc.MissingVariables as exc:
-            st.warning(_("Fill in the variable(s) {names} to see the tokens.").format(
-                names=", ".join(exc.names)))
-            messages = []
-        except Exception as exc:  # noqa: BLE001 - shown in words
-            show_error(exc, doing=_("Rendering the prompt"))
-            messages = []
+        messages: list[dict[str, str]] = []
+        if not st.session_state[S_TEMPLATE].strip():
+            st.info(_("Write a user message template to see how the model reads it."))
+        else:
+            try:
+                messages = svc.render_parts(actor=actor, parts=_parts(),
+                                            variables=_variables(var_names))
+            except svc.MissingVariables as exc:
+                st.warning(_("Fill in the variable(s) {names} to see the tokens.").format(
+                    names=", ".join(exc.names)))
+            except Exception as exc:  # noqa: BLE001 - shown in words
+                show_error(exc, doing=_("Rendering the prompt"))
         if messages:
             try:
                 tv = svc.token_view(actor=actor, model=t_model, messages=messages)
