@@ -70,6 +70,13 @@ def user_data() -> set[str]:
             data.update(str(v) for v in vars(model).values() if isinstance(v, str) and v)
     except (ImportError, AttributeError):
         pass
+    from backend.services import prompts as prompts_service
+
+    for prompt in prompts_service.list_prompts(actor=actor):  # names and texts people wrote
+        data.update(v for v in (prompt.name, prompt.description, prompt.template,
+                                prompt.system, prompt.current.message) if v)
+    for run in prompts_service.list_runs(actor=actor, limit=1000):  # what models answered
+        data.update(v for v in (run.text, run.model) if v)
     return data
 
 
