@@ -232,6 +232,8 @@ def main() -> None:
                     ran_twice += 1
             spans.sort()
             ran_twice += sum(1 for a, b in zip(spans, spans[1:], strict=False) if b[0] < a[1])
+        resent = session.execute(select(func.count()).select_from(JobLog).where(
+            JobLog.message.like("Its message was not in the queue any more%"))).scalar() or 0
         for new_id, old_id in retried_from.items():
             row = session.get(Job, new_id)
             if row is None or row.started_at is None:
@@ -247,7 +249,8 @@ def main() -> None:
                     f"{checkpoint_at[old_id]}")
     workers.stop_all()
     print(f"{args.jobs} jobs, {kills} worker SIGKILLs, 1 Redis SIGKILL, 1 Postgres outage "
-          f"of 10 s; {len(retried_from)} retries; {elapsed:.0f} s")
+          f"of 10 s; {len(retried_from)} retries; {resent} lost messages sent again by "
+          f"reconciliation; {elapsed:.0f} s")
     print(f"final: {outcome['succeeded']} succeeded, {outcome['failed']} failed, "
           f"{outcome['interrupted']} interrupted, {outcome['cancelled']} cancelled, "
           f"{outcome['stuck']} stuck; ran twice at once: {ran_twice}; retries that resumed at "
@@ -255,7 +258,7 @@ def main() -> None:
     if not args.keep:  # the services stop by themselves once this process has gone
         shutil.rmtree(data / "runs", ignore_errors=True)
     print(json.dumps({"jobs": args.jobs, "stuck": outcome["stuck"], "ran_twice": ran_twice,
-                      "resumed_at_checkpoint": resumed_ok, "retries": len(retried_from),
+                      "resumed_at_checkpoint": resumed_ok, "retries": len(retried_from), "resent": resent,
                       "succeeded": outcome["succeeded"], "failed": outcome["failed"],
                       "interrupted": outcome["interrupted"], "worker_kills": kills,
                       "seconds": round(elapsed)}))
