@@ -464,3 +464,12 @@ def test_a_saved_prompt_and_its_version_from_the_playground(ws: dict[str, Any]) 
                          llm=s.model())
     assert [m[0][0]["content"] for m in s.sent] == ["You are the support desk, version two.",
                                                      "You are the support desk, version one."]
+
+
+def test_nul_characters_from_a_model_are_dropped_not_fatal(ws: dict[str, Any]) -> None:
+    a = _agent(ws)
+    res = agents.run_agent(actor=ws["builder"], agent=a.id, question="q\x00?", version="draft",
+                           llm=Script("ab\x00c").model())
+    assert res.answer == "abc"
+    msgs = agents.get_messages(actor=ws["builder"], conversation_id=res.conversation_id)
+    assert [m.content for m in msgs] == ["q?", "abc"]

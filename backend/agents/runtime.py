@@ -68,6 +68,7 @@ class Tracer:
 
     def scrub(self, value: Any) -> Any:
         if isinstance(value, str):
+            value = value.replace("\x00", "")
             for s in self.secrets:
                 value = value.replace(s, SCRUBBED)
             if len(value) > TRACE_TEXT_LIMIT:
@@ -371,6 +372,9 @@ def run_turn(llm: BaseChatModel | Any, config: AgentConfig, *, question: str, sy
     pieces: list[str] = []
 
     def sink(text: str) -> None:
+        text = text.replace("\x00", "")  # a model may emit NUL; text columns cannot hold it
+        if not text:
+            return
         pieces.append(text)
         if on_token is not None:
             on_token(text)

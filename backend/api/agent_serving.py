@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -145,7 +146,7 @@ def _extras(result: agents_service.AgentAnswer | None) -> dict[str, Any]:
 
 async def _sse(run: agents_service.AgentRun, it: Any, first: Any, created: int,
                include_usage: bool) -> AsyncIterator[str]:
-    base = {"id": f"chatcmpl-agent-{run.conversation_id}", "object": "chat.completion.chunk",
+    base = {"id": f"chatcmpl-agent-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
             "created": created, "model": run.agent, "system_fingerprint": None}
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:

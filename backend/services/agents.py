@@ -698,12 +698,16 @@ def _build_tools(actor: Actor, cfg: AgentConfig) -> list[AgentTool]:
     names = list(cfg.tools)
     if cfg.knowledge_bases and cfg.kb_mode in ("tool", "both") and KNOWLEDGE_TOOL not in names:
         names.append(KNOWLEDGE_TOOL)
-    with session_scope() as session:
-        allowed = _allowed_hosts(session)
-        https = {t.name: t for t in session.execute(select(HttpTool).where(
-            HttpTool.workspace_id == actor.workspace_id)).scalars()}
-        servers = {s.name: _mcp_spec(s) for s in session.execute(select(McpServer).where(
-            McpServer.workspace_id == actor.workspace_id)).scalars()}
+    allowed: list[str] = []
+    https: dict[str, HttpTool] = {}
+    servers: dict[str, McpServerSpec] = {}
+    if any(n.startswith(("http:", "mcp:")) for n in names):
+        with session_scope() as session:
+            allowed = _allowed_hosts(session)
+            https = {t.name: t for t in session.execute(select(HttpTool).where(
+                HttpTool.workspace_id == actor.workspace_id)).scalars()}
+            servers = {s.name: _mcp_spec(s) for s in session.execute(select(McpServer).where(
+                McpServer.workspace_id == actor.workspace_id)).scalars()}
     mcp_listed: dict[str, list[McpToolInfo]] = {}
     system = Actor.system(actor.workspace_id)
     for name in names:
@@ -795,11 +799,12 @@ def _config_for(session: Session, actor: Actor, agent: int | str, version: str |
 
 class AgentRun:
     """One answer in progress: iterate for the answer's text pieces; ``result`` (an
-    :class:`AgentAnswer`) is set once the iteration ends. ``conversation_id`` is known at once."""
+    :class:`AgentAnswer`) and ``conversation_id`` (for a new conversation) are set once the
+    iteration ends."""
 
     _END = object()
 
-    def __init__(self, agent: str, conversation_id: int) -> None:
+    def __init__(self, agent: str, conversation_id: int | None) -> None:
         self.agent = agent
         self.conversation_id = conversation_id
         self.result: AgentAnswer | None = None
@@ -831,33 +836,30 @@ def stream_agent(*, actor: Actor, agent: int | str, question: str,
     messages). ``llm``: a LangChain chat model to use instead of the agent's (tests, benches)."""
     from backend.agents.runtime import Tracer
 
-    question = (question or "").strip()
+    question = (question or "").replace("\x00", "").strip()
     if not question:
         raise AgentError("Ask a question.")
     with session_scope() as session:
         a, cfg, number = _config_for(session, actor, agent, version)
+        # Only reads here: everything the turn writes (conversation, both messages, trace) is
+        # written in one transaction when it ends, so nothing delays the first token.
+        past: list[dict[str, Any]] = []
+        summary, summarized_upto = "", 0
         if conversation_id is not None:
             conv = session.get(AgentConversation, conversation_id)
             if conv is None or conv.agent_id != a.id or (
                     conv.created_by != actor.user_id and not actor.has_role(Role.builder)):
                 raise AgentError(f"No conversation #{conversation_id} with {a.name!r}.")
-        else:
-            conv = AgentConversation(agent_id=a.id, title=question[:200], channel=channel[:16],
-                                     workspace_id=a.workspace_id, created_by=actor.user_id)
-            session.add(conv)
-            session.flush()
-        if history is None:
-            rows = session.execute(select(AgentMessage).where(
-                AgentMessage.conversation_id == conv.id).order_by(AgentMessage.id)).scalars().all()
-            past: list[dict[str, Any]] = [{"role": m.role, "content": m.content, "id": m.id}
-                                          for m in rows]
-        else:
+            summary, summarized_upto = conv.summary, conv.summarized_upto
+            if history is None:
+                rows = session.execute(select(AgentMessage).where(
+                    AgentMessage.conversation_id == conv.id).order_by(AgentMessage.id)).scalars()
+                past = [{"role": m.role, "content": m.content, "id": m.id} for m in rows]
+        if history is not None:
             past = [{"role": m["role"], "content": m["content"]} for m in history
                     if m.get("role") in ("user", "assistant")]
-        summary, summarized_upto = conv.summary, conv.summarized_upto
-        session.add(AgentMessage(conversation_id=conv.id, role="user", content=question))
-        conv.updated_at = datetime.now(UTC)
-        agent_id, agent_name, workspace_id, conv_id = a.id, a.name, a.workspace_id, conv.id
+        agent_id, agent_name, workspace_id = a.id, a.name, a.workspace_id
+        conv_id = conversation_id
     keep = cfg.memory_turns * 2
     window = past[-keep:] if keep else []
     older = past[:-keep] if keep else past
@@ -898,9 +900,11 @@ def stream_agent(*, actor: Actor, agent: int | str, question: str,
         try:
             result = _store_turn(
                 actor, agent_id=agent_id, agent_name=agent_name, workspace_id=workspace_id,
-                conv_id=conv_id, version=number, question=question, tracer=tracer,
-                answer=answer, error=error, total_ms=total_ms, new_summary=new_summary)
+                conv_id=conv_id, channel=channel, version=number, question=question,
+                tracer=tracer, answer=answer, error=error, total_ms=total_ms,
+                new_summary=new_summary)
             run.result = result
+            run.conversation_id = result.conversation_id
         except BaseException as exc:  # noqa: BLE001
             error = error or exc
         run._error = error
@@ -911,10 +915,18 @@ def stream_agent(*, actor: Actor, agent: int | str, question: str,
 
 
 def _store_turn(actor: Actor, *, agent_id: int, agent_name: str, workspace_id: int,
-                conv_id: int, version: int | None, question: str, tracer: Any,
-                answer: Any, error: BaseException | None, total_ms: float,
-                new_summary: tuple[str, int] | None) -> AgentAnswer | None:
+                conv_id: int | None, channel: str, version: int | None, question: str,
+                tracer: Any, answer: Any, error: BaseException | None, total_ms: float,
+                new_summary: tuple[str, int] | None) -> AgentAnswer:
     with session_scope() as session:
+        if conv_id is None:
+            conv = AgentConversation(agent_id=agent_id, title=question[:200],
+                                     channel=channel[:16], workspace_id=workspace_id,
+                                     created_by=actor.user_id)
+            session.add(conv)
+            session.flush()
+            conv_id = conv.id
+        session.add(AgentMessage(conversation_id=conv_id, role="user", content=question))
         trace = AgentTrace(
             agent_id=agent_id, workspace_id=workspace_id, conversation_id=conv_id,
             version=version, question=question[:10000], status="error" if error else "ok",
@@ -927,16 +939,20 @@ def _store_turn(actor: Actor, *, agent_id: int, agent_name: str, workspace_id: i
         for s in tracer.steps:
             session.add(AgentTraceStep(trace_id=trace.id, **s))
         if answer is None:
-            return None
+            return AgentAnswer(answer="", sources=[], steps=list(tracer.steps), plan=[],
+                               trace_id=trace.id, conversation_id=conv_id, message_id=0,
+                               prompt_tokens=tracer.prompt_tokens,
+                               completion_tokens=tracer.completion_tokens, total_ms=total_ms,
+                               agent=agent_name, version=version)
         msg = AgentMessage(conversation_id=conv_id, role="assistant", content=answer.answer,
                            sources=_jsonable(answer.sources), trace_id=trace.id,
                            tokens=tracer.completion_tokens)
         session.add(msg)
-        conv = session.get(AgentConversation, conv_id)
-        if conv is not None:
-            conv.updated_at = datetime.now(UTC)
+        row = session.get(AgentConversation, conv_id)
+        if row is not None:
+            row.updated_at = datetime.now(UTC)
             if new_summary is not None:
-                conv.summary, conv.summarized_upto = new_summary
+                row.summary, row.summarized_upto = new_summary
         session.flush()
         return AgentAnswer(
             answer=answer.answer, sources=_jsonable(answer.sources), steps=list(tracer.steps),
@@ -949,7 +965,7 @@ def _store_turn(actor: Actor, *, agent_id: int, agent_name: str, workspace_id: i
 def _jsonable(value: Any) -> Any:
     import json
 
-    return json.loads(json.dumps(value, default=str))
+    return json.loads(json.dumps(value, default=str).replace("\\u0000", ""))
 
 
 def run_agent(*, actor: Actor, agent: int | str, question: str,

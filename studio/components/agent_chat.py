@@ -133,9 +133,9 @@ def chat_panel(actor: Actor, agent: agents_service.AgentView, *, prefix: str,
             run = agents_service.stream_agent(actor=actor, agent=agent.id, question=question,
                                               conversation_id=conv_id, version=version,
                                               channel="studio" if traces else "share")
-            st.session_state[conv_key] = run.conversation_id
             with st.spinner(_("Thinking…")):
                 st.write_stream(run)
+            st.session_state[conv_key] = run.conversation_id
         except Exception as exc:  # noqa: BLE001
             show_error(exc, doing=_("Answering"))
             return
