@@ -473,3 +473,67 @@ def test_nul_characters_from_a_model_are_dropped_not_fatal(ws: dict[str, Any]) -
     assert res.answer == "abc"
     msgs = agents.get_messages(actor=ws["builder"], conversation_id=res.conversation_id)
     assert [m.content for m in msgs] == ["q?", "abc"]
+
+
+HANDBOOK = """# Office handbook
+
+## Parking
+
+Staff park in the underground garage on level minus two. The gate code is 4711 and changes
+every January.
+
+## Lunch
+
+The canteen on the third floor serves lunch from noon to two o'clock.
+"""
+
+
+@pytest.fixture(scope="module")
+def handbook(ws: dict[str, Any]) -> str:
+    from backend.services import jobs
+    from backend.services import knowledge as kbs
+
+    kb = kbs.create_knowledge_base(actor=ws["builder"], name=f"handbook-{uuid.uuid4().hex[:4]}")
+    job = jobs.run_inline(actor=ws["builder"], job_id=kbs.ingest_files(
+        actor=ws["builder"], kb=kb.id, uploads=[("handbook.md", HANDBOOK.encode())],
+        enqueue=False))
+    assert job.status == "succeeded", job.error
+    return kb.name
+
+
+def test_knowledge_answers_carry_sources_and_nothing_relevant_means_i_dont_know(
+        ws: dict[str, Any], handbook: str) -> None:
+    assert handbook in agents.knowledge_base_names(actor=ws["builder"])
+    bot = agents.create_bot(actor=ws["builder"], name=f"kb-bot-{uuid.uuid4().hex[:4]}",
+                            model=ws["model"], knowledge_bases=[handbook])
+    assert bot.published_version == 1 and bot.config["citations"]
+    script = Script("The gate code is 4711 [1].")
+    res = agents.run_agent(actor=ws["user"], agent=bot.name,
+                           question="What is the gate code of the parking garage?",
+                           llm=script.model())
+    assert res.answer == "The gate code is 4711 [1]."
+    assert res.sources and res.sources[0]["source"] == "handbook.md"
+    assert "Parking" in res.sources[0]["metadata"]["heading_path"]
+    system = script.sent[0][0][0]["content"]
+    assert "4711" in system and "[1] handbook.md" in system  # the passage went to the model
+    msgs = agents.get_messages(actor=ws["user"], conversation_id=res.conversation_id)
+    assert msgs[1].sources[0]["chunk_id"] == res.sources[0]["chunk_id"]
+    assert [s["kind"] for s in res.steps] == ["retrieval", "model"]
+    silent = Script()  # the model is not asked at all
+    res = agents.run_agent(actor=ws["user"], agent=bot.name,
+                           question="Which football club won the 1954 world cup final?",
+                           llm=silent.model())
+    assert "don't know" in res.answer and res.sources == [] and silent.sent == []
+
+
+def test_knowledge_as_a_search_tool(ws: dict[str, Any], handbook: str) -> None:
+    a = _agent(ws, knowledge_bases=[handbook], kb_mode="tool")
+    script = Script([call("knowledge_search", query="canteen lunch hours")],
+                    "Lunch is served from noon to two.")
+    res = agents.run_agent(actor=ws["builder"], agent=a.id, question="When is lunch?",
+                           version="draft", llm=script.model())
+    assert script.sent[0][1][0]["function"]["name"] == "knowledge_search"
+    fed = script.sent[1][0][-1]["content"]
+    assert "canteen" in fed and "[handbook.md]" in fed
+    assert res.sources and any("canteen" in s["text"] for s in res.sources)
+    assert {s["source"] for s in res.sources} == {"handbook.md"}

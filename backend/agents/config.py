@@ -27,7 +27,8 @@ class AgentConfig:
     knowledge_bases: list[str] = field(default_factory=list)
     kb_mode: str = "context"  # context: retrieved on every question; tool: the model searches
     kb_top_k: int = 4
-    kb_threshold: float | None = None  # hits scoring below are dropped
+    # hits below this cosine similarity are not relevant (hybrid search); None keeps the top k
+    kb_threshold: float | None = 0.3
     citations: bool = True
     idk_message: str = DEFAULT_IDK  # said when the knowledge bases hold nothing relevant
     tools: list[str] = field(default_factory=list)  # calculator, http:NAME, mcp:SERVER/TOOL ...

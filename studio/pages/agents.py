@@ -258,8 +258,30 @@ with tab_bot:
     st.markdown(_("1. Pick a knowledge base (or make one on the Knowledge page and upload "
                   "files).  \n2. Pick a model.  \n3. Name the bot. It answers with sources "
                   "and says so politely when the documents hold nothing relevant."))
+    with st.expander(_("Step 1, if you have no knowledge base yet: make one from your files"),
+                     expanded=not kb_names, icon="📚"):
+        new_kb = st.text_input(_("Name of the new knowledge base"), key="bot3_kb_name")
+        files = st.file_uploader(_("Files (PDF, Word, Markdown, HTML, text, CSV, zip)"),
+                                 accept_multiple_files=True, key="bot3_files")
+        if st.button(_("Make the knowledge base and read the files"), key="bot3_kb_go",
+                     disabled=not (new_kb and files)):
+            from backend.services import knowledge as kb_service
+
+            try:
+                made_kb = kb_service.create_knowledge_base(actor=actor, name=new_kb)
+                st.session_state["bot3_job"] = kb_service.ingest_files(
+                    actor=actor, kb=made_kb.id,
+                    uploads=[(f.name, f.getvalue()) for f in files or []])
+                st.rerun()
+            except Exception as exc:  # noqa: BLE001
+                show_error(exc, doing=_("Making the knowledge base"))
+        if st.session_state.get("bot3_job"):
+            from studio.components.jobs_widgets import job_progress
+
+            job_progress(st.session_state["bot3_job"], actor=actor, key="bot3_progress",
+                         show_metrics=False)
     if not kb_names:
-        st.info(_("No knowledge base yet: make one on the Knowledge page first."))
+        st.info(_("No knowledge base yet: make one above or on the Knowledge page."))
         page_link("knowledge", label=_("Open the Knowledge page"), icon="📚")
     elif not model_names:
         st.warning(_("Register a chat model on the Models page first."))
