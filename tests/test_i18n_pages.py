@@ -64,6 +64,19 @@ def user_data() -> set[str]:
     except (ImportError, AttributeError):
         pass
     try:
+        from backend.services import knowledge as kb_service
+
+        for kb in kb_service.list_knowledge_bases(actor=actor, all_workspaces=True):
+            data.update(v for v in (kb.name, kb.description) if v)
+            for doc in kb_service.list_documents(actor=Actor.system(kb.workspace_id), kb=kb.id):
+                data.update(v for v in (doc.source, doc.title, doc.error) if v)
+            for chunk in kb_service.list_chunks(actor=Actor.system(kb.workspace_id), kb=kb.id,
+                                                limit=50, include_disabled=True):
+                data.update(v for v in (chunk.text, chunk.metadata.get("heading")) if v)
+                data.update(str(h) for h in chunk.metadata.get("heading_path") or [])
+    except (ImportError, AttributeError):
+        pass
+    try:
         from backend.services import models as models_service
 
         for model in models_service.list_models(actor=actor):

@@ -53,6 +53,7 @@ _KIND_LABELS: dict[str, str] = {
     "pretrain": N_("Pre-training"),
     "ingest": N_("Knowledge base ingestion"),
     "kb_ingest": N_("Knowledge base ingestion"),
+    "kb_reindex": N_("Knowledge base re-index"),
     "tokenizer": N_("Tokenizer training"),
     "eval": N_("Evaluation"),
     "export": N_("Model export"),
@@ -67,6 +68,8 @@ _STAGE_TEMPLATES: tuple[str, ...] = (
     N_("Training the tokenizer"),
     N_("Tokenising the corpus"),
     N_("Registering the model"),
+    N_("file {current}/{total}: {name}"),
+    N_("done: {ingested} indexed, {failed} failed"),
 )
 
 # Fixed sentences the job system writes as a job's error; other errors show as written.
@@ -82,6 +85,7 @@ _SYSTEM_MESSAGES: frozenset[str] = frozenset({
 
 # metric name -> axis title; unknown names show as written
 _METRIC_LABELS: dict[str, str] = {
+    "chunks": N_("Chunks"),
     "loss": N_("Loss"),
     "train_loss": N_("Training loss"),
     "eval_loss": N_("Validation loss"),
