@@ -66,14 +66,17 @@ def user_data() -> set[str]:
     try:
         from backend.services import knowledge as kb_service
 
+        # (long values only: a one-letter heading such as "A" would erase letters elsewhere)
+        kb_data: set[str] = set()
         for kb in kb_service.list_knowledge_bases(actor=actor, all_workspaces=True):
-            data.update(v for v in (kb.name, kb.description) if v)
+            kb_data.update(v for v in (kb.name, kb.description) if v)
             for doc in kb_service.list_documents(actor=Actor.system(kb.workspace_id), kb=kb.id):
-                data.update(v for v in (doc.source, doc.title, doc.error) if v)
+                kb_data.update(v for v in (doc.source, doc.title, doc.error) if v)
             for chunk in kb_service.list_chunks(actor=Actor.system(kb.workspace_id), kb=kb.id,
                                                 limit=50, include_disabled=True):
-                data.update(v for v in (chunk.text, chunk.metadata.get("heading")) if v)
-                data.update(str(h) for h in chunk.metadata.get("heading_path") or [])
+                kb_data.update(v for v in (chunk.text, chunk.metadata.get("heading")) if v)
+                kb_data.update(str(h) for h in chunk.metadata.get("heading_path") or [])
+        data.update(v for v in kb_data if len(v) >= 6)
     except (ImportError, AttributeError):
         pass
     try:
