@@ -361,6 +361,22 @@ def _release_all() -> None:
             services.users.remove(os.getpid())
 
 
+def stop_services_if_unused(settings: Settings) -> bool:
+    """For ``studio up`` on its way out: leave, and stop the embedded services now (no linger)
+    unless another process still uses them. True if they were stopped."""
+    services = _services.pop(settings.embedded_dir, None)
+    if services is None:
+        return False
+    with services.lock:
+        if services.users.remove(os.getpid()):
+            return False
+        services.stop_all()
+        services.keeper_file.unlink(missing_ok=True)  # the keeper sees it and leaves
+    for key in [k for k in _resolved if k[2] == settings.data_dir]:
+        del _resolved[key]
+    return True
+
+
 def _embedded(settings: Settings) -> tuple[str | None, str | None]:
     """Start (or find) the embedded services this configuration needs; register as a user."""
     services = _services.get(settings.embedded_dir) or _Services(settings.embedded_dir)

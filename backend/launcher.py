@@ -196,3 +196,8 @@ def run_up(*, with_worker: bool = True, with_api: bool = True, with_studio: bool
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         launcher.stop()
+        # Ctrl-C on `studio up` stops everything: the embedded services too, unless another
+        # process still uses them (single commands leave them to linger instead)
+        from backend.embedded import stop_services_if_unused
+
+        stop_services_if_unused(launcher.settings)

@@ -339,31 +339,41 @@ def _answers(httpx, url: str) -> bool:  # type: ignore[no-untyped-def]
         return False
 
 
-def test_studio_up_headless_serves_api_and_worker_without_the_web_ui(studio_env, tmp_path) -> None:
+def test_studio_up_headless_serves_api_and_worker_and_stops_all_of_it(studio_env, tmp_path) -> None:
     import httpx
     import psutil
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         api_port = s.getsockname()[1]
-    env = dict(studio_env, STUDIO_API_PORT=str(api_port), STUDIO_DATA_DIR=str(tmp_path / "data"))
+    env = {k: v for k, v in studio_env.items() if k not in ("STUDIO_DATABASE_URL", "STUDIO_REDIS_URL")}
+    data = tmp_path / "data"
+    # its own embedded services, with a long linger: Ctrl-C on `studio up` must not wait for it
+    env.update(STUDIO_API_PORT=str(api_port), STUDIO_DATA_DIR=str(data),
+               STUDIO_SERVICES_LINGER_S="600")
     proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "up", "--no-studio"], cwd=ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         first = proc.stdout.readline().decode()  # type: ignore[union-attr]
+        # printed once the API answers and the worker has announced itself
         assert "LLM Studio is running headless (no web UI)" in first, first
         assert f"API: http://127.0.0.1:{api_port}/v1" in first
+        assert "Postgres: postgresql+psycopg://" in first and "Redis: unix://" in first
         assert httpx.get(f"http://127.0.0.1:{api_port}/health", timeout=5).json() == {"status": "ok"}
         children = psutil.Process(proc.pid).children(recursive=True)
         names = " ".join(" ".join(c.cmdline()) for c in children)
         assert "worker" in names and "uvicorn" in names and "streamlit" not in names
-        assert {c.pid for c in children} & {w.pid for w in jobs_service.list_workers(actor=ADMIN)}
+        pg = int((data / "embedded" / "pg" / "postmaster.pid").read_text().splitlines()[0])
+        redis_pid = int((data / "embedded" / "redis" / "redis.pid").read_text())
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0, out.decode()
         time.sleep(0.5)
         left = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
         assert not left, [c.cmdline() for c in left]
+        # everything stopped, the services too, without waiting out the linger
+        _until(lambda: not (psutil.pid_exists(pg) or psutil.pid_exists(redis_pid)), 15,
+               "Postgres and Redis to stop")
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
