@@ -69,6 +69,8 @@ def prepare_env(data_dir: Path) -> None:
         "STUDIO_API_PORT": str(free_port()),
         "STUDIO_HEARTBEAT_INTERVAL_S": "1",
         "OMP_NUM_THREADS": "1",
+        # the side-by-side run's second chat waits while the worker's other slot runs a job
+        "STUDIO_INFERENCE_ACCEPT_TIMEOUT_S": "180",
     })
 
 
@@ -143,7 +145,9 @@ def seed_playground() -> None:
     from backend.services.prompts import create_prompt, save_version
 
     actor = Actor.system()
-    add_tiny_model(actor=actor, name="tiny-demo-b", seed=1)
+    # named to come first in the model pickers, so the two columns run these two
+    add_tiny_model(actor=actor, name="chat-tiny-a", seed=1)
+    add_tiny_model(actor=actor, name="chat-tiny-b", seed=2)
     create_prompt(actor=actor, name="support-answer", system="You are a support agent.",
                   template="Customer: {{ question }}", message="First version")
     save_version(actor=actor, name="support-answer", system="You are a support agent. Be brief.",
@@ -172,14 +176,14 @@ def shoot_playground(browser: Browser, path: str, args: argparse.Namespace) -> l
     browser.click("[data-testid=stNumberInput] button[data-testid=stNumberInputStepUp]")
     time.sleep(0.8)
     browser.wait_until_drawn(args.timeout)
-    click_text("button", "Run")
+    click_text("button", "Run the prompt")
     browser.wait_until_drawn(120, settle_s=2.0)
     t0 = time.monotonic()
     out = args.out / "playground.png"
     browser.capture(out)
     taken.append(out)
     _report(out, t0, True, browser)
-    click_text("button[role=tab]", "Tokens and attention")
+    click_text("[role=tab]", "Tokens and attention")
     click_text("button", "Show attention")
     browser.wait_until_drawn(120, settle_s=2.0)
     t0 = time.monotonic()

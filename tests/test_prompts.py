@@ -373,3 +373,30 @@ def test_cli_create_show_run_and_eval(tiny: str, scripted: tuple[str, list[Any]]
     assert len(out["rows"]) == 8 and out["summary"][0]["score"] == pytest.approx(6 / 8)
     code, out = _cli("prompts", "list", "--search", name, "--json")
     assert code == 0 and [p["name"] for p in out] == [name]
+
+
+@pytest.mark.slow  # builds a knowledge base: loads the embedder and ingests (about a minute here)
+def test_knowledge_base_context_fills_the_context_variable() -> None:
+    from backend.services import jobs as jobs_service
+    from backend.services import knowledge
+
+    kb = knowledge.create_knowledge_base(actor=SYSTEM, name=_name("kb"))
+    job_id = knowledge.ingest_files(actor=SYSTEM, kb=kb.id, uploads=[
+        ("refunds.txt", b"Refunds are possible within 30 days of purchase."),
+        ("shipping.txt", b"Parcels ship from Rotterdam every Tuesday by sea freight."),
+    ], enqueue=False)
+    assert jobs_service.run_inline(actor=SYSTEM, job_id=job_id).status == "succeeded"
+    name = _name()
+    svc.create_prompt(actor=SYSTEM, name=name,
+                      template="Context:\n{{ context }}\n\nCustomer: {{ question }}",
+                      context={"kb": kb.name, "query_variable": "question", "k": 1})
+    assert svc.prompt_variables(actor=SYSTEM, template="{{ context }} {{ question }}",
+                                context={"kb": kb.name, "query_variable": "question"}) \
+        == ["question"]
+    with pytest.raises(MissingVariables, match="question"):
+        svc.render_prompt(actor=SYSTEM, name=name, variables={})
+    msgs = svc.render_prompt(actor=SYSTEM, name=name,
+                             variables={"question": "when do parcels ship from Rotterdam?"})
+    user = msgs[-1]["content"]
+    assert "Rotterdam every Tuesday" in user and "Refunds" not in user
+    assert user.endswith("Customer: when do parcels ship from Rotterdam?")

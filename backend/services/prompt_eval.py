@@ -69,6 +69,7 @@ def submit_eval(*, actor: Actor, rows: Sequence[Mapping[str, Any]], models: Sequ
                 prompt: int | str | None = None, version: int | None = None,
                 parts: PromptParts | None = None,
                 output_format: Mapping[str, Any] | None = None,
+                context: Mapping[str, Any] | None = None,
                 params: Mapping[str, Any] | None = None, scoring: str = "exact",
                 pattern: str | None = None, rubric: str = "", judge_model: str | None = None,
                 expected_column: str = EXPECTED_COLUMN, batch_size: int = DEFAULT_BATCH,
@@ -97,7 +98,7 @@ def submit_eval(*, actor: Actor, rows: Sequence[Mapping[str, Any]], models: Sequ
             raise ValueError("Pick a judge model for judge scoring.")
         model_spec(actor=actor, model=judge_model, capability="chat")
     prompt_id = None
-    context = None
+    context = dict(context) if context and context.get("kb") else None
     if parts is None:
         if prompt is None:
             raise ValueError("Give a saved prompt or the prompt's content.")

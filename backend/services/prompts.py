@@ -437,16 +437,19 @@ def _with_context(actor: Actor, context: Mapping[str, Any] | None,
     query = str(values.get(context["query_variable"]) or "").strip()
     if not query:
         raise MissingVariables([context["query_variable"]])
-    try:
-        from backend.services import knowledge  # type: ignore[attr-defined, unused-ignore]
-    except ImportError:
-        raise ValueError("Knowledge bases are not available in this version of the studio, so "
-                         "the prompt's context cannot be filled. Remove the knowledge-base "
-                         "context or fill {{ context }} by hand.") from None
+    from backend.services import knowledge
+
     hits = knowledge.search(actor=actor, kb=context["kb"], query=query, k=int(context["k"]))
     values[CONTEXT_VARIABLE] = "\n\n".join(
         f"[{i}] {h.text}" for i, h in enumerate(hits, 1))
     return values
+
+
+def knowledge_bases(*, actor: Actor) -> list[str]:
+    """Names of the workspace's knowledge bases (for a prompt's context)."""
+    from backend.services import knowledge
+
+    return [kb.name for kb in knowledge.list_knowledge_bases(actor=actor)]
 
 
 def render_parts(*, actor: Actor, parts: PromptParts, variables: Mapping[str, Any],

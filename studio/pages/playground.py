@@ -50,8 +50,13 @@ if f"{K}schema_next" in st.session_state:  # built from fields in the previous r
 # --- loading content into the editor (callbacks run before the widgets exist) --------------------
 
 def _load_content(system: str, template: str, examples: list[dict[str, str]],
-                  output_format: dict[str, Any], variables: dict[str, Any] | None = None) -> None:
+                  output_format: dict[str, Any], variables: dict[str, Any] | None = None,
+                  context: dict[str, Any] | None = None) -> None:
     st.session_state[S_SYSTEM] = system
+    st.session_state[f"{K}ctx_kb"] = (context or {}).get("kb")
+    if context:
+        st.session_state[f"{K}ctx_var"] = context.get("query_variable")
+        st.session_state[f"{K}ctx_k"] = int(context.get("k") or 3)
     st.session_state[S_TEMPLATE] = template
     st.session_state[f"{K}examples_data"] = [dict(e) for e in examples]
     st.session_state[f"{K}examples_rev"] += 1  # a fresh data editor shows the loaded rows
@@ -74,7 +79,7 @@ def _load_saved() -> None:
     except LookupError as exc:
         st.session_state[f"{K}flash"] = ("error", str(exc))
         return
-    _load_content(v.system, v.template, v.examples, v.output_format)
+    _load_content(v.system, v.template, v.examples, v.output_format, context=v.context)
     st.session_state[f"{K}save_name"] = v.name
     st.session_state[f"{K}flash"] = ("success", _("Loaded {name} version {version}.").format(
         name=v.name, version=v.version))
@@ -116,6 +121,14 @@ def _output_format() -> dict[str, Any]:
         return {"type": kind}
     schema = st.session_state[S_SCHEMA].strip()
     return {"type": "json", "schema": schema} if schema else {"type": "json"}
+
+
+def _context() -> dict[str, Any] | None:
+    kb = st.session_state.get(f"{K}ctx_kb")
+    var = st.session_state.get(f"{K}ctx_var")
+    if not kb or not var:
+        return None
+    return {"kb": kb, "query_variable": var, "k": int(st.session_state.get(f"{K}ctx_k", 3))}
 
 
 def _parts() -> svc.PromptParts:
@@ -239,14 +252,31 @@ with tab_run:
                     except ValueError as exc:
                         show_error(exc, doing=_("Building the schema"))
 
-    # variables
+    # variables (the knowledge base fills {{ context }} when one is chosen)
     try:
-        var_names = svc.prompt_variables(actor=actor, template=st.session_state[S_TEMPLATE],
+        raw_names = svc.prompt_variables(actor=actor, template=st.session_state[S_TEMPLATE],
                                          system=st.session_state[S_SYSTEM])
         template_ok = True
     except svc.TemplateError as exc:
         st.error(str(exc))
-        var_names, template_ok = [], False
+        raw_names, template_ok = [], False
+    kb_names = svc.knowledge_bases(actor=actor)
+    if kb_names:
+        with st.expander(_("Knowledge-base context: {kb}").format(
+                kb=st.session_state.get(f"{K}ctx_kb") or _("none"))):
+            st.caption(_("The best chunks for the query variable are put where the template "
+                         "says `{{ context }}`."))
+            st.selectbox(_("Knowledge base"), kb_names, key=f"{K}ctx_kb", index=None,
+                         placeholder=_("No knowledge base"))
+            query_options = [n for n in raw_names if n != "context"]
+            st.selectbox(_("Search with the variable"), query_options, key=f"{K}ctx_var",
+                         index=None)
+            st.number_input(_("Chunks"), 1, 20, 3, key=f"{K}ctx_k")
+            if st.session_state.get(f"{K}ctx_kb") and "context" not in raw_names:
+                st.warning(_("Add `{{ context }}` to the template to use the chunks."))
+    var_names = svc.prompt_variables(actor=actor, template=st.session_state[S_TEMPLATE],
+                                     system=st.session_state[S_SYSTEM],
+                                     context=_context()) if template_ok else []
     if var_names:
         st.subheader(_("Variables"))
         vcols = st.columns(min(3, len(var_names)))
@@ -255,7 +285,7 @@ with tab_run:
                 st.text_area(name, key=f"{K}var_{name}", height=68)
 
     # columns
-    st.subheader(_("Run"))
+    st.subheader(_("Run side by side"))
     mode = st.radio(_("Compare"), list(MODES), key=f"{K}mode", horizontal=True,
                     format_func=lambda m: MODES[m])
     version_pairs: list[Any] = []
@@ -304,10 +334,11 @@ with tab_run:
                                 version=v.version, context=v.context)
                     for i, v in enumerate(version_pairs)]
         return [svc.RunSpec(model=st.session_state.get(f"{K}model_{i}"), parts=_parts(),
-                            params=_params(i), output_format=_output_format())
+                            params=_params(i), output_format=_output_format(),
+                            context=_context())
                 for i in range(n_cols)]
 
-    if st.button(_("Run"), key=f"{K}run", type="primary",
+    if st.button(_("Run the prompt"), key=f"{K}run", type="primary",
                  disabled=not (template_ok and model_names)):
         try:
             specs = _specs()
@@ -409,6 +440,7 @@ with tab_run:
                                         template=st.session_state[S_TEMPLATE],
                                         system=st.session_state[S_SYSTEM],
                                         examples=_examples(), output_format=_output_format(),
+                                        context=_context(),
                                         message=st.session_state[f"{K}save_message"])
                     st.success(_("Saved {name} version {version}.").format(name=p.name,
                                                                             version=p.version))
@@ -449,7 +481,7 @@ with tab_versions:
 
 # ================================================================ history
 with tab_history:
-    q = st.text_input(_("Search runs"), key=f"{K}h_search",
+    q = st.text_input(_("Search prompt runs"), key=f"{K}h_search",
                       placeholder=_("Text in the prompt, the variables, the answer or the model"))
     history = svc.list_runs(actor=actor, search=q, limit=200)
     if not history:
@@ -505,7 +537,7 @@ with tab_eval:
         try:
             job_id = prompt_eval.submit_eval(
                 actor=actor, rows=rows, models=e_models, parts=_parts(),
-                output_format=_output_format(),
+                output_format=_output_format(), context=_context(),
                 params={"max_new_tokens": int(st.session_state[f"{K}e_max"]),
                         "temperature": 0},
                 scoring=scoring, pattern=st.session_state.get(f"{K}e_pattern") or None,
@@ -562,7 +594,8 @@ with tab_tokens:
         else:
             try:
                 messages = svc.render_parts(actor=actor, parts=_parts(),
-                                            variables=_variables(var_names))
+                                            variables=_variables(var_names),
+                                            context=_context())
             except svc.MissingVariables as exc:
                 st.warning(_("Fill in the variable(s) {names} to see the tokens.").format(
                     names=", ".join(exc.names)))
@@ -607,7 +640,7 @@ with tab_tokens:
                                                 layer=layer - 1, head=head - 1)
                     labels = [f"{j}: {t}" for j, t in enumerate(av.tokens)]
                     fig = go.Figure(go.Heatmap(z=av.weights, x=labels, y=labels,
-                                               colorscale="Blues", zmin=0, zmax=1,
+                                               colorscale="Blues", zmin=0,
                                                hovertemplate=_("token %{y} attends to %{x}: "
                                                                "%{z:.3f}") + "<extra></extra>"))
                     fig.update_layout(height=max(400, 14 * len(labels)),
