@@ -210,16 +210,23 @@ def test_run_on_the_tiny_model_keeps_stats_and_is_searchable(tiny: str) -> None:
     assert svc.list_runs(actor=SYSTEM, search="no-such-thing-" + uuid.uuid4().hex) == []
 
 
-def test_invalid_json_answer_is_marked_with_the_reason(tiny: str) -> None:
-    parts = PromptParts(template="Answer in JSON: {{ q }}")
-    live = svc.start_runs(actor=SYSTEM, specs=[svc.RunSpec(
-        model=tiny, parts=parts, params={"max_new_tokens": 6, "temperature": 0},
-        output_format={"type": "json"})], variables={"q": "x"})
-    assert live.wait(120)
-    col = live.columns[0]
-    assert col.parsed is not None and not col.parsed.valid and col.parsed.reason
-    run = svc.get_run(actor=SYSTEM, run_id=col.run_id)  # type: ignore[arg-type]
-    assert run.valid is False and run.invalid_reason == col.parsed.reason
+def test_invalid_json_answer_is_marked_with_the_reason(scripted: tuple[str, list[Any]]) -> None:
+    model, _ = scripted  # answers "JSON: broken" with cut-off JSON, "JSON: wrong" off-schema
+    fmt = {"type": "json", "schema": schema_from_fields([{"name": "city", "type": "string"},
+                                                         {"name": "population",
+                                                          "type": "integer"}])}
+    specs = [svc.RunSpec(model=model, parts=PromptParts(template="JSON: {{ q }}"),
+                         output_format=fmt)]
+    broken = svc.start_runs(actor=SYSTEM, specs=specs, variables={"q": "broken"})
+    wrong = svc.start_runs(actor=SYSTEM, specs=specs, variables={"q": "wrong"})
+    assert broken.wait(60) and wrong.wait(60)
+    b, w = broken.columns[0], wrong.columns[0]
+    assert b.parsed is not None and not b.parsed.valid
+    assert "Not valid JSON" in (b.parsed.reason or "")
+    assert w.parsed is not None and not w.parsed.valid
+    assert "population" in (w.parsed.reason or "") and "integer" in (w.parsed.reason or "")
+    run = svc.get_run(actor=SYSTEM, run_id=b.run_id)  # type: ignore[arg-type]
+    assert run.valid is False and run.invalid_reason == b.parsed.reason
 
 
 def test_two_columns_and_stop_one(tiny: str) -> None:
@@ -256,15 +263,21 @@ def test_batched_generation_matches_one_at_a_time(tiny_model_dir: Path) -> None:
 
 def scripted_app(seen: list[dict[str, Any]]) -> FastAPI:
     """An OpenAI-compatible endpoint that answers "Q: n" with n*2, except for multiples of 4,
-    where it answers wrong (n*2+1): so 15 of 20 rows (n=1..20) are right."""
+    where it answers wrong (n*2+1): so 15 of 20 rows (n=1..20) are right. "JSON: ..." gets
+    cut-off JSON ("broken") or JSON that misses the schema."""
     app = FastAPI()
 
     @app.post("/v1/chat/completions")
     async def completions(request: Request) -> Any:
         body = await request.json()
         seen.append(body)
-        n = int(body["messages"][-1]["content"].split(":")[1])
-        answer = str(n * 2 + (1 if n % 4 == 0 else 0))
+        content = body["messages"][-1]["content"]
+        if content.startswith("JSON:"):
+            answer = ('{"city": "Paris", "population": 21' if "broken" in content
+                      else '{"city": "Paris", "population": "many"}')
+        else:
+            n = int(content.split(":")[1])
+            answer = str(n * 2 + (1 if n % 4 == 0 else 0))
         chunks = [{"choices": [{"index": 0, "delta": {"content": answer}}]},
                   {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
                   {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 1}}]
@@ -400,3 +413,40 @@ def test_knowledge_base_context_fills_the_context_variable() -> None:
     user = msgs[-1]["content"]
     assert "Rotterdam every Tuesday" in user and "Refunds" not in user
     assert user.endswith("Customer: when do parcels ship from Rotterdam?")
+
+
+@pytest.mark.parametrize("language", ["en", "zh_CN"])
+def test_gallery_templates_render_with_their_samples(language: str) -> None:
+    items = svc.gallery(actor=SYSTEM, language=language)
+    assert {g.key for g in items} == {"role", "classify", "cot", "extract", "summarise",
+                                      "translate", "support"}
+    for g in items:
+        msgs = render_messages(PromptParts(template=g.template, system=g.system,
+                                           examples=g.examples), g.sample)
+        assert msgs[-1]["role"] == "user" and "{{" not in msgs[-1]["content"]
+    extract = next(g for g in items if g.key == "extract")
+    assert parse_output('{"name": "Ana", "email": "a@b.example"}', extract.output_format).valid
+
+
+def test_json_output_asks_for_structured_decoding_where_the_chat_service_can() -> None:
+    params = svc.chat_params({"temperature": 0}, {"type": "json", "schema": {"type": "object"}})
+    if svc.supports_response_format():
+        assert params["response_format"] == {
+            "type": "json_schema", "json_schema": {"name": "answer",
+                                                   "schema": {"type": "object"}}}
+    else:
+        assert "response_format" not in params
+    assert "response_format" not in svc.chat_params({}, {"type": "text"})
+
+
+def test_copy_as_code_snippets() -> None:
+    snippets = svc.code_snippets(actor=SYSTEM, model="m1", messages=[
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "It's 2+2?"}],
+        params={"temperature": 0.2, "max_new_tokens": 50})
+    assert "OpenAI(base_url=" in snippets["python"] and "max_tokens=50" in snippets["python"]
+    assert '"model": "m1"' in snippets["curl"] and "/v1/chat/completions" in snippets["curl"]
+    compile(snippets["python"], "snippet", "exec")  # valid Python
+    import shlex
+
+    body = shlex.split(snippets["curl"].replace("\\\n", " "))[-1]
+    assert json.loads(body)["messages"][1]["content"] == "It's 2+2?"
