@@ -23,6 +23,7 @@ from backend.models.agents import (
     McpServer,
 )
 from backend.models.base import Base
+from backend.models.finetune import DatasetVersion, TrainingDataset
 from backend.models.jobs import Job, JobLog, JobMetric, JobStatus, Worker
 from backend.models.knowledge import (
     ChunkTerm,
@@ -58,6 +59,8 @@ __all__ = [
     "StudioSession",
     "User",
     "DEFAULT_WORKSPACE_ID",
+    "DatasetVersion",
+    "TrainingDataset",
     "Base",
     "Capability",
     "Corpus",

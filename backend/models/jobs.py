@@ -128,5 +128,7 @@ class Worker(Base):
     pid: Mapped[int] = mapped_column(Integer)
     concurrency: Mapped[int] = mapped_column(Integer, default=1)
     device: Mapped[str] = mapped_column(String(200), default="cpu")
+    # one entry per CUDA device: name, memory_total_mb, memory_used_mb, utilization (percent)
+    gpus: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list, server_default="[]")
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
