@@ -388,6 +388,8 @@ class WorkerView:
     started_at: datetime
     last_seen: datetime
     alive: bool
+    # per CUDA device: index, name, memory_total_mb, memory_used_mb, utilization (percent)
+    gpus: list[dict[str, Any]] = field(default_factory=list)
 
 
 def list_workers(*, actor: Actor, include_dead: bool = False) -> list[WorkerView]:
@@ -398,7 +400,8 @@ def list_workers(*, actor: Actor, include_dead: bool = False) -> list[WorkerView
         views = [
             WorkerView(hostname=w.hostname, queues=list(w.queues), pid=w.pid,
                        concurrency=w.concurrency, device=w.device, started_at=w.started_at,
-                       last_seen=w.last_seen, alive=w.last_seen >= cutoff)
+                       last_seen=w.last_seen, alive=w.last_seen >= cutoff,
+                       gpus=list(w.gpus or []))
             for w in rows
         ]
     return [v for v in views if include_dead or v.alive]

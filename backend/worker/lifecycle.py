@@ -34,17 +34,41 @@ def device_description() -> str:
     return "cpu"
 
 
+def gpu_stats() -> list[dict[str, object]]:
+    """Memory and utilisation of each CUDA device, for the heartbeat (empty without CUDA)."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return []
+        stats: list[dict[str, object]] = []
+        for i in range(torch.cuda.device_count()):
+            free, total = torch.cuda.mem_get_info(i)
+            try:
+                util: float | None = float(torch.cuda.utilization(i))
+            except Exception:  # noqa: BLE001 - needs NVML; memory is still worth reporting
+                util = None
+            stats.append({"index": i, "name": torch.cuda.get_device_name(i),
+                          "memory_total_mb": total // 2**20,
+                          "memory_used_mb": (total - free) // 2**20, "utilization": util})
+        return stats
+    except Exception:  # noqa: BLE001 - a broken driver must not stop the heartbeat
+        log.debug("could not read GPU stats", exc_info=True)
+        return []
+
+
 def _announce(hostname: str, queues: list[str], concurrency: int) -> None:
     now = datetime.now(UTC)
     with session_scope() as session:
         stmt = insert(Worker).values(
             hostname=hostname, queues=queues, pid=os.getpid(), concurrency=concurrency,
-            device=device_description(), started_at=now, last_seen=now,
+            device=device_description(), gpus=gpu_stats(), started_at=now, last_seen=now,
         )
         session.execute(stmt.on_conflict_do_update(
             index_elements=[Worker.hostname],
             set_={"queues": queues, "pid": os.getpid(), "concurrency": concurrency,
-                  "device": stmt.excluded.device, "started_at": now, "last_seen": now},
+                  "device": stmt.excluded.device, "gpus": stmt.excluded.gpus,
+                  "started_at": now, "last_seen": now},
         ))
         n = reap_jobs_of_previous_worker(session, worker_host=hostname)
         if n:
@@ -63,7 +87,7 @@ def _beat(hostname: str, stop: threading.Event) -> None:
             with session_scope() as session:
                 now = datetime.now(UTC)
                 session.execute(update(Worker).where(Worker.hostname == hostname)
-                                .values(last_seen=now))
+                                .values(last_seen=now, gpus=gpu_stats()))
                 reap_stale_jobs(session, timeout_s=settings.heartbeat_timeout_s)
                 # rows of workers gone for a day (killed ones never remove their own)
                 session.execute(delete(Worker).where(Worker.last_seen < now - timedelta(days=1)))

@@ -278,17 +278,35 @@ def job_progress(job_id: int, *, actor: Actor, key: str = "job_progress",
     return first
 
 
-def workers_table(workers: list[WorkerView], *, key: str) -> None:
-    """The live workers: name, queues, device, jobs at once, when started and last seen."""
-    st.dataframe(
-        {
+def _gpu_text(w: WorkerView) -> str:
+    parts = []
+    for g in w.gpus:
+        used, total = g.get("memory_used_mb") or 0, g.get("memory_total_mb") or 0
+        util = g.get("utilization")
+        text = _("GPU {index}: {used} / {total} GiB").format(
+            index=g.get("index", 0), used=format_number(used / 1024, digits=1),
+            total=format_number(total / 1024, digits=1))
+        if util is not None:
+            text += " · " + _("{percent}% busy").format(percent=format_number(util, digits=0))
+        parts.append(text)
+    return "; ".join(parts) or "—"
+
+
+def workers_table(workers: list[WorkerView], *, key: str, show_gpus: bool = False) -> None:
+    """The live workers: name, queues, device, jobs at once, when started and last seen
+    (and, for admins, each GPU's memory in use and utilisation)."""
+    data = {
             "name": [w.hostname for w in workers],
             "queues": [", ".join(w.queues) for w in workers],
             "device": [w.device for w in workers],
             "concurrency": [w.concurrency for w in workers],
             "started": [format_datetime(w.started_at) for w in workers],
             "seen": [format_relative(w.last_seen) for w in workers],
-        },
+    }
+    if show_gpus:
+        data["gpus"] = [_gpu_text(w) for w in workers]
+    st.dataframe(
+        data,
         key=key,
         hide_index=True,
         column_config={
@@ -298,5 +316,6 @@ def workers_table(workers: list[WorkerView], *, key: str) -> None:
             "concurrency": st.column_config.NumberColumn(_("Jobs at once"), format="%d"),
             "started": st.column_config.TextColumn(_("Started")),
             "seen": st.column_config.TextColumn(_("Last seen")),
+            "gpus": st.column_config.TextColumn(_("GPU memory and utilisation")),
         },
     )

@@ -292,7 +292,7 @@ def _workers_panel() -> None:
                      "`studio worker` (or `studio up`, which starts one for you)."),
                    icon=":material/warning:")
     else:
-        workers_table(workers, key="jobs_workers")
+        workers_table(workers, key="jobs_workers", show_gpus=actor.is_admin)
     served = {q for w in workers for q in w.queues}
     for queue, waiting in sorted(backlog.items()):
         if queue not in served:
