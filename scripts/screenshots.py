@@ -39,7 +39,8 @@ WIDTH = 1400
 DEFAULT_HEIGHT = 900
 # long pages get a taller window (Streamlit scrolls inside the page, so this is how to see more)
 HEIGHTS: dict[str, int] = {"home": 1250, "jobs": 1500, "settings": 2300, "pretrain": 1500,
-                           "playground": 2100}
+                           "playground": 2100, "finetune-data": 1900, "finetune-train": 1500,
+                           "finetune-evaluate": 1700}
 DEFAULT_PAGE = "home"  # the page st.navigation shows at the root address
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "screenshots-admin-pw"
@@ -194,6 +195,29 @@ def shoot_playground(browser: Browser, path: str, args: argparse.Namespace) -> l
     return taken
 
 
+def seed_finetune() -> None:
+    """A dataset and a short, real fine-tune of the tiny model, so every step of the Fine-tune
+    wizard has something to show."""
+    import json as _json
+
+    from backend.accounts.actor import Actor
+    from backend.services import datasets, finetune
+    from backend.services.jobs import run_inline
+
+    actor = Actor.system()
+    colours = ["red", "green", "blue", "yellow", "white", "black", "orange", "purple"]
+    rows = [{"instruction": f"What colour is box {i}?", "output": f"Box {i} is {c}."}
+            for i, c in enumerate(colours * 3)]
+    data = "\n".join(_json.dumps(r) for r in rows).encode()
+    datasets.add_dataset(actor=actor, name="boxes", filename="boxes.jsonl", data=data)
+    config = finetune.make_config(preset="quick", settings={
+        "epochs": 40, "batch_size": 8, "val_fraction": 0.25, "samples": 4,
+        "sample_max_new_tokens": 16})
+    job = finetune.start_finetune(actor=actor, base_model="tiny-demo", dataset="boxes",
+                                  config=config, name="tiny-boxes", enqueue=False)
+    run_inline(actor=actor, job_id=job.id)
+
+
 def use_language(username: str, language: str) -> None:
     """Save the admin's language: the studio applies it at the next login."""
     from backend.accounts.actor import Actor, Role
@@ -312,6 +336,17 @@ class Browser:
         time.sleep(0.6)
         return self.wait_until_drawn(timeout_s, path=path)
 
+    def click_button(self, text: str, timeout_s: float) -> bool:
+        """Click the first button whose text contains ``text``; wait for the page to redraw."""
+        clicked = self.evaluate(
+            "(() => { const b = Array.from(document.querySelectorAll("
+            "'[data-testid=stMainBlockContainer] button')).find(b => b.innerText.includes("
+            f"{json.dumps(text)})); if (!b) return false; b.click(); return true; }})()")
+        if not clicked:
+            raise RuntimeError(f"no button on the page says {text!r}")
+        time.sleep(0.6)
+        return self.wait_until_drawn(timeout_s)
+
     def follow_link(self, text: str, path: str, timeout_s: float) -> bool:
         """Click the first page link whose text contains ``text``; wait for ``path`` to draw."""
         clicked = self.evaluate(
@@ -412,6 +447,18 @@ def shoot_all(chromium: str, base: str, args: argparse.Namespace,
             browser.capture(out)
             taken.append(out)
             _report(out, t0, drawn, browser)
+        if "finetune" in by_name and "finetune" in wanted and not suffix:
+            # the wizard's other steps, reached by clicking them as a person would
+            browser.go_to_page(by_name["finetune"], args.timeout)
+            for label, name in (("2 · ", "data"), ("3 · ", "train"), ("4 · ", "evaluate"),
+                                ("5 · ", "deploy")):
+                browser.resize(HEIGHTS.get(f"finetune-{name}", DEFAULT_HEIGHT))
+                t0 = time.monotonic()
+                drawn = browser.click_button(label, args.timeout)
+                out = args.out / f"finetune-{name}.png"
+                browser.capture(out)
+                taken.append(out)
+                _report(out, t0, drawn, browser)
     finally:
         browser.close()
     return taken
@@ -460,6 +507,7 @@ def main() -> int:
         ids = seed_jobs()
         seed_models()
         seed_playground()
+        seed_finetune()
         print(f"studio at {base}; seeded jobs {ids}", flush=True)
         shoot_all(chromium, base, args, credentials, ids)
         if credentials is not None and not args.pages:

@@ -22,7 +22,7 @@ PROPER_NAMES = (
     "BPE", "Token", "Tokens", "Top-k", "Top-p", "English", "Python", "Docker", "Fernet", "UTC",
     "argon2", "bf16", "fp16", "fp32", "int8", "int4", "Admin", "AM", "PM", "KB", "MB", "GB", "TB",
     "GiB", "MiB", "cpu", "gpu", "Studio", "PyTorch", "torch", "Linux", "macOS", "Windows",
-    "Hugging Face Hub", "Hub", "DashScope", "Ollama", "ModelScope",
+    "Hugging Face Hub", "Hub", "DashScope", "Ollama", "ModelScope", "DPO", "SFT", "zip",
     "MCP", "OpenAPI", "YAML", "GET", "POST", "PUT", "PATCH", "DELETE",
 )
 _PROPER = sorted(PROPER_NAMES, key=len, reverse=True)

@@ -22,6 +22,8 @@ from backend.services import (
     agents,
     audit,
     corpora,
+    datasets,
+    finetune,
     jobs,
     knowledge,
     models,
@@ -299,6 +301,29 @@ def _kb_docs(actor: Actor, w: World) -> object:
     return knowledge.delete_document(actor=actor, kb=kb.id, document_id=doc.id)
 
 
+_QA = [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}]
+
+
+def _dataset_lifecycle(actor: Actor, w: World) -> object:
+    d = datasets.add_records(actor=actor, name=unique("ds"), records=_QA, format="chat")
+    datasets.add_dataset(actor=actor, name=d.name, filename="more.jsonl",
+                         data=b'{"instruction": "q2", "output": "a2"}')
+    datasets.get_dataset(actor=actor, dataset=d.id)
+    datasets.load_records(actor=actor, dataset=d.id)
+    return datasets.delete_dataset(actor=actor, dataset=d.id)
+
+
+def _start_finetune(actor: Actor, w: World) -> object:
+    d = datasets.add_records(actor=SYSTEM if not actor.is_admin else actor, name=unique("ds"),
+                             records=_QA, format="chat")
+    try:  # the role is checked first; A's only model is an endpoint, which is then refused
+        return finetune.start_finetune(actor=actor, base_model=w.model_a, dataset=d.id,
+                                       config=finetune.make_config(), enqueue=False)
+    except ValueError as err:
+        assert "not a model folder" in str(err)
+        return None
+
+
 MATRIX: dict[str, tuple[Role, Call]] = {
     # jobs
     "jobs.list_jobs": (Role.user, lambda a, w: jobs.list_jobs(actor=a)),
@@ -393,6 +418,18 @@ MATRIX: dict[str, tuple[Role, Call]] = {
     # audit
     "audit.list_audit": (Role.admin, lambda a, w: audit.list_audit(actor=a)),
     "audit.audit_facets": (Role.admin, lambda a, w: audit.audit_facets(actor=a)),
+    # datasets and fine-tuning
+    "datasets.list_datasets": (Role.user, lambda a, w: datasets.list_datasets(actor=a)),
+    "datasets.validate_file": (Role.user, lambda a, w: datasets.validate_file(
+        actor=a, filename="x.jsonl", data=b'{"instruction": "q", "output": "a"}')),
+    "datasets.add_records datasets.add_dataset datasets.get_dataset datasets.load_records "
+    "datasets.delete_dataset": (Role.builder, _dataset_lifecycle),
+    "datasets.build_from_feedback": (Role.builder, lambda a, w: datasets.build_from_feedback(
+        actor=a, name=unique("fb"), save=False)),
+    "finetune.list_runs": (Role.user, lambda a, w: finetune.list_runs(actor=a)),
+    "finetune.make_config finetune.methods_available": (Role.user, lambda a, w: (
+        finetune.make_config(preset="quick"), finetune.methods_available())),
+    "finetune.start_finetune": (Role.builder, _start_finetune),
     # agents
     "agents.create_agent agents.update_agent agents.publish_agent agents.list_versions "
     "agents.unpublish_agent agents.duplicate_agent agents.delete_agent": (Role.builder,
@@ -447,12 +484,21 @@ def test_every_public_service_function_is_in_the_matrix() -> None:
         # the pretrain job kind runs inside a job (its actor comes from the job's params)
         "pretrain.run_pretrain_job",
         "secrets.encrypted_columns knowledge.embedder_for_index",
+        # fine-tuning: read a local model's files (tested in tests/test_finetune.py); the job
+        "datasets.preview datasets.base_tokenizer finetune.base_model_info finetune.estimate_run",
+        "finetune.export_zip finetune.run_finetune_job",
     ])
     covered = set(re.findall(r"\w+\.\w+", text))
     import inspect
 
     missing = []
-    for module in (accounts, workspaces, secrets, audit, agents, corpora, pretrain, knowledge):
+    corpora,
+    datasets,
+    finetune,
+    jobs,
+    knowledge,
+    models,
+    pretrain,
         for fname, fn in inspect.getmembers(module, inspect.isfunction):
             if fn.__module__ != module.__name__ or fname.startswith("_"):
                 continue

@@ -48,6 +48,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "pretrain": ("backend.cli.pretrain", "app",
                  "Pre-train a causal or masked model from scratch on a corpus."),
     "kb": ("backend.cli.kb", "app", "Knowledge bases: ingest documents, search them."),
+    "datasets": ("backend.cli.datasets", "app",
+                 "Fine-tuning datasets: add (with versions), list, show, validate."),
+    "finetune": ("backend.cli.finetune", "app",
+                 "Fine-tune a model on a dataset (LoRA, QLoRA, full, DPO)."),
 }
 
 

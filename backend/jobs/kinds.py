@@ -22,6 +22,7 @@ KIND_MODULES: list[str] = [
     "backend.services.prompt_eval",
     "backend.services.pretrain",
     "backend.services.knowledge_jobs",
+    "backend.services.finetune",
 ]
 
 

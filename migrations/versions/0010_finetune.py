@@ -1,7 +1,7 @@
 """fine-tuning: datasets with versions; workers report their GPUs (memory, utilisation)
 
 Revision ID: 0010_finetune
-Revises: 0008_prompts
+Revises: 0005_jobs
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0010_finetune"
-down_revision: str | None = "0008_prompts"
+down_revision: str | None = "0005_jobs"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

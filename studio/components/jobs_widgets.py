@@ -70,6 +70,13 @@ _STAGE_TEMPLATES: tuple[str, ...] = (
     N_("Registering the model"),
     N_("file {current}/{total}: {name}"),
     N_("done: {ingested} indexed, {failed} failed"),
+    # fine-tuning
+    N_("loading the base model"),
+    N_("answering sample prompts with the base model"),
+    N_("training: step {step}/{total}"),
+    N_("evaluating"),
+    N_("saving the model"),
+    N_("done"),
 )
 
 # Fixed sentences the job system writes as a job's error; other errors show as written.
@@ -104,6 +111,8 @@ _METRIC_LABELS: dict[str, str] = {
     "accuracy": N_("Accuracy"),
     "eval_accuracy": N_("Validation accuracy"),
     "epoch": N_("Epoch"),
+    "eta_s": N_("Time left (seconds)"),
+    "reward_margin": N_("Reward margin (chosen − rejected)"),
 }
 
 

@@ -1,0 +1,119 @@
+"""The Fine-tune wizard under AppTest, in English and Chinese, against the real database: every
+step renders with a tiny model, a dataset and a finished (short, real) fine-tune run; the
+preview marks the loss tokens; the evaluate step shows base and tuned answers side by side; the
+deploy step links to the playground; launching from the page creates a job."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from backend.accounts.actor import Actor
+from backend.services import datasets as datasets_service
+from backend.services import finetune as finetune_service
+from backend.services import jobs as jobs_service
+from backend.services import models as models_service
+from tests.i18n_walk import untranslated
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = ROOT / "studio" / "pages" / "finetune.py"
+SYSTEM = Actor.system()
+
+
+@pytest.fixture(scope="module")
+def seeded(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    folder = tmp_path_factory.mktemp("ftpage") / "tiny"
+    shutil.copytree(tiny_model_dir, folder)
+    tag = uuid.uuid4().hex[:6]
+    base = f"page-base-{tag}"
+    models_service.register_produced_model(actor=SYSTEM, name=base, path=folder,
+                                           lineage={"recipe": "tiny"})
+    rows = [{"instruction": f"Colour of item {i}?", "output": f"Item {i} is blue."}
+            for i in range(6)]
+    data = "\n".join(json.dumps(r) for r in rows).encode()
+    ds = datasets_service.add_dataset(actor=SYSTEM, name=f"page-faq-{tag}", filename="faq.jsonl",
+                                      data=data)
+    config = finetune_service.make_config(preset="quick", settings={
+        "max_steps": 2, "samples": 2, "sample_max_new_tokens": 12})
+    job = finetune_service.start_finetune(actor=SYSTEM, base_model=base, dataset=ds.name,
+                                          config=config, name=f"page-tuned-{tag}",
+                                          enqueue=False)
+    done = jobs_service.run_inline(actor=SYSTEM, job_id=job.id)
+    assert done.status == "succeeded", done.error
+    return {"base": base, "dataset": ds.name, "job": job.id, "tuned": f"page-tuned-{tag}",
+            "result": done.result}
+
+
+def _app(lang: str, seeded: dict[str, object], step: str) -> AppTest:
+    at = AppTest.from_file(str(PAGE), default_timeout=120)
+    at.session_state["actor"] = SYSTEM
+    at.session_state["lang"] = lang
+    at.session_state["ft_step"] = step
+    at.session_state["ft_model"] = seeded["base"]
+    at.session_state["ft_dataset"] = seeded["dataset"]
+    at.session_state["ft_job"] = seeded["job"]
+    return at
+
+
+def _text(at: AppTest) -> str:
+    kinds = ("markdown", "caption", "info", "warning", "success", "error", "title", "subheader",
+             "metric")
+    parts = [str(getattr(e, "value", "")) + str(getattr(e, "label", "")) for k in kinds
+             for e in getattr(at, k)]
+    return "\n".join(parts)
+
+
+def _data(seeded: dict[str, object]) -> set[str]:
+    """What people and jobs wrote: shown as it is."""
+    result = seeded["result"]
+    assert isinstance(result, dict)
+    data = {str(seeded[k]) for k in ("base", "dataset", "tuned")} | {"system"}
+    data.add(f"{seeded['base']}-{seeded['dataset']}-lora")  # the suggested name
+    for s in result["samples"]:
+        data.update(str(v) for v in s.values())
+    for j in jobs_service.list_jobs(actor=SYSTEM, limit=200):
+        data.add(j.title)
+    for m in models_service.list_models(actor=SYSTEM):
+        data.update(str(v) for v in vars(m).values() if isinstance(v, str) and v)
+    return data
+
+
+@pytest.mark.parametrize("lang", ["en", "zh_CN"])
+@pytest.mark.parametrize("step", ["model", "data", "train", "evaluate", "deploy"])
+def test_every_step_renders(lang: str, step: str, seeded: dict[str, object]) -> None:
+    at = _app(lang, seeded, step).run()
+    assert not at.exception, [e.value for e in at.exception]
+    text = _text(at)
+    if step == "model":
+        assert "LlamaForCausalLM" in text
+    if step == "data":
+        marked = [h.proto.body for h in at.get("html")]  # loss tokens highlighted
+        assert marked and "background:#c8f7d4" in marked[0] and "Item 0 is blue." in marked[0]
+        assert at.get("plotly_chart")  # the length histogram
+    if step == "train":
+        assert at.button(key="ft_start")
+    if step == "evaluate":
+        table = at.dataframe[0].value  # base and tuned answers side by side
+        assert len(table) >= 1 and table.shape[1] == 4
+    if step == "deploy":
+        assert str(seeded["tuned"]) in text
+    if lang == "zh_CN":
+        left = untranslated(at._tree, data=_data(seeded))
+        assert not left, f"{step}: English left on screen:\n" + "\n".join(left)
+
+
+def test_launch_from_the_page_creates_a_job(seeded: dict[str, object]) -> None:
+    at = _app("en", seeded, "train").run()
+    before = {j.id for j in finetune_service.list_runs(actor=SYSTEM)}
+    at.text_input(key="ft_out_name").input(f"page-launch-{uuid.uuid4().hex[:6]}")
+    at.button(key="ft_start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    new = [j for j in finetune_service.list_runs(actor=SYSTEM) if j.id not in before]
+    assert len(new) == 1 and new[0].queue == "gpu" and new[0].params["config"]["method"] == "lora"
+    assert any(f"#{new[0].id}" in s.value for s in at.success)
+    jobs_service.cancel_job(actor=SYSTEM, job_id=new[0].id)
