@@ -492,13 +492,8 @@ def test_every_public_service_function_is_in_the_matrix() -> None:
     import inspect
 
     missing = []
-    corpora,
-    datasets,
-    finetune,
-    jobs,
-    knowledge,
-    models,
-    pretrain,
+    for module in (accounts, workspaces, secrets, audit, agents, corpora, pretrain, knowledge,
+                   datasets, finetune):
         for fname, fn in inspect.getmembers(module, inspect.isfunction):
             if fn.__module__ != module.__name__ or fname.startswith("_"):
                 continue
