@@ -220,8 +220,10 @@ def test_lora_finetune_reproduces_answers_through_studio_chat(
     proc = studio(studio_env, "finetune", "run", "--base", tiny_base, "--data", str(data),
                   *options, "--val-fraction", "0", "--name", out_name, "--wait", "--json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len(proc.stdout.strip().splitlines()) == 1  # one JSON line
     job = json.loads(proc.stdout)
-    assert job["status"] == "succeeded" and job["result"]["model"] == out_name
+    assert job["status"] == "succeeded" and job["model"] == out_name
+    assert job["evaluation"]["train_loss"] > 0
     result = job["result"]
     assert result["train_loss"] > 0 and result["steps"] in (150, 500)
     assert result["samples"] and result["samples"][0]["base"] != result["samples"][0]["tuned"]

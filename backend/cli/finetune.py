@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from backend.cli.datasets import report_invalid
-from backend.cli.jobs import wait_and_report
 from backend.cli.output import JSON_OPTION, cli_actor, echo_lines, emit, fail, service_errors
 from backend.services import datasets as datasets_service
 
@@ -73,9 +74,40 @@ def run(
         job = finetune_service.start_finetune(actor=cli_actor(), base_model=base, dataset=dataset,
                                               config=config, name=name, eval_dataset=eval_ref)
     if wait:
-        wait_and_report(job, as_json=as_json, timeout=timeout)
+        _wait(job, as_json=as_json, timeout=timeout)
     else:
         emit(job, as_json, lambda j: typer.echo(f"Launched job #{j.id}: {j.title}"))
+
+
+FIGURES = ("train_loss", "val_loss", "perplexity", "margin_before", "margin_after", "eval",
+           "steps", "train_seconds")
+
+
+def _wait(job: Any, *, as_json: bool, timeout: float | None) -> None:
+    """Block until the job ends (running it here when no gpu worker is alive), then print one
+    line: with --json the job with ``model`` and ``evaluation`` on top."""
+    from backend.services import jobs as jobs_service
+
+    actor = cli_actor()
+    if job.status == "queued" and not jobs_service.workers_alive(queue=job.queue):
+        typer.echo(f"No worker serves the {job.queue} queue; running job #{job.id} here.",
+                   err=True)
+        job = jobs_service.run_inline(actor=actor, job_id=job.id)
+    job = jobs_service.wait_for_job(actor=actor, job_id=job.id, timeout_s=timeout)
+    result = job.result or {}
+    data = {**job.to_dict(), "model": result.get("model"),
+            "evaluation": {k: result[k] for k in FIGURES if result.get(k) is not None}}
+    if as_json:
+        sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
+    elif job.status == "succeeded":
+        figures = ", ".join(f"{k} {v:.4g}" for k, v in data["evaluation"].items()
+                            if isinstance(v, float))
+        typer.echo(f"Job #{job.id} succeeded: model {data['model']} ({figures})")
+    else:
+        typer.secho(f"Job #{job.id} {job.status}: {job.error or ''}", fg=typer.colors.RED,
+                    err=True)
+    if job.status != "succeeded":
+        raise typer.Exit(1)
 
 
 @app.command("estimate")
