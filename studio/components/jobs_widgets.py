@@ -305,12 +305,12 @@ def workers_table(workers: list[WorkerView], *, key: str, show_gpus: bool = Fals
     """The live workers: name, queues, device, jobs at once, when started and last seen
     (and, for admins, each GPU's memory in use and utilisation)."""
     data = {
-            "name": [w.hostname for w in workers],
-            "queues": [", ".join(w.queues) for w in workers],
-            "device": [w.device for w in workers],
-            "concurrency": [w.concurrency for w in workers],
-            "started": [format_datetime(w.started_at) for w in workers],
-            "seen": [format_relative(w.last_seen) for w in workers],
+        "name": [w.hostname for w in workers],
+        "queues": [", ".join(w.queues) for w in workers],
+        "device": [w.device for w in workers],
+        "concurrency": [w.concurrency for w in workers],
+        "started": [format_datetime(w.started_at) for w in workers],
+        "seen": [format_relative(w.last_seen) for w in workers],
     }
     if show_gpus:
         data["gpus"] = [_gpu_text(w) for w in workers]
