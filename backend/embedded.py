@@ -120,16 +120,24 @@ def _embedded_postgres(settings: Settings) -> str:
     pgdata = settings.embedded_dir / "pg"
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     uri = _running_postgres_uri(pgdata) if pgdata.exists() else None
-    if uri is None:
-        pgserver, _info = _import_pgserver()
+    attempts = 3
+    for attempt in range(attempts):
+        if uri is not None:
+            break
         try:
-            # cleanup_mode=None: the keeper stops the server, not the process that started it
-            server = pgserver.get_server(pgdata, cleanup_mode=None)
+            uri = start_postgres(pgdata)
         except Exception as err:  # noqa: BLE001 - re-raised with a pointer to the log
+            # As root the server runs as the user `pgserver`, which needs the folders above
+            # pgdata readable; something else (another pytest run resetting its temp root) may
+            # close one again between the check and the start: check and try again
+            if attempt + 1 < attempts:
+                log.warning("the embedded Postgres did not start (%s); trying again", err)
+                time.sleep(0.5)
+                continue
             raise EmbeddedServiceError(
                 f"The embedded Postgres did not start ({err}). See its log at {pgdata / 'log'}."
             ) from err
-        uri = server.get_uri()
+    assert uri is not None
     return "postgresql+psycopg://" + uri.removeprefix("postgresql://")
 
 
@@ -139,8 +147,14 @@ def start_postgres(pgdata: Path) -> str:
     from pgserver.postgres_server import PostgresServer
 
     pgdata = pgdata.expanduser().resolve()
-    PostgresServer._instances.pop(pgdata, None)  # a stopped server's handle is stale
-    return str(PostgresServer(pgdata, cleanup_mode=None).get_uri())
+    pgdata.mkdir(exist_ok=True)
+    PostgresServer._instances.pop(pgdata, None)  # a stopped (or failed) server's handle is stale
+    # cleanup_mode=None: the keeper stops the server, not the process that started it
+    try:
+        return str(PostgresServer(pgdata, cleanup_mode=None).get_uri())
+    except Exception:
+        PostgresServer._instances.pop(pgdata, None)
+        raise
 
 
 def postgres_pid(pgdata: Path) -> int | None:
