@@ -32,8 +32,9 @@ def _print_plan(p: Any) -> None:
                f"optimizer {e.optimizer_gb:.3f} GB, activations {e.activations_gb:.3f} GB "
                f"(total {e.total_gb:.3f} GB)")
     when = f"about {e.seconds / 60:.1f} min" if e.seconds is not None else "unknown"
+    hardware = e.hardware if e.hardware != "none" else "no gpu worker yet"
     typer.echo(f"  {c.max_steps} steps x {c.tokens_per_step:,} tokens = {e.tokens:,} tokens on "
-               f"{e.hardware}: {when}")
+               f"{hardware}: {when}")
     for w in e.warnings:
         typer.echo(f"  warning: {w['text']}")
 

@@ -183,6 +183,19 @@ def setup_runtime(cfg: PretrainConfig) -> Runtime:
                    ddp=ddp)
 
 
+def _stop_everywhere(ctx: JobContext, rt: Runtime) -> bool:
+    """Should the run stop? With several processes, all of them agree (at the same step)."""
+    stop = ctx.should_stop()
+    if not rt.ddp:
+        return stop
+    import torch
+    import torch.distributed as dist
+
+    flag = torch.tensor([1 if stop else 0], device=rt.device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
 # --- checkpoints ------------------------------------------------------------------------------
 
 def find_checkpoint(*dirs: Path | None) -> Path | None:
@@ -211,8 +224,9 @@ class RunResult:
     final_eval_loss: float
     best_eval_loss: float
     parameters: int
-    seconds: float
-    tokens_per_second: float
+    seconds: float  # the whole loop
+    train_seconds: float  # without evaluations, samples and checkpoints
+    tokens_per_second: float  # training tokens / train_seconds
     mfu: float | None
     model_dir: str
     samples: list[str] = field(default_factory=list)
@@ -339,16 +353,16 @@ def train(cfg: PretrainConfig, *, tokens: TokenFiles, tokenizer_dir: Path, out_d
         report_eval(0)
     fpt = flops_per_token(cfg, vocab)
     started = time.perf_counter()
-    window_t, window_tokens = time.perf_counter(), 0
+    window_t, window_tokens, window_paused, paused_total = time.perf_counter(), 0, 0.0, 0.0
     final_eval = math.nan
-    mfu: float | None = None
     tokens_per_s = 0.0
     model.train()
     step = start_step
     for step in range(start_step, cfg.max_steps):
-        if ctx.should_stop():
+        if _stop_everywhere(ctx, rt):
             checkpoint_now(step)
-            ctx.check_cancelled()
+            ctx.check_cancelled()  # cancelled, or the worker shutting down (interrupted)
+            raise JobCancelled()  # another rank was asked to stop
         lr = get_lr(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -381,13 +395,14 @@ def train(cfg: PretrainConfig, *, tokens: TokenFiles, tokenizer_dir: Path, out_d
             if rt.device_type == "cuda":
                 torch.cuda.synchronize()
             now = time.perf_counter()
-            tokens_per_s = window_tokens / max(now - window_t, 1e-9)
-            window_t, window_tokens = now, 0
+            tokens_per_s = window_tokens / max(now - window_t - window_paused, 1e-9)
+            window_t, window_tokens, window_paused = now, 0, 0.0
             if rt.master:
                 ctx.metric("tokens_per_s", tokens_per_s, done)
                 if rt.peak_flops:
-                    mfu = fpt * tokens_per_s / (rt.peak_flops * rt.world_size)
-                    ctx.metric("mfu", mfu, done)
+                    ctx.metric("mfu", fpt * tokens_per_s / (rt.peak_flops * rt.world_size), done)
+        # evaluation, samples and checkpoints: timed apart from training
+        pause = time.perf_counter()
         if done % cfg.eval_interval == 0 or done == cfg.max_steps:
             final_eval = report_eval(done)
         if rt.master and cfg.sample_interval and (done % cfg.sample_interval == 0
@@ -397,6 +412,9 @@ def train(cfg: PretrainConfig, *, tokens: TokenFiles, tokenizer_dir: Path, out_d
             ctx.log(f"sample at step {done}: {text}")
         if done % cfg.checkpoint_interval == 0 or done == cfg.max_steps:
             checkpoint_now(done)
+        paused = time.perf_counter() - pause
+        window_paused += paused
+        paused_total += paused
     seconds = time.perf_counter() - started
     if math.isnan(final_eval):  # resumed at the very end
         final_eval = report_eval(cfg.max_steps)
@@ -408,11 +426,14 @@ def train(cfg: PretrainConfig, *, tokens: TokenFiles, tokenizer_dir: Path, out_d
         dist.barrier()
         dist.destroy_process_group()
     trained_tokens = (cfg.max_steps - start_step) * cfg.tokens_per_step
+    train_seconds = max(seconds - paused_total, 1e-9)
+    throughput = trained_tokens / train_seconds
+    mfu = fpt * throughput / (rt.peak_flops * rt.world_size) if rt.peak_flops else None
     return RunResult(
         steps=cfg.max_steps, resumed_from=start_step, tokens_seen=tokens_seen,
         initial_eval_loss=round(initial, 5), final_eval_loss=round(final_eval, 5),
         best_eval_loss=round(best, 5), parameters=n_params, seconds=round(seconds, 2),
-        tokens_per_second=round(trained_tokens / max(seconds, 1e-9), 1),
+        train_seconds=round(train_seconds, 2), tokens_per_second=round(throughput, 1),
         mfu=round(mfu, 4) if mfu is not None else None, model_dir=str(out_dir), samples=samples,
     )
 

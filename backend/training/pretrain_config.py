@@ -221,7 +221,8 @@ def estimate(cfg: PretrainConfig, *, vocab_size: int | None = None,
     gpu_names = [name.strip() for d in (devices or []) if d.startswith("cuda")
                  for name in d.split(":", 1)[1].split(",")]
     on_gpu = bool(gpu_names)
-    act_bytes = 2 if on_gpu else 4
+    cpu_only = bool(devices) and not on_gpu  # no worker yet: count as the GPU it will need
+    act_bytes = 4 if cpu_only else 2
     gb = 1024**3
     weights = total * 4 / gb  # fp32 master weights
     grads = total * 4 / gb
@@ -229,7 +230,7 @@ def estimate(cfg: PretrainConfig, *, vocab_size: int | None = None,
     tokens_micro = cfg.batch_size * cfg.block_size
     # per layer per token ~34 d values saved for backward with fused (flash) attention
     # (Korthikanti et al. 2022), plus the logits and their gradient in fp32
-    attention_scores = 0 if on_gpu else 5 * cfg.n_head * cfg.block_size  # unfused on CPU
+    attention_scores = 5 * cfg.n_head * cfg.block_size if cpu_only else 0  # unfused on CPU
     activations = (tokens_micro * cfg.n_layer * (34 * cfg.n_embd + attention_scores) * act_bytes
                    + tokens_micro * v * 4 * 2) / gb
     need = weights + grads + optimizer + activations

@@ -118,6 +118,7 @@ def prepare_token_files(corpus_dir: Path, tokenizer_dir: Path) -> TokenFiles:
     if meta.exists():
         return TokenFiles.from_dict(json.loads(meta.read_text()))
     tok = load_tokenizer(tokenizer_dir)
+    tok.model_max_length = 1 << 62  # whole documents are encoded; windows are cut later
     dtype = np.dtype(np.uint16) if len(tok) < 65535 else np.dtype(np.uint32)
     eot = end_of_text_id(tok)
     folder.mkdir(parents=True, exist_ok=True)
