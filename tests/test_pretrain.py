@@ -117,6 +117,32 @@ def test_a_corpus_with_no_usable_text_is_refused(tmp_path: Path) -> None:
         corpora.add_corpus(actor=SYSTEM, name=name)
 
 
+@pytest.mark.slow  # the knowledge base embeds its chunks with MiniLM
+def test_a_corpus_from_a_knowledge_base(python_docs: Path, tmp_path: Path) -> None:
+    from backend.services import jobs as jobs_service
+    from backend.services import knowledge
+    from backend.training.corpus import clean_text
+
+    kb = knowledge.create_knowledge_base(actor=SYSTEM, name=_unique("kb-docs"), chunk_size=400,
+                                         chunk_overlap=80)
+    picked = sorted(p.name for p in python_docs.glob("*.txt") if p.stat().st_size > 2000)[:3]
+    job = jobs_service.run_inline(actor=SYSTEM, job_id=knowledge.ingest_files(
+        actor=SYSTEM, kb=kb.id, paths=[python_docs / p for p in picked], enqueue=False))
+    assert job.status == "succeeded", job.error
+    made = corpora.add_corpus(actor=SYSTEM, name=_unique("from-kb"), knowledge_base=kb.name,
+                              heldout_fraction=0.3)
+    v = made.versions[-1]
+    assert v.documents == 3 and v.sources[0]["knowledge_base"] == kb.name
+    texts = {json.loads(line)["source"]: json.loads(line)["text"]
+             for part in ("train.jsonl", "val.jsonl")
+             for line in (Path(v.folder) / part).read_text().splitlines()}
+    for name in picked:  # the chunks joined back without their overlap
+        original = clean_text((python_docs / name).read_text())
+        rebuilt = texts[name]
+        assert abs(len(rebuilt) - len(original)) < 0.05 * len(original), name
+        assert rebuilt[-60:] == original[-60:]
+
+
 def test_corpus_versions_and_listing(docs_corpus: corpora.CorpusView, python_docs: Path) -> None:
     v1 = docs_corpus.versions[-1]
     assert v1.documents >= 30 and v1.heldout_documents >= 3
@@ -331,6 +357,19 @@ def test_masked_model_fills_masks_and_embeds(docs_corpus: corpora.CorpusView) ->
     assert vecs.shape == (2, TEST_SHAPE["n_embd"]) and emb.dimension() == TEST_SHAPE["n_embd"]
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-4)
     assert not math.isnan(float(vecs.sum()))
+
+    # ... and a knowledge base indexes and searches with it
+    from backend.services import knowledge
+
+    kb = knowledge.create_knowledge_base(actor=SYSTEM, name=_unique("kb-bert"), embedder=name)
+    assert kb.index["dim"] == TEST_SHAPE["n_embd"]
+    docs = Path(docs_corpus.versions[0].folder)
+    first = json.loads((docs / "train.jsonl").read_text().splitlines()[0])
+    ingest = jobs_service.run_inline(actor=SYSTEM, job_id=knowledge.ingest_files(
+        actor=SYSTEM, kb=kb.id, uploads=[("doc.txt", first["text"].encode())], enqueue=False))
+    assert ingest.status == "succeeded", ingest.error
+    hits = knowledge.search(actor=SYSTEM, kb=kb.id, query=first["text"][:80], mode="vector", k=3)
+    assert hits and hits[0].source == "doc.txt"
 
 
 @pytest.mark.gpu

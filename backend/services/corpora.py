@@ -156,22 +156,30 @@ def corpus_sample(*, actor: Actor, corpus: int | str, version: int | None = None
 
 # --- adding -----------------------------------------------------------------------------------
 
-def _knowledge_documents(actor: Actor, kb: str | int) -> tuple[list[Document], dict[str, Any]]:
-    """A knowledge base's chunks, joined back into one document per source document."""
-    import importlib
+def _join_chunks(texts: list[str], max_overlap: int = 1000) -> str:
+    """Chunks of one document back into its text, without the overlap splitters repeat."""
+    out = texts[0] if texts else ""
+    for t in texts[1:]:
+        k = min(len(out), len(t), max_overlap)
+        while k > 0 and not out.endswith(t[:k]):
+            k -= 1
+        out += ("" if k else "\n\n") + t[k:]
+    return out
 
-    try:
-        knowledge: Any = importlib.import_module("backend.services.knowledge")
-    except ImportError:
-        raise ValueError("Knowledge bases are not available in this installation.") from None
-    chunks = knowledge.list_chunks(actor=actor, kb=kb)
-    by_doc: dict[Any, list[Any]] = {}
+
+def _knowledge_documents(actor: Actor, kb: str | int) -> tuple[list[Document], dict[str, Any]]:
+    """A knowledge base's documents, joined back from their chunks (in document order)."""
+    from backend.services import knowledge
+
+    base = knowledge.get_knowledge_base(actor=actor, kb=kb)
+    chunks = knowledge.list_chunks(actor=actor, kb=base.id)
+    by_doc: dict[int, list[Any]] = {}
     for c in chunks:
-        by_doc.setdefault(getattr(c, "document_id", None), []).append(c)
-    docs = [Document(str(getattr(cs[0], "source", "") or f"document {doc_id}"),
-                     "\n\n".join(str(getattr(c, "text", "")) for c in cs))
-            for doc_id, cs in by_doc.items()]
-    return docs, {"knowledge_base": str(kb), "chunks": len(chunks)}
+        by_doc.setdefault(c.document_id, []).append(c)
+    docs = [Document(cs[0].source, _join_chunks([c.text for c in sorted(cs, key=lambda c: c.ord)]))
+            for cs in by_doc.values()]
+    return docs, {"knowledge_base": base.name, "knowledge_base_id": base.id,
+                  "documents": len(docs), "chunks": len(chunks)}
 
 
 def add_corpus(*, actor: Actor, name: str, paths: Sequence[Path | str] = (),

@@ -12,6 +12,7 @@ import streamlit as st
 from backend.accounts.actor import Role
 from backend.services.corpora import CorpusView, add_corpus, delete_corpus, list_corpora
 from backend.services.jobs import job_log_tail, list_jobs
+from backend.services.knowledge import list_knowledge_bases
 from backend.services.models import list_models
 from backend.services.pretrain import compare_tokenizers, launch_pretrain, plan_run, presets, run_result
 from studio.components.errors import show_error
@@ -144,6 +145,10 @@ with tab_corpora:
                 _("Text, Markdown, HTML, PDF, JSON Lines (a `text` field) or a zip of them"),
                 accept_multiple_files=True, key="pretrain_corpus_files",
                 type=["txt", "md", "markdown", "rst", "html", "htm", "pdf", "jsonl", "zip"])
+            kb_names = [""] + [k.name for k in list_knowledge_bases(actor=actor)]
+            no_kb = _("(none)")
+            kb_pick = st.selectbox(_("Also take the documents of a knowledge base"), kb_names,
+                                   key="pretrain_corpus_kb", format_func=lambda n: n or no_kb)
             heldout = st.slider(_("Held-out share of documents"), 0.01, 0.3, 0.05, 0.01,
                                 key="pretrain_heldout")
             submitted = st.form_submit_button(_("Build the corpus"))
@@ -157,6 +162,7 @@ with tab_corpora:
                 made = add_corpus(
                     actor=actor, name=name, heldout_fraction=heldout,
                     uploads=[(f.name, f.getvalue()) for f in (files or [])],
+                    knowledge_base=kb_pick or None,
                     progress=lambda f, s: bar.progress(f, text=stage_text.get(s, s)))
                 st.session_state[FLASH] = ("success", _(
                     "{name} version {version}: {documents} documents.").format(
