@@ -62,8 +62,11 @@ flash = st.session_state.pop(FLASH, None)
 if flash:
     getattr(st, flash[0])(flash[1])
 
+TAB_NAMES = [_("Corpora"), _("Tokenizer"), _("Model and launch"), _("Runs")]
+# after a launch, or with ?tab=runs in the address, the page opens on the runs
+show_runs = st.session_state.pop("pretrain_show_runs", False) or st.query_params.get("tab") == "runs"
 tab_corpora, tab_tokenizer, tab_launch, tab_runs = st.tabs(
-    [_("Corpora"), _("Tokenizer"), _("Model and launch"), _("Runs")])
+    TAB_NAMES, default=TAB_NAMES[3] if show_runs else None)
 
 
 # --- corpora ---------------------------------------------------------------------------------
@@ -292,6 +295,7 @@ with tab_launch:
                                       objective=objective, name=out_name or None,
                                       tokenizer_model=tok_model or None, overrides=overrides)
                 st.session_state[RUN] = job.id
+                st.session_state["pretrain_show_runs"] = True
                 st.session_state[FLASH] = ("success", _(
                     "Launched job #{id}. Follow it under Runs.").format(id=job.id))
                 st.rerun()
