@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -144,7 +145,10 @@ def run(
             typer.echo(f"  registered model: {o['registered_model']}")
             typer.echo(f"  held-out loss: {o['initial_eval_loss']} -> {o['final_eval_loss']}")
 
-    emit(outcome, as_json, human)
+    if as_json:  # one line: the outcome on top, the job's whole result inside
+        sys.stdout.write(json.dumps(outcome, default=str, ensure_ascii=False) + "\n")
+    else:
+        human(outcome)
     if outcome["status"] != "succeeded":
         raise typer.Exit(1)
 
