@@ -160,3 +160,24 @@ def test_two_versions_against_one_model(tiny: str) -> None:
     heads = "\n".join(m.value for m in at.markdown)
     assert f"{tiny} · v1" in heads and f"{tiny} · v2" in heads
 
+
+
+def test_gallery_template_with_examples_runs_with_its_few_shot_turns(tiny: str) -> None:
+    at = _app("zh_CN")
+    at.run()
+    classify = next(g for g in svc.gallery(actor=SYSTEM, language="zh_CN")
+                    if g.key == "classify")
+    at.selectbox(key="play_gallery").set_value(classify).run()
+    at.button(key="play_use_gallery").click().run()
+    _ok(at)
+    assert at.text_area(key="play_template").value == "评论：{{ review }}"
+    assert at.text_area(key="play_var_review").value  # the sample value is filled in
+    at.selectbox(key="play_model_0").set_value(tiny)
+    at.number_input(key="play_max_0").set_value(2)
+    at.button(key="play_run").click().run()
+    _ok(at)
+    [run] = svc.list_runs(actor=SYSTEM, search="两分钟就装好了", limit=1)
+    roles = [m["role"] for m in run.messages]
+    assert roles == ["system", "user", "assistant", "user", "assistant", "user", "assistant",
+                     "user", "assistant"]
+    assert run.messages[2]["content"] == "正面"
