@@ -311,6 +311,11 @@ def test_cli_pretrains_a_causal_model_that_learns_and_chats(python_docs: Path,
     assert chat.returncode == 0, chat.stderr[-2000:]
     reply = json.loads(chat.stdout)
     assert reply["text"].strip() and reply["usage"]["completion_tokens"] > 0
+    # ... and the fine-tune stage takes it as a base (a local Llama with a chat template)
+    from backend.services import finetune
+
+    info = finetune.base_model_info(actor=SYSTEM, model=name)
+    assert info.model_type == "llama" and info.context_length == 64 and info.chat_template
 
 
 def test_masked_model_fills_masks_and_embeds(docs_corpus: corpora.CorpusView) -> None:
