@@ -156,6 +156,98 @@ def seed_playground() -> None:
                  message="Answer from the context")
 
 
+HANDBOOK = """# Office handbook
+
+## Parking
+
+Staff park in the underground garage on level minus two. The gate code is 4711 and changes
+every January.
+
+## Lunch
+
+The canteen on the third floor serves lunch from noon to two o'clock.
+"""
+
+
+def seed_agents() -> None:
+    """A knowledge base, a published bot made in three steps, an agent with tools, and a few
+    turns with each (answered by the tiny model, so the words are nonsense but every step of
+    the trace is real)."""
+    from backend.accounts.actor import Actor
+    from backend.services import agents
+    from backend.services import knowledge as kbs
+    from backend.services.jobs import run_inline
+
+    actor = Actor.system()
+    kb = kbs.create_knowledge_base(actor=actor, name="office-handbook")
+    run_inline(actor=actor, job_id=kbs.ingest_files(
+        actor=actor, kb=kb.id, uploads=[("handbook.md", HANDBOOK.encode())], enqueue=False))
+    bot = agents.create_bot(actor=actor, name="office-helper", model="tiny-demo",
+                            knowledge_bases=["office-handbook"],
+                            welcome="Ask me about parking, lunch and the office.")
+    agents.update_agent(actor=actor, agent=bot.id, config={
+        **bot.config, "params": {"temperature": 0, "max_new_tokens": 24},
+        "suggestions": ["What is the gate code?", "When is lunch?"]})
+    agents.publish_agent(actor=actor, agent=bot.id)
+    helper = agents.create_agent(actor=actor, name="tools-helper", icon="🧮", config={
+        "model": "tiny-demo", "tools": ["calculator", "current_datetime"],
+        "params": {"temperature": 0, "max_new_tokens": 24}},
+        description="Calculates with a tool.")
+    agents.publish_agent(actor=actor, agent=helper.id)
+    first = agents.run_agent(actor=actor, agent="office-helper", channel="share",
+                             question="What is the gate code of the parking garage?")
+    agents.give_feedback(actor=actor, message_id=first.message_id, rating=1)
+    agents.run_agent(actor=actor, agent="office-helper", question="When is lunch served?",
+                     conversation_id=first.conversation_id)
+    res = agents.run_agent(actor=actor, agent="tools-helper", question="What is 12 * 7?")
+    agents.give_feedback(actor=actor, message_id=res.message_id, rating=-1,
+                         comment="It should have used the calculator.")
+
+
+def shoot_agents(browser: Browser, paths: dict[str, str], args: argparse.Namespace
+                 ) -> list[Path]:
+    """The Agents page with a conversation and its trace open, the bot in three steps, and the
+    shared Chat page with a conversation."""
+    def click_text(selector: str, text: str, *, contains: bool = False) -> None:
+        test = "e.innerText.trim().includes" if contains else "e.innerText.trim() === "
+        deadline = time.monotonic() + args.timeout
+        while not browser.evaluate(
+                f"(() => {{ const e = Array.from(document.querySelectorAll("
+                f"{json.dumps(selector)})).find(e => {test}({json.dumps(text)}));"
+                " if (!e) return false; e.click(); return true; })()"):
+            if time.monotonic() > deadline:  # the page may still be drawing: wait for it
+                seen = browser.evaluate(
+                    f"Array.from(document.querySelectorAll({json.dumps(selector)}))"
+                    ".map(e => e.innerText.trim()).join(' | ')")
+                raise RuntimeError(f"no {selector} says {text!r}; there are: {seen}")
+            time.sleep(0.5)
+        time.sleep(0.8)
+        browser.wait_until_drawn(args.timeout)
+
+    def shot(name: str) -> Path:
+        t0 = time.monotonic()
+        out = args.out / f"{name}.png"
+        browser.capture(out)
+        _report(out, t0, True, browser)
+        return out
+
+    taken = []
+    browser.resize(1500)
+    browser.go_to_page(paths["agents"], args.timeout)
+    click_text("[role=tab]", "History")
+    click_text("label", "What is the gate code", contains=True)
+    click_text("summary", "Trace #", contains=True)
+    taken.append(shot("agents"))
+    click_text("[role=tab]", "Bot in three steps")
+    taken.append(shot("agents-bot"))
+    browser.resize(1100)
+    browser.go_to_page(paths["chat"], args.timeout)
+    click_text("label", "What is the gate code", contains=True)
+    click_text("summary", "Sources", contains=True)
+    taken.append(shot("chat"))
+    return taken
+
+
 def shoot_playground(browser: Browser, path: str, args: argparse.Namespace) -> list[Path]:
     """The Playground with a side-by-side run of two models (a gallery template), then its
     token and attention view."""
@@ -437,6 +529,8 @@ def shoot_all(chromium: str, base: str, args: argparse.Namespace,
             _report(out, t0, drawn, browser)
         if not suffix and "playground" in wanted:
             taken += shoot_playground(browser, by_name["playground"], args)
+        if not suffix and "agents" in wanted and "chat" in by_name:
+            taken += shoot_agents(browser, by_name, args)
         if "failed" in ids and not args.pages and not suffix and "home" in by_name:
             # a failed job, opened from its link on Home, shows how errors read
             browser.go_to_page(by_name["home"], args.timeout)
@@ -508,6 +602,7 @@ def main() -> int:
         seed_models()
         seed_playground()
         seed_finetune()
+        seed_agents()
         print(f"studio at {base}; seeded jobs {ids}", flush=True)
         shoot_all(chromium, base, args, credentials, ids)
         if credentials is not None and not args.pages:

@@ -537,3 +537,34 @@ def test_knowledge_as_a_search_tool(ws: dict[str, Any], handbook: str) -> None:
     assert "canteen" in fed and "[handbook.md]" in fed
     assert res.sources and any("canteen" in s["text"] for s in res.sources)
     assert {s["source"] for s in res.sources} == {"handbook.md"}
+
+
+def test_mcp_streamable_http_tools_behind_the_allow_list(ws: dict[str, Any]) -> None:
+    from mcp.server.fastmcp import FastMCP
+
+    server = FastMCP("remote")
+
+    @server.tool()
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    web, port = _serve(server.streamable_http_app())
+    try:
+        agents.add_mcp_server(actor=ws["builder"], name="remote", transport="http",
+                              url=f"http://127.0.0.1:{port}/mcp")
+        listed = {t["id"]: t for t in agents.available_tools(actor=ws["builder"])}
+        assert "may not reach" in listed["mcp:remote/"]["description"]  # loopback refused
+        agents.allow_host(actor=ws["admin"], host="127.0.0.1")
+        try:
+            assert "mcp:remote/add" in {t["id"] for t in agents.available_tools(
+                actor=ws["builder"])}
+            a = _agent(ws, tools=["mcp:remote/add"])
+            res = agents.run_agent(actor=ws["builder"], agent=a.id, question="2+3?",
+                                   version="draft",
+                                   llm=Script([call("add", a=2, b=3)], "5").model())
+        finally:
+            agents.disallow_host(actor=ws["admin"], host="127.0.0.1")
+        assert [s["output"] for s in res.steps if s["kind"] == "tool"] == ["5"]
+    finally:
+        web.should_exit = True

@@ -28,7 +28,7 @@ class AgentConfig:
     kb_mode: str = "context"  # context: retrieved on every question; tool: the model searches
     kb_top_k: int = 4
     # hits below this cosine similarity are not relevant (hybrid search); None keeps the top k
-    kb_threshold: float | None = 0.3
+    kb_threshold: float | None = 0.2
     citations: bool = True
     idk_message: str = DEFAULT_IDK  # said when the knowledge bases hold nothing relevant
     tools: list[str] = field(default_factory=list)  # calculator, http:NAME, mcp:SERVER/TOOL ...

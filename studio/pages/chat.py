@@ -30,14 +30,15 @@ wanted = st.query_params.get("bot")
 if wanted in names and "chat_bot" not in st.session_state:
     st.session_state["chat_bot"] = wanted
 
-with st.sidebar:
+side, main = st.columns([1, 3])
+with side:
     name = st.selectbox(_("Bot"), names, key="chat_bot")
     bot = next(b for b in bots if b.name == name)
     st.query_params["bot"] = bot.name
     st.subheader(_("History"))
     history_picker(actor, bot, prefix="chat")
-
-st.subheader(f"{bot.icon} {bot.name}")
-if bot.description:
-    st.caption(bot.description)
-chat_panel(actor, bot, prefix="chat", version="published", traces=False)
+with main:
+    st.subheader(f"{bot.icon} {bot.name}")
+    if bot.description:
+        st.caption(bot.description)
+    chat_panel(actor, bot, prefix="chat", version="published", traces=False)
