@@ -55,12 +55,13 @@ def _gone(*pids: int, timeout_s: float) -> bool:
 
 
 def test_services_are_shared_linger_survive_crashes_and_stop_when_unused(tmp_path: Path) -> None:
-    data, linger = tmp_path / "d", 6.0
-    p0, info0 = _hold(data, 0, linger)
+    data = tmp_path / "d"
+    # a long linger (the keeper takes it from the process that starts it)
+    p0, info0 = _hold(data, 0, linger_s=120)
     p0.wait(30)
-    # the next process, within the linger period, finds them running: no restart
-    p1, info1 = _hold(data, 60, linger)
-    p2, info2 = _hold(data, 60, linger)
+    # the next processes, within the linger period, find them running: no restart
+    p1, info1 = _hold(data, 60, linger_s=120)
+    p2, info2 = _hold(data, 60, linger_s=120)
     assert info0 == info1 == info2  # one Postgres, one Redis, one keeper
     # a crash of everything but the servers: users and keeper killed
     for proc in (p1, p2):
@@ -69,8 +70,9 @@ def test_services_are_shared_linger_survive_crashes_and_stop_when_unused(tmp_pat
     os.kill(info1["keeper"], signal.SIGKILL)
     assert _gone(info1["keeper"], timeout_s=5)
     assert psutil.pid_exists(info1["pg_pid"]) and psutil.pid_exists(info1["redis_pid"])
-    # the next process reuses the servers and brings a new keeper
-    p3, info3 = _hold(data, 0, linger)
+    # the next process reuses the servers and brings a new keeper (with its short linger)
+    linger = 3.0
+    p3, info3 = _hold(data, 0, linger_s=linger)
     assert (info3["pg_pid"], info3["redis_pid"]) == (info1["pg_pid"], info1["redis_pid"])
     assert info3["keeper"] != info1["keeper"]
     p3.wait(30)
