@@ -289,12 +289,18 @@ def test_bad_input_gets_one_line_and_a_nonzero_exit(studio_env) -> None:
             "Invalid value for '--concurrency': Input should be greater than or equal to 1",
     }
     running = {args: _studio(studio_env, *args) for args in cases}
-    for args, proc in running.items():
-        out, err = proc.communicate(timeout=180)
-        lines = err.strip().splitlines()
-        assert proc.returncode != 0, (args, out, err)
-        assert len(lines) == 1 and "Traceback" not in err, (args, err)
-        assert cases[args] in lines[0], (args, lines[0])
+    try:
+        for args, proc in running.items():
+            out, err = proc.communicate(timeout=180)
+            lines = err.strip().splitlines()
+            assert proc.returncode != 0, (args, out, err)
+            assert len(lines) == 1 and "Traceback" not in err, (args, err)
+            assert cases[args] in lines[0], (args, lines[0])
+    finally:  # a command that wrongly accepted its input (a worker) must not outlive the test
+        for proc in running.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
     name = f"用户{os.getpid()}"  # letters of any language are letters
     user = _studio(studio_env, "users", "create", name, "--password-stdin", "--json")
     out, err = user.communicate("a-long-password-1\n", timeout=180)
