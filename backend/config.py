@@ -83,6 +83,11 @@ class Settings(BaseSettings):
         default=300.0, gt=0,
         description="Longest silence from a worker during a chat (model loading included).",
     )
+    embedding_backend: Literal["auto", "onnx", "torch"] = Field(
+        default="auto",
+        description="How the bundled MiniLM embeds on CPU: auto and onnx use an ONNX export "
+        "made once under data_dir/cache (same vectors, faster); torch uses sentence-transformers.",
+    )
     embedding_batch_size: int = Field(
         default=64, ge=1, le=4096, description="Texts embedded per batch."
     )

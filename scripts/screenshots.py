@@ -40,7 +40,7 @@ DEFAULT_HEIGHT = 900
 # long pages get a taller window (Streamlit scrolls inside the page, so this is how to see more)
 HEIGHTS: dict[str, int] = {"home": 1250, "jobs": 1500, "settings": 2300, "pretrain": 1500,
                            "playground": 2100, "finetune-data": 1900, "finetune-train": 1500,
-                           "finetune-evaluate": 1700}
+                           "finetune-evaluate": 1700, "knowledge": 1400}
 DEFAULT_PAGE = "home"  # the page st.navigation shows at the root address
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "screenshots-admin-pw"
@@ -246,6 +246,26 @@ def shoot_agents(browser: Browser, paths: dict[str, str], args: argparse.Namespa
     click_text("summary", "Sources", contains=True)
     taken.append(shot("chat"))
     return taken
+def seed_knowledge() -> None:
+    """A knowledge base of a few pages of Python's own documentation (Debian's python3-doc, when
+    installed), so the Knowledge page shows documents, chunks and its map."""
+    from backend.accounts.actor import Actor
+    from backend.services.jobs import run_inline
+    from backend.services.knowledge import create_knowledge_base, ingest_files
+
+    roots = [Path("/usr/share/doc/python3-doc/html"), Path("/usr/share/doc/python3.11/html")]
+    root = next((r for r in roots if (r / "tutorial").is_dir()), None)
+    if root is None:
+        return
+    actor = Actor.system()
+    kb = create_knowledge_base(actor=actor, name="python-docs",
+                               description="A few pages of the Python documentation")
+    pages = [root / p for p in ("tutorial/appetite.html", "tutorial/venv.html",
+                                "howto/sorting.html", "faq/installed.html",
+                                "library/secrets.html", "library/bisect.html")]
+    run_inline(actor=actor, job_id=ingest_files(actor=actor, kb=kb.id,
+                                                paths=[p for p in pages if p.exists()],
+                                                enqueue=False))
 
 
 def shoot_playground(browser: Browser, path: str, args: argparse.Namespace) -> list[Path]:
@@ -603,6 +623,7 @@ def main() -> int:
         seed_playground()
         seed_finetune()
         seed_agents()
+        seed_knowledge()
         print(f"studio at {base}; seeded jobs {ids}", flush=True)
         shoot_all(chromium, base, args, credentials, ids)
         if credentials is not None and not args.pages:

@@ -22,6 +22,8 @@ TEST_ENV = {
     "STUDIO_HEARTBEAT_TIMEOUT_S": "4",
     "STUDIO_SECRET_KEY": "test-secret-key-0123456789abcdef",
     "STUDIO_TORCH_THREADS": "1",
+    # the ONNX export of the bundled MiniLM (same vectors) is tested on its own, not made per run
+    "STUDIO_EMBEDDING_BACKEND": "torch",
     # services of a test's own data folder stop soon after its processes end
     "STUDIO_SERVICES_LINGER_S": "2",
     "OMP_NUM_THREADS": "1",

@@ -74,3 +74,33 @@ def test_killed_worker_leaves_no_half_document_and_retry_finishes(worker_factory
         assert docs[source].job_id == job_id and docs[source].updated_at == before.updated_at
     hits = kbs.search(actor=SYSTEM, kb=kb.id, query="bearings of machine kilo", k=3)
     assert hits and hits[0].source == "doc-10.txt"
+
+
+@pytest.mark.slow
+def test_onnx_export_gives_the_same_vectors(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The bundled MiniLM exported to ONNX once under the data folder, checked against
+    sentence-transformers: the same vectors, and the export is reused."""
+    import numpy as np
+
+    from backend.config import reset_settings
+    from backend.knowledge import embedding
+    from backend.llm.embeddings import LocalEmbedder
+
+    monkeypatch.setenv("STUDIO_EMBEDDING_BACKEND", "onnx")
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path))
+    reset_settings()
+    try:
+        onnx = embedding._onnx_embedder()
+        assert isinstance(onnx, embedding.OnnxMiniLM)
+        assert list(tmp_path.glob("cache/onnx/*/model.onnx"))
+        texts = ["How do I read a file line by line?", "Der Zug fährt um acht Uhr.",
+                 "员工出差的住宿费用每晚不超过五百元。", "x " * 400]
+        ref = LocalEmbedder(None, device_preference="cpu").embed(texts)
+        got = onnx.embed(texts)
+        assert got.shape == ref.shape
+        assert float(np.min(np.sum(ref * got, axis=1))) > 0.9999
+        again = embedding._onnx_embedder()  # reuses the export
+        assert again is not None and np.allclose(again.embed(texts[:1]), got[:1], atol=1e-5)
+    finally:
+        monkeypatch.undo()
+        reset_settings()
