@@ -181,3 +181,22 @@ def test_gallery_template_with_examples_runs_with_its_few_shot_turns(tiny: str) 
     assert roles == ["system", "user", "assistant", "user", "assistant", "user", "assistant",
                      "user", "assistant"]
     assert run.messages[2]["content"] == "正面"
+
+
+def test_a_column_continues_as_a_chat(tiny: str) -> None:
+    at = _app()
+    at.run()
+    at.text_area(key="play_template").input("Hello {{ who }}").run()
+    at.text_area(key="play_var_who").input("there")
+    at.selectbox(key="play_model_0").set_value(tiny)
+    at.number_input(key="play_max_0").set_value(3)
+    at.button(key="play_run").click().run()
+    _ok(at)
+    follow = f"and then {uuid.uuid4().hex[:6]}?"
+    at.text_input(key="play_follow_0").input(follow)
+    at.button(key="play_send_0").click().run()
+    _ok(at)
+    [run] = svc.list_runs(actor=SYSTEM, search=follow, limit=5)
+    assert [m["role"] for m in run.messages] == ["user", "assistant", "user", "assistant"]
+    assert run.messages[0]["content"] == "Hello there" and run.messages[2]["content"] == follow
+    assert follow in "\n".join(c.value for c in at.caption)  # the turn shows above the answer

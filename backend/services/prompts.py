@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import Text, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -721,8 +721,9 @@ def run_prompt(*, actor: Actor, name: int | str | None = None, version: int | No
 
 def list_runs(*, actor: Actor, search: str = "", prompt: int | str | None = None,
               model: str | None = None, limit: int = 100) -> list[RunView]:
-    """Runs of the workspace, newest first. ``search`` looks in the template, variables and
-    output; users see their own runs, builders everyone's in the workspace."""
+    """Runs of the workspace, newest first. ``search`` looks in the template, variables,
+    messages (follow-up turns too) and output; users see their own runs, builders everyone's in
+    the workspace."""
     with session_scope() as session:
         stmt = (select(PromptRun, Prompt.name).outerjoin(Prompt, Prompt.id == PromptRun.prompt_id)
                 .where(PromptRun.workspace_id == actor.workspace_id)
@@ -738,7 +739,8 @@ def list_runs(*, actor: Actor, search: str = "", prompt: int | str | None = None
             stmt = stmt.where(or_(PromptRun.template.ilike(like), PromptRun.output.ilike(like),
                                   PromptRun.system.ilike(like),
                                   PromptRun.model_name.ilike(like), Prompt.name.ilike(like),
-                                  PromptRun.variables.cast(PromptRun.template.type).ilike(like)))
+                                  PromptRun.variables.cast(Text).ilike(like),
+                                  PromptRun.messages.cast(Text).ilike(like)))
         return [_run_view(r, n) for r, n in session.execute(stmt).all()]
 
 
