@@ -44,7 +44,7 @@ from backend.services.prompts import (
 log = logging.getLogger(__name__)
 
 KIND = "prompt_eval"
-DEFAULT_BATCH = 16
+DEFAULT_BATCH = 32
 DEFAULT_CONCURRENCY = 4
 
 

@@ -530,7 +530,7 @@ with tab_eval:
                      placeholder=_("What a good answer does, e.g. correct, polite, under 50 "
                                    "words."))
     c1, c2, c3 = st.columns(3)
-    c1.number_input(_("Rows per batch (local models)"), 1, 256, 16, key=f"{K}e_batch")
+    c1.number_input(_("Rows per batch (local models)"), 1, 256, 32, key=f"{K}e_batch")
     c2.number_input(_("Requests at once (endpoints)"), 1, 64, 4, key=f"{K}e_conc")
     c3.number_input(_("Max new tokens"), 1, 8192, 128, key=f"{K}e_max")
     if st.button(_("Start the evaluation"), key=f"{K}e_start", disabled=not can_edit):
