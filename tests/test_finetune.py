@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
 from typer.testing import CliRunner
 
 from backend.accounts.actor import Actor
@@ -405,3 +407,97 @@ def test_agent_feedback_becomes_chat_examples_and_preference_pairs() -> None:
     prefs = datasets_service.get_dataset(actor=SYSTEM, dataset=f"{name}-preferences")
     assert (chat.format, chat.source, chat.records) == ("chat", "feedback", 1)
     assert (prefs.format, prefs.records) == ("preference", 1)
+
+
+def _qa_endpoint() -> tuple[str, Any]:
+    """An OpenAI-compatible endpoint that writes a Q&A pair about the passage it is sent:
+    "What about <heading>?" / the passage's first sentence (a reply it cannot parse for the
+    passage about parking)."""
+    import re
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def completions(request: Request) -> Any:
+        body = await request.json()
+        passage = body["messages"][-1]["content"].split("Passage:\n", 1)[1]
+        heading = re.search(r"#+\s*(.+)", passage)
+        first = re.sub(r"#+[^\n]*\n", "", passage).strip().split(".")[0] + "."
+        answer = ("I cannot help with that." if "Parking" in passage else
+                  f"Question: What about {heading.group(1) if heading else 'this'}?\n"
+                  f"Answer: {first}")
+        chunks = [{"choices": [{"index": 0, "delta": {"content": answer}}]},
+                  {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}]
+
+        async def events() -> Any:
+            for c in chunks:
+                yield f"data: {json.dumps(c)}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    deadline = time.monotonic() + 15
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    name = unique("qa-writer")
+    models_service.add_openai_model(actor=SYSTEM, name=name, base_url=f"http://127.0.0.1:{port}/v1",
+                                    remote_model="scripted")
+    return name, server
+
+
+HANDBOOK = """# Office handbook
+
+## Opening hours
+
+The office opens at eight in the morning. It closes at six in the evening.
+
+## Lunch
+
+The canteen on the third floor serves lunch from noon to two o'clock.
+
+## Parking
+
+Parking spaces are in the basement. Ask reception for a card.
+"""
+
+
+def test_qa_pairs_from_a_knowledge_base_are_reviewed_then_saved() -> None:
+    from backend.services import jobs as jobs_service
+    from backend.services import knowledge as kbs
+
+    writer, server = _qa_endpoint()
+    try:
+        kb = kbs.create_knowledge_base(actor=SYSTEM, name=unique("handbook"), chunk_size=120,
+                                       chunk_overlap=0)
+        ingest = jobs_service.run_inline(actor=SYSTEM, job_id=kbs.ingest_files(
+            actor=SYSTEM, kb=kb.id, uploads=[("handbook.md", HANDBOOK.encode())],
+            enqueue=False))
+        assert ingest.status == "succeeded", ingest.error
+        job = datasets_service.start_qa_generation(actor=SYSTEM, kb=kb.name, model=writer,
+                                                   enqueue=False)
+        done = jobs_service.run_inline(actor=SYSTEM, job_id=job.id)
+        assert done.status == "succeeded", done.error
+        pairs = done.result["pairs"]  # type: ignore[index]
+        assert pairs and all(p["question"].startswith("What about") for p in pairs), pairs
+        assert any("eight in the morning" in p["answer"] for p in pairs), pairs
+        assert not any("basement" in p["answer"] for p in pairs)  # the unparsable reply
+        assert done.result["skipped"] >= 1  # type: ignore[index]
+        assert all(p["source"] == "handbook.md" for p in pairs)
+        # a person deletes one pair and corrects another, then saves
+        reviewed = [{"question": "When does the office open?", "answer": "At eight."}]
+        view = datasets_service.save_qa_pairs(actor=SYSTEM, name=unique("hb-qa"), pairs=reviewed)
+        assert (view.source, view.records, view.format) == ("knowledge_base", 1, "chat")
+        _, _, records = datasets_service.load_records(actor=SYSTEM, dataset=view.id)
+        assert records[0]["messages"][-1] == {"role": "assistant", "content": "At eight."}
+    finally:
+        server.should_exit = True

@@ -79,6 +79,9 @@ def _data(seeded: dict[str, object]) -> set[str]:
     for j in jobs_service.list_jobs(actor=SYSTEM, limit=200):
         data.add(j.title)
     data.update(d.name for d in datasets_service.list_datasets(actor=SYSTEM))
+    from backend.services import knowledge
+
+    data.update(b.name for b in knowledge.list_knowledge_bases(actor=SYSTEM))
     for m in models_service.list_models(actor=SYSTEM):
         data.update(str(v) for v in vars(m).values() if isinstance(v, str) and v)
     return data

@@ -313,6 +313,14 @@ def _dataset_lifecycle(actor: Actor, w: World) -> object:
     return datasets.delete_dataset(actor=actor, dataset=d.id)
 
 
+def _start_qa(actor: Actor, w: World) -> object:
+    try:  # the role is checked first; then the missing knowledge base is named
+        return datasets.start_qa_generation(actor=actor, kb=unique("no-kb"), model=w.model_a,
+                                            enqueue=False)
+    except LookupError:
+        return None
+
+
 def _start_finetune(actor: Actor, w: World) -> object:
     d = datasets.add_records(actor=SYSTEM if not actor.is_admin else actor, name=unique("ds"),
                              records=_QA, format="chat")
@@ -426,6 +434,9 @@ MATRIX: dict[str, tuple[Role, Call]] = {
     "datasets.delete_dataset": (Role.builder, _dataset_lifecycle),
     "datasets.build_from_feedback": (Role.builder, lambda a, w: datasets.build_from_feedback(
         actor=a, name=unique("fb"), save=False)),
+    "datasets.save_qa_pairs": (Role.builder, lambda a, w: datasets.save_qa_pairs(
+        actor=a, name=unique("qa"), pairs=[{"question": "q", "answer": "a"}])),
+    "datasets.start_qa_generation": (Role.builder, _start_qa),
     "finetune.list_runs": (Role.user, lambda a, w: finetune.list_runs(actor=a)),
     "finetune.make_config finetune.methods_available": (Role.user, lambda a, w: (
         finetune.make_config(preset="quick"), finetune.methods_available())),
@@ -486,7 +497,7 @@ def test_every_public_service_function_is_in_the_matrix() -> None:
         "secrets.encrypted_columns knowledge.embedder_for_index",
         # fine-tuning: read a local model's files (tested in tests/test_finetune.py); the job
         "datasets.preview datasets.base_tokenizer finetune.base_model_info finetune.estimate_run",
-        "finetune.export_zip finetune.run_finetune_job",
+        "finetune.export_zip finetune.run_finetune_job datasets.run_qa_generation",
     ])
     covered = set(re.findall(r"\w+\.\w+", text))
     import inspect

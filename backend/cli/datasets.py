@@ -137,6 +137,40 @@ def from_feedback(
         + (f"; saved as {', '.join(d['datasets'].values())}" if d["datasets"] else "")))
 
 
+@app.command("from-kb")
+def from_kb(
+    name: str = typer.Argument(..., help="Dataset name for the pairs."),
+    kb: str = typer.Option(..., "--kb", help="Knowledge base (name or id)."),
+    model: str = typer.Option(..., "--model", help="The model that writes the pairs."),
+    max_chunks: int = typer.Option(50, "--max-chunks", help="Passages to use, at most."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the pairs; save nothing."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """A model writes one question/answer pair per passage of a knowledge base (a job); the
+    pairs are saved as a dataset (or, with --dry-run, shown for review)."""
+    from backend.services import jobs as jobs_service
+
+    actor = cli_actor()
+    with service_errors(as_json):
+        job = datasets_service.start_qa_generation(actor=actor, kb=kb, model=model,
+                                                   max_chunks=max_chunks)
+    if not jobs_service.workers_alive(queue=job.queue):
+        typer.echo(f"No worker serves the {job.queue} queue; running job #{job.id} here.",
+                   err=True)
+        jobs_service.run_inline(actor=actor, job_id=job.id)
+    job = jobs_service.wait_for_job(actor=actor, job_id=job.id)
+    if job.status != "succeeded":
+        fail(f"Job #{job.id} {job.status}: {job.error or ''}", as_json=as_json)
+    pairs = (job.result or {}).get("pairs", [])
+    out: dict[str, object] = {"job": job.id, "pairs": pairs, "dataset": None}
+    if not dry_run:
+        with service_errors(as_json):
+            out["dataset"] = datasets_service.save_qa_pairs(
+                actor=actor, name=name, pairs=pairs, note=f"from {kb} by {model}").name
+    emit(out, as_json, lambda d: typer.echo(
+        f"{len(pairs)} pair(s)" + (f" saved as {d['dataset']}" if d["dataset"] else "")))
+
+
 @app.command("delete")
 def delete(dataset: str, as_json: bool = JSON_OPTION) -> None:
     """Delete a dataset and every version of it."""

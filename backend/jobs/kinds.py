@@ -23,6 +23,7 @@ KIND_MODULES: list[str] = [
     "backend.services.pretrain",
     "backend.services.knowledge_jobs",
     "backend.services.finetune",
+    "backend.services.datasets",
 ]
 
 

@@ -28,6 +28,8 @@ from backend.accounts.audit import record
 from backend.accounts.uploads import display_name
 from backend.config import get_settings
 from backend.db import session_scope
+from backend.jobs.context import JobContext
+from backend.jobs.kinds import job_kind
 from backend.models.finetune import DatasetVersion, TrainingDataset
 from backend.training import datasets as ds
 from backend.training.datasets import DatasetInvalid, Issue, ParsedDataset
@@ -286,6 +288,74 @@ def build_from_feedback(*, actor: Actor, name: str, agent: int | str | None = No
         raise ValueError("No usable feedback yet: thumbs-up answers, or thumbs-down answers "
                          "whose comment gives the corrected answer, become training data.")
     return {"chat": chat, "preference": pairs, "datasets": saved}
+
+
+# --- question/answer pairs from a knowledge base ------------------------------------------------
+
+KB_QA_KIND = "dataset_from_kb"
+
+
+def start_qa_generation(*, actor: Actor, kb: int | str, model: int | str,
+                        max_chunks: int = 50, enqueue: bool = True) -> Any:
+    """Launch a job in which ``model`` writes one question/answer pair per chunk of the
+    knowledge base (up to ``max_chunks``). Its result holds the pairs for review; nothing is
+    saved until ``save_qa_pairs``."""
+    from backend.services import jobs as jobs_service
+    from backend.services import knowledge
+    from backend.services.models import model_spec
+
+    actor.require_role(Role.builder, "build datasets")
+    if not 1 <= max_chunks <= 5000:
+        raise ValueError("The number of passages must be between 1 and 5000.")
+    base = knowledge.get_knowledge_base(actor=actor, kb=kb)
+    spec = model_spec(actor=actor, model=model, capability="chat")
+    return jobs_service.submit_job(
+        actor=actor, kind=KB_QA_KIND, enqueue=enqueue,
+        params={"kb_id": base.id, "kb": base.name, "model": spec.name, "max_chunks": max_chunks},
+        title=f"Q&A pairs from {base.name} by {spec.name}"[:300])
+
+
+@job_kind(KB_QA_KIND, queue="cpu", title="Q&A pairs from a knowledge base")
+def run_qa_generation(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    from backend.models.jobs import Job
+    from backend.services import knowledge
+    from backend.services.chat import stream_chat
+
+    with session_scope() as session:
+        job = session.get(Job, ctx.job_id) if ctx.job_id is not None else None
+        actor = (Actor(user_id=job.created_by, username=f"job #{job.id}", role=Role.builder,
+                       workspace_id=job.workspace_id) if job else Actor.system())
+    chunks = knowledge.list_chunks(actor=actor, kb=int(params["kb_id"]),
+                                   limit=int(params["max_chunks"]))
+    if not chunks:
+        raise ValueError(f"The knowledge base {params['kb']!r} has no passages yet; add "
+                         "documents to it first.")
+    pairs: list[dict[str, Any]] = []
+    for i, chunk in enumerate(chunks):
+        ctx.check_cancelled()
+        reply = stream_chat(params["model"], ds.qa_messages(chunk.text),
+                            {"temperature": 0, "max_new_tokens": 256}, actor=actor,
+                            placement="auto").collect().text
+        parsed = ds.parse_qa(reply)
+        if parsed:
+            pairs.append({"question": parsed[0], "answer": parsed[1], "source": chunk.source,
+                          "chunk_id": chunk.id})
+        else:
+            ctx.log(f"Passage {chunk.id} ({chunk.source}): the reply was not a question and "
+                    "an answer; skipped")
+        ctx.progress((i + 1) / len(chunks), "passage {done}/{total}", done=i + 1,
+                     total=len(chunks))
+    return {"pairs": pairs, "kb": params["kb"], "model": params["model"],
+            "passages": len(chunks), "skipped": len(chunks) - len(pairs)}
+
+
+def save_qa_pairs(*, actor: Actor, name: str, pairs: list[dict[str, Any]],
+                  note: str = "") -> DatasetView:
+    """Reviewed pairs (``question``, ``answer``; edited or deleted by a person) as a dataset."""
+    records = [{"instruction": str(p.get("question") or "").strip(),
+                "output": str(p.get("answer") or "").strip()} for p in pairs]
+    return add_records(actor=actor, name=name, records=records, format="alpaca",
+                       source="knowledge_base", note=note)
 
 
 # --- reading ------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import random
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -370,6 +371,39 @@ def records_from_feedback(items: Sequence[dict[str, Any]]
             pairs.append({"prompt": [{"role": "user", "content": question}],
                           "chosen": comment, "rejected": answer})
     return chat, pairs
+
+
+QA_INSTRUCTION = (
+    "You write training data for a support assistant. From the passage below, write one "
+    "question a user could ask that the passage answers, and the answer, taken from the "
+    "passage. Reply in exactly two lines:\nQuestion: ...\nAnswer: ...\n\nPassage:\n{passage}"
+)
+_QA_RE = re.compile(r"question\s*[:：]\s*(?P<q>.+?)\s*\n\s*answer\s*[:：]\s*(?P<a>.+)",
+                    re.IGNORECASE | re.DOTALL)
+
+
+def qa_messages(passage: str) -> list[dict[str, str]]:
+    """The request that asks a model for one question/answer pair about a passage."""
+    return [{"role": "user", "content": QA_INSTRUCTION.format(passage=passage.strip())}]
+
+
+def parse_qa(text: str) -> tuple[str, str] | None:
+    """A model's reply as (question, answer): ``Question: ...`` / ``Answer: ...`` lines, or a
+    JSON object with ``question`` and ``answer``; None when it is neither."""
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError:
+            obj = None
+        if isinstance(obj, dict):
+            q, a = str(obj.get("question") or "").strip(), str(obj.get("answer") or "").strip()
+            return (q, a) if q and a else None
+    m = _QA_RE.search(text)
+    if not m:
+        return None
+    q, a = m.group("q").strip(), m.group("a").strip()
+    return (q, a) if q and a else None
 
 
 def dumps_jsonl(records: Sequence[dict[str, Any]]) -> str:

@@ -14,6 +14,7 @@ import streamlit as st
 from backend.accounts.actor import Role
 from backend.services import datasets as datasets_service
 from backend.services import finetune as finetune_service
+from backend.services import knowledge as knowledge_service
 from backend.services import models as models_service
 from backend.services.jobs import JobView, get_job
 from studio.components.errors import show_error
@@ -205,6 +206,55 @@ def _preview(dataset: str) -> None:
             st.html(_marked(runs))
 
 
+def _kb_builder() -> None:
+    """A model writes question/answer pairs from a knowledge base's passages (a job); people
+    review, edit and delete them, then save."""
+    st.caption(_("A model writes one question and answer per passage. Review the pairs, edit "
+                 "or delete rows, then save them as a dataset."))
+    bases = knowledge_service.list_knowledge_bases(actor=actor)
+    chat_models = [m.name for m in models_service.list_models(actor=actor, capability="chat")]
+    if not bases or not chat_models:
+        st.info(_("This needs a knowledge base with documents and a chat model."))
+        return
+    c = st.columns(3)
+    kb = c[0].selectbox(_("Knowledge base"), [b.name for b in bases], key="ft_kb")
+    writer = c[1].selectbox(_("Model that writes the pairs"), chat_models, key="ft_kb_model")
+    limit = c[2].number_input(_("Passages, at most"), 1, 5000, 20, key="ft_kb_max")
+    if st.button(_("Write pairs"), key="ft_kb_start", disabled=not can_edit):
+        try:
+            st.session_state["ft_kb_job"] = datasets_service.start_qa_generation(
+                actor=actor, kb=kb, model=writer, max_chunks=int(limit)).id
+        except Exception as exc:  # noqa: BLE001
+            show_error(exc, doing=_("Writing pairs"))
+    job_id = st.session_state.get("ft_kb_job")
+    if not job_id:
+        return
+    job = job_progress(job_id, actor=actor, key="ft_kb_job_view", show_metrics=False)
+    if job is None or job.status != "succeeded":
+        return
+    pairs = (job.result or {}).get("pairs", [])
+    edited = st.data_editor(
+        {"question": [p["question"] for p in pairs], "answer": [p["answer"] for p in pairs]},
+        num_rows="dynamic", key="ft_kb_pairs", use_container_width=True,
+        column_config={"question": st.column_config.TextColumn(_("Question")),
+                       "answer": st.column_config.TextColumn(_("Answer"))})
+    name = st.text_input(_("Dataset name"), key="ft_kb_name")
+    if st.button(_("Save the reviewed pairs"), key="ft_kb_save",
+                 disabled=not can_edit or not name.strip()):
+        rows = [{"question": q, "answer": a} for q, a in
+                zip(edited["question"], edited["answer"], strict=True) if q and a]
+        try:
+            view = datasets_service.save_qa_pairs(actor=actor, name=name, pairs=rows)
+        except datasets_service.DatasetInvalid as exc:
+            _issues_table(exc.issues)
+        except Exception as exc:  # noqa: BLE001
+            show_error(exc, doing=_("Saving the pairs"))
+        else:
+            st.session_state[DATASET] = view.name
+            st.success(_("Saved {name} version {version} with {count} records.").format(
+                name=view.name, version=view.latest_version, count=view.records))
+
+
 def _data_step() -> None:
     st.subheader(_("Prepare the data"))
     search = st.text_input(_("Search datasets"), key="ft_ds_search")
@@ -229,6 +279,8 @@ def _data_step() -> None:
                      "`chosen`, `rejected`. Every record is checked; a bad line is reported by "
                      "number and nothing is saved."))
         _upload_form()
+    with st.expander(_("Build a dataset from a knowledge base")):
+        _kb_builder()
     with st.expander(_("Build a dataset from agent feedback")):
         st.caption(_("Thumbs-up answers become chat examples; thumbs-down answers whose comment "
                      "gives the corrected answer become preference pairs (for DPO)."))
