@@ -171,7 +171,7 @@ def answer_all(model: Any, tokenizer: Any, records: Sequence[dict[str, Any]],
 
 # --- reporting -----------------------------------------------------------------------------
 
-def _reporting_callback(ctx: JobContext, epochs: float) -> Any:
+def _reporting_callback(ctx: JobContext, save_every_s: float) -> Any:
     from transformers import TrainerCallback
 
     class Report(TrainerCallback):  # type: ignore[misc]
@@ -182,6 +182,10 @@ def _reporting_callback(ctx: JobContext, epochs: float) -> Any:
             self.start_step = 0
             self.start_tokens = 0
             self.cancelled = False
+            self.last_save = time.monotonic()
+
+        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.last_save = time.monotonic()
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             self.started = time.monotonic()
@@ -194,6 +198,8 @@ def _reporting_callback(ctx: JobContext, epochs: float) -> Any:
             total = max(1, state.max_steps)
             ctx.progress(0.05 + 0.85 * state.global_step / total,
                          "training: step {step}/{total}", step=state.global_step, total=total)
+            if _any_rank(time.monotonic() - self.last_save >= save_every_s):
+                control.should_save = True  # a checkpoint every few minutes, whatever the steps
             if _any_rank(ctx.should_stop()):
                 self.cancelled = True
                 control.should_save = True
@@ -264,7 +270,7 @@ def _training_args(ctx: JobContext, config: FinetuneConfig, n_rows: int, paramet
         data_seed=config.seed,
         logging_steps=max(1, total // 100),
         save_strategy="steps",
-        save_steps=config.save_every or max(1, total // 10),
+        save_steps=config.save_every or 10**9,  # else by time, in the callback
         save_total_limit=2,
         eval_strategy="steps" if has_val else "no",
         eval_steps=config.eval_every or max(1, total // 5),
@@ -353,7 +359,7 @@ def run_finetune(ctx: JobContext, inputs: FinetuneInputs) -> dict[str, Any]:
 
     set_seed(config.seed)  # the adapter's initial weights and the data order
     resume = last_checkpoint(ctx.resume_dir) or last_checkpoint(ctx.run_dir)
-    callback = _reporting_callback(ctx, config.epochs)
+    callback = _reporting_callback(ctx, config.save_every_s)
     if config.method == "dpo":
         trainer = _dpo_trainer(ctx, model, tokenizer, inputs, parameters, callback)
     else:

@@ -55,7 +55,8 @@ class FinetuneConfig:
     train_norms: bool = True  # train the layer norms beside the adapter
     dpo_beta: float = 0.1
     max_steps: int | None = None  # stop after this many updates (tests, quick checks)
-    save_every: int | None = None  # updates between checkpoints; None: about 10 per run
+    save_every: int | None = None  # updates between checkpoints; None: by time (save_every_s)
+    save_every_s: float = 300.0  # a checkpoint at least this often (seconds); cancel saves too
     eval_every: int | None = None  # updates between validations; None: about 5 per run
     samples: int = 5  # validation prompts answered by the base and the tuned model
     sample_max_new_tokens: int = 64
