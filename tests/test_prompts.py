@@ -388,7 +388,6 @@ def test_cli_create_show_run_and_eval(tiny: str, scripted: tuple[str, list[Any]]
     assert code == 0 and [p["name"] for p in out] == [name]
 
 
-@pytest.mark.slow  # builds a knowledge base: loads the embedder and ingests (about a minute here)
 def test_knowledge_base_context_fills_the_context_variable() -> None:
     from backend.services import jobs as jobs_service
     from backend.services import knowledge
