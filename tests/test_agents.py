@@ -568,3 +568,18 @@ def test_mcp_streamable_http_tools_behind_the_allow_list(ws: dict[str, Any]) -> 
         assert [s["output"] for s in res.steps if s["kind"] == "tool"] == ["5"]
     finally:
         web.should_exit = True
+
+
+def test_stopping_an_answer_ends_the_run_and_keeps_its_trace(ws: dict[str, Any]) -> None:
+    a = _agent(ws)
+    run = agents.stream_agent(actor=ws["builder"], agent=a.id, question="Tell me a long story",
+                              version="draft",
+                              llm=Script(" ".join(["word"] * 5000)).model())
+    it = iter(run)
+    assert next(it)
+    run.stop()
+    with pytest.raises(agents.AgentStopped):
+        list(it)
+    convs = agents.list_conversations(actor=ws["builder"], agent=a.id)
+    msgs = agents.get_messages(actor=ws["builder"], conversation_id=convs[0].id)
+    assert [m.role for m in msgs] == ["user"]  # no answer stored, the question kept

@@ -112,6 +112,10 @@ def test_api_lists_and_serves_published_bots(api_url: str, bot: dict[str, Any]) 
     client = openai.OpenAI(base_url=api_url, api_key=bot["key"])
     ids = {m.id for m in client.models.list()}
     assert {bot["model"], bot["name"], bot["other"]} <= ids and bot["draft"] not in ids
+    card = client.models.retrieve(bot["name"])
+    assert card.id == bot["name"] and (card.model_extra or {})["kind"] == "agent"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve(bot["draft"])
     ask = [{"role": "user", "content": "Hello, how are you?"}]
     full = client.chat.completions.create(model=bot["name"], messages=ask)  # type: ignore[arg-type]
     text = full.choices[0].message.content
@@ -148,6 +152,8 @@ def test_keys_limited_to_an_agent_and_rate_limited(api_url: str, bot: dict[str, 
                       timeout=120) as http:
         listed = http.get("/models").json()["data"]
         assert [m["id"] for m in listed] == [bot["name"]]  # one bot, no models
+        assert http.get(f"/models/{bot['model']}").status_code == 404
+        assert http.get(f"/models/{bot['name']}").json()["id"] == bot["name"]
         r = http.post("/chat/completions", json={"model": bot["other"], "messages": ask})
         assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
         r = http.post("/chat/completions", json={"model": bot["model"], "messages": ask})

@@ -154,6 +154,7 @@ async def _sse(run: agents_service.AgentRun, it: Any, first: Any, created: int,
                                      "finish_reason": finish}], **extra}
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
+    ended = False
     try:
         yield chunk({"role": "assistant", "content": ""})
         piece = first
@@ -166,5 +167,10 @@ async def _sse(run: agents_service.AgentRun, it: Any, first: Any, created: int,
             body = {**base, "choices": [], "usage": _usage(run.result)}
             yield f"data: {json.dumps(body)}\n\n"
         yield "data: [DONE]\n\n"
+        ended = True
     except Exception as exc:  # noqa: BLE001 - after the 200: an error event
+        ended = True
         yield f"data: {bytes(_failure(exc).body).decode()}\n\n"
+    finally:
+        if not ended:  # the client left: stop the agent (and the model with it)
+            run.stop()

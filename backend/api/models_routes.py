@@ -38,8 +38,14 @@ async def list_models(request: Request, actor: Actor = Depends(require_actor)) -
 
 
 @router.get("/v1/models/{name:path}", response_model=None)
-async def get_model(name: str, actor: Actor = Depends(require_actor)) -> Any:
+async def get_model(name: str, request: Request, actor: Actor = Depends(require_actor)) -> Any:
+    bot = next((a for a in await agent_serving.visible_agents(request, actor) if a.name == name),
+               None)
+    if bot is not None:  # a published agent
+        return agent_serving.agent_card(bot)
     try:
+        if await agent_serving.limited_to_agent(request):
+            raise models_service.ModelNotFound(name)
         m = await run_in_threadpool(lambda: models_service.get_model(actor=actor, model=name))
     except models_service.ModelNotFound:
         return JSONResponse(status_code=404, content=error_body(

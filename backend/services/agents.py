@@ -67,6 +67,10 @@ class AgentError(ValueError):
     """Bad input for an agent; the message says what to fix."""
 
 
+class AgentStopped(RuntimeError):
+    """The reader stopped the answer."""
+
+
 class RateLimited(PermissionError):
     def __init__(self, retry_after_s: int, rate: int) -> None:
         self.retry_after_s = retry_after_s
@@ -810,6 +814,16 @@ class AgentRun:
         self.result: AgentAnswer | None = None
         self._queue: queue.Queue[Any] = queue.Queue()
         self._error: BaseException | None = None
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Stop the answer at the next token (the model's generation stops with it)."""
+        self._stop.set()
+
+    def _emit(self, text: str) -> None:
+        if self._stop.is_set():
+            raise AgentStopped("The answer was stopped (the client left).")
+        self._queue.put(text)
 
     def __iter__(self) -> Iterator[str]:
         while True:
@@ -885,7 +899,7 @@ def stream_agent(*, actor: Actor, agent: int | str, question: str,
                               history=[{"role": m["role"], "content": m["content"]}
                                        for m in window],
                               summary=summary if cfg.memory_summary else "", tools=tools,
-                              retrieve=retrieve, tracer=tracer, on_token=run._queue.put)
+                              retrieve=retrieve, tracer=tracer, on_token=run._emit)
         except BaseException as exc:  # noqa: BLE001 - stored in the trace, raised to the reader
             error = exc
         new_summary = None
