@@ -12,7 +12,9 @@ Measured per question on pages (a chunk counts for the page it came from):
 - recall@5: share of the answering pages among the pages of the top 5 chunks;
 - MRR@10: 1 / rank of the first chunk from an answering page (0 beyond 10).
 
-Run: ``.venv/bin/python bench/retrieval.py [--full] [--threads 2]``. It starts its own embedded
+Run: ``.venv/bin/python bench/retrieval.py [--full] [--threads 2]``; on a busy machine the two
+halves can run in parallel (``--only studio --save a.json``, ``--only baseline --save b.json``,
+then ``--merge a.json b.json``). It starts its own embedded
 services under a temporary folder. ``--full`` indexes every page of the manual (slow on 2
 cores); the default is the pages the questions need plus the tutorial, FAQ and HOWTOs
 (``--distractors`` adds about 130 library pages that answer no question).
@@ -90,53 +92,89 @@ def baseline(pages: list[str], qs: list[dict], threads: int) -> tuple[list[list[
     return ranked, len(texts), seconds
 
 
+def studio_results(args: argparse.Namespace, qs: list[dict], pages: list[str],
+                   data_dir: Path) -> dict[str, list[tuple[float, float, float]]]:
+    from backend.accounts.actor import Actor
+    from backend.services import jobs
+    from backend.services import knowledge as kbs
+
+    actor = Actor.system()
+    existing = {k.name: k for k in kbs.list_knowledge_bases(actor=actor)}
+    if "python-docs" in existing and args.reuse:
+        kb_id = existing["python-docs"].id
+        print("studio: reusing the knowledge base already built in the data folder",
+              file=sys.stderr)
+    else:
+        corpus = copy_corpus(data_dir.parent / "python-docs", pages)
+        kb_id = kbs.create_knowledge_base(actor=actor, name="python-docs").id
+        t0 = time.perf_counter()
+        job = jobs.run_inline(actor=actor, job_id=kbs.ingest_files(
+            actor=actor, kb=kb_id, paths=[corpus], enqueue=False))
+        assert job.status == "succeeded", job.error
+        print(f"studio: ingest took {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    view = kbs.get_knowledge_base(actor=actor, kb=kb_id)
+    print(f"studio: {view.chunks} chunks of {view.documents} pages (failed files: "
+          f"{view.failed})", file=sys.stderr)
+    results: dict[str, list[tuple[float, float, float]]] = {m: [] for m in MODES}
+    latencies: dict[str, list[float]] = {m: [] for m in MODES}
+    for q in qs:
+        relevant = set(q["pages"])  # type: ignore[arg-type]
+        for mode in MODES:
+            t = time.perf_counter()
+            hits = kbs.search(actor=actor, kb=kb_id, query=str(q["q"]), k=10, mode=mode)
+            latencies[mode].append((time.perf_counter() - t) * 1000)
+            results[mode].append(score([h.source for h in hits], relevant))
+    for mode in MODES:
+        lat = sorted(latencies[mode])
+        print(f"search latency {mode}: p50 {lat[len(lat) // 2]:.0f} ms", file=sys.stderr)
+    return results
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--full", action="store_true", help="index every page of the manual")
     ap.add_argument("--distractors", action="store_true",
                     help="add about 130 library pages that answer no question")
     ap.add_argument("--threads", type=int, default=2, help="torch / onnxruntime threads")
-    ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--only", choices=("studio", "baseline"),
+                    help="measure one side only and save it with --save (run both halves in "
+                         "parallel, then --merge)")
+    ap.add_argument("--save", type=Path, help="where --only writes its per-question scores")
+    ap.add_argument("--merge", type=Path, nargs="+", help="print the figures of saved halves")
+    ap.add_argument("--data-dir", type=Path, help="use this data folder (kept) instead of a "
+                                                  "temporary one")
+    ap.add_argument("--reuse", action="store_true",
+                    help="with --data-dir: search the python-docs base already built there")
     args = ap.parse_args()
     os.environ["STUDIO_TORCH_THREADS"] = str(args.threads)
     qs = questions()
     pages = corpus_pages(full=args.full, distractors=args.distractors)
-    with tempfile.TemporaryDirectory(prefix="bench-retrieval-") as tmp:
-        setup_environment(Path(tmp) / "data")
-        from backend.accounts.actor import Actor
-        from backend.services import jobs
-        from backend.services import knowledge as kbs
-
-        actor = Actor.system()
-        corpus = copy_corpus(Path(tmp) / "python-docs", pages)
+    results: dict[str, list[tuple[float, float, float]]] = {}
+    if args.merge:
+        for path in args.merge:
+            results.update({k: [tuple(r) for r in v]  # type: ignore[misc]
+                            for k, v in json.loads(path.read_text()).items()})
+    else:
         print(f"corpus: {len(pages)} pages of {doc_root()}; {len(qs)} questions; "
               f"{machine()}", file=sys.stderr)
-        kb = kbs.create_knowledge_base(actor=actor, name="python-docs")
-        t0 = time.perf_counter()
-        job = jobs.run_inline(actor=actor, job_id=kbs.ingest_files(
-            actor=actor, kb=kb.id, paths=[corpus], enqueue=False))
-        ingest_s = time.perf_counter() - t0
-        assert job.status == "succeeded", job.error
-        view = kbs.get_knowledge_base(actor=actor, kb=kb.id)
-        print(f"studio: {view.chunks} chunks indexed in {ingest_s:.0f} s "
-              f"(failed files: {view.failed})", file=sys.stderr)
-        results: dict[str, list[tuple[float, float, float]]] = {m: [] for m in MODES}
-        latencies: dict[str, list[float]] = {m: [] for m in MODES}
-        for q in qs:
-            relevant = set(q["pages"])  # type: ignore[arg-type]
-            for mode in MODES:
-                t = time.perf_counter()
-                hits = kbs.search(actor=actor, kb=kb.id, query=str(q["q"]), k=10, mode=mode)
-                latencies[mode].append((time.perf_counter() - t) * 1000)
-                results[mode].append(score([h.source for h in hits], relevant))
-        if not args.no_baseline:
+        if args.only != "baseline":
+            with tempfile.TemporaryDirectory(prefix="bench-retrieval-") as tmp:
+                data_dir = args.data_dir or Path(tmp) / "data"
+                setup_environment(data_dir)
+                results.update(studio_results(args, qs, pages, data_dir))
+                from backend.db import dispose_engines
+
+                dispose_engines()
+        if args.only != "studio":
             ranked, n_base, base_s = baseline(pages, qs, args.threads)
             results["baseline"] = [score(r, set(q["pages"]))  # type: ignore[arg-type]
                                    for r, q in zip(ranked, qs, strict=True)]
             print(f"baseline: {n_base} chunks embedded in {base_s:.0f} s", file=sys.stderr)
-        from backend.db import dispose_engines
-
-        dispose_engines()
+        if args.only:
+            if args.save:
+                args.save.write_text(json.dumps(results))
+            print(json.dumps({"saved": str(args.save), "methods": sorted(results)}))
+            return 0
     figures: dict[str, dict[str, float]] = {"recall_at_5": {}, "mrr": {}, "hit_at_1": {}}
     print(f"{'method':<10} {'hit@1':>7} {'recall@5':>9} {'MRR@10':>7}")
     for method, rows in results.items():
@@ -147,9 +185,6 @@ def main() -> int:
         figures["recall_at_5"][method] = round(r5, 4)
         figures["mrr"][method] = round(mrr, 4)
         print(f"{method:<10} {h1:>7.3f} {r5:>9.3f} {mrr:>7.3f}")
-    for mode in MODES:
-        lat = sorted(latencies[mode])
-        print(f"search latency {mode}: p50 {lat[len(lat) // 2]:.0f} ms", file=sys.stderr)
     figures["pages"] = {"corpus": len(pages), "questions": len(qs)}  # type: ignore[assignment]
     print(json.dumps(figures))
     return 0

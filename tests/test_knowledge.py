@@ -511,3 +511,33 @@ def test_cli(base: Base, tmp_path: Path) -> None:
     assert code == 1 and "Unknown search mode" in json.loads(out)["error"]
     code, out, _ = _cli("kb", "delete", "cli-kb", "--json")
     assert code == 0
+
+
+def test_rerank_with_a_registered_cross_encoder(base: Base, tmp_path: Path) -> None:
+    """A local cross-encoder (a tiny BERT sequence classifier made here, with the bundled
+    MiniLM's tokenizer) reorders the candidates; hits carry its scores."""
+    import shutil
+
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from backend.llm.embeddings import default_model_path
+    from backend.services import models
+
+    folder = tmp_path / "tiny-reranker"
+    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, num_labels=1)
+    BertForSequenceClassification(cfg).save_pretrained(folder)
+    for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(Path(default_model_path()) / f, folder / f)
+    reranker = models.add_local_model(actor=SYSTEM, name="tiny-reranker", source=str(folder),
+                                      source_type="folder")
+    plain = kbs.search(actor=SYSTEM, kb=base.id, query="parking for bicycles", k=5)
+    reranked = kbs.search(actor=SYSTEM, kb=base.id, query="parking for bicycles", k=5,
+                          rerank=reranker.name)
+    assert len(reranked) == 5
+    assert [h.score for h in reranked] == sorted((h.score for h in reranked), reverse=True)
+    assert all("retrieval_score" in h.metadata for h in reranked)
+    assert {h.chunk_id for h in reranked} <= {h.chunk_id for h in kbs.search(
+        actor=SYSTEM, kb=base.id, query="parking for bicycles", k=20)}
+    assert plain[0].score != reranked[0].score
+    models.remove_model(actor=SYSTEM, model=reranker.id)
