@@ -347,22 +347,51 @@ def keep(embedded_dir: Path, linger_s: float, poll_s: float = 0.5) -> None:
     # a child of nobody: its parent may exit at once, and SIGHUP/SIGINT of a terminal are not ours
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # the servers' pids, remembered while their files can be read
+    server_pids: dict[signal.Signals, int] = {}
     while True:
+        for sig, pid in ((signal.SIGINT, postgres_pid(services.pgdata)),
+                         (signal.SIGKILL, services.redis.server_pid())):
+            if pid is not None:
+                server_pids[sig] = pid
         time.sleep(poll_s)
-        with services.lock:
-            if services.keeper_pid() != os.getpid():
-                return  # another keeper took over (ours was thought dead)
-            if services.users.prune():
-                idle_since = None
-                continue
-            now = time.monotonic()
-            idle_since = idle_since or now
-            if now - idle_since < linger_s:
-                continue
-            log.info("no process has used the services for %g s: stopping them", linger_s)
-            services.stop_all()
-            services.keeper_file.unlink(missing_ok=True)
+        if _folder_gone(embedded_dir, server_pids):
             return
+        try:
+            with services.lock:
+                if services.keeper_pid() != os.getpid():
+                    # another keeper took over, or we were told to leave; or the folder is
+                    # being deleted, which the next look tells
+                    time.sleep(poll_s)
+                    _folder_gone(embedded_dir, server_pids)
+                    return
+                if services.users.prune():
+                    idle_since = None
+                    continue
+                now = time.monotonic()
+                idle_since = idle_since or now
+                if now - idle_since < linger_s:
+                    continue
+                log.info("no process has used the services for %g s: stopping them", linger_s)
+                services.stop_all()
+                services.keeper_file.unlink(missing_ok=True)
+                return
+        except OSError:  # the folder is being deleted: the next round sees it gone
+            continue
+
+
+def _folder_gone(embedded_dir: Path, server_pids: dict[signal.Signals, int]) -> bool:
+    """If the data folder was deleted under running servers (a temporary folder cleaned up too
+    early), nothing can stop them through their files any more: end them by pid. Postgres gets
+    SIGINT (a fast shutdown); Redis would refuse to exit with no folder to save into, and holds
+    nothing that must survive, so it gets SIGKILL."""
+    if embedded_dir.exists():
+        return False
+    log.warning("the folder %s is gone: stopping its services", embedded_dir)
+    for sig, pid in server_pids.items():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+    return True
 
 
 _services: dict[Path, _Services] = {}

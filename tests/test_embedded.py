@@ -78,3 +78,17 @@ def test_services_are_shared_linger_survive_crashes_and_stop_when_unused(tmp_pat
     p3.wait(30)
     # nobody uses them any more: after the linger period both stop, and so does the keeper
     assert _gone(info3["pg_pid"], info3["redis_pid"], info3["keeper"], timeout_s=linger + 20)
+
+
+def test_keeper_stops_the_services_when_their_folder_is_deleted(tmp_path: Path) -> None:
+    """A temporary data folder removed while its services linger: the keeper ends them by pid
+    instead of leaving a Postgres and a Redis running with no folder behind them."""
+    import shutil
+
+    data = tmp_path / "gone"
+    proc, info = _hold(data, 0, linger_s=120)
+    proc.wait(30)
+    assert psutil.pid_exists(info["pg_pid"]) and psutil.pid_exists(info["redis_pid"])
+    time.sleep(2)  # the keeper, started by the process that just left, is on its rounds
+    shutil.rmtree(data, ignore_errors=True)
+    assert _gone(info["pg_pid"], info["redis_pid"], info["keeper"], timeout_s=20)
