@@ -76,8 +76,17 @@ class Settings(BaseSettings):
         default=24.0, gt=0, description="Memory the loaded local models may take in all (GB)."
     )
     inference_accept_timeout_s: float = Field(
-        default=10.0, gt=0,
-        description="How long a chat waits for a gpu worker to pick it up before giving up.",
+        default=120.0, gt=0,
+        description="Longest a chat waits in the queue for a gpu worker before it is refused "
+                    "(the API answers 503 with Retry-After).",
+    )
+    inference_queue_size: int = Field(
+        default=64, ge=0, le=100000,
+        description="Chats that may wait for a gpu worker at once (across API processes); one "
+                    "more is refused at once with 503 and Retry-After.",
+    )
+    inference_retry_after_s: int = Field(
+        default=5, ge=1, le=3600, description="The Retry-After the API sends with a refused chat."
     )
     inference_idle_timeout_s: float = Field(
         default=300.0, gt=0,

@@ -2,18 +2,46 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from backend.api.auth import install_error_handlers
+from backend.api.chat_request import ChatCompletionRequest
 from backend.api.chat_routes import router as chat_router
 from backend.api.models_routes import router as models_router
+from backend.api.schemas import ChatCompletion, ChatCompletionChunk
 
-app = FastAPI(title="LLM Studio API", version="0.1.0")
-install_error_handlers(app)  # 401/403 as OpenAI-style JSON errors
+app = FastAPI(title="LLM Studio API", version="0.1.0",
+              description="OpenAI-compatible: the `openai` client and LangChain's ChatOpenAI "
+                          "work with `base_url=http://HOST:PORT/v1` and a studio API key.")
+install_error_handlers(app)  # 401/403/429 as OpenAI-style JSON errors
 app.include_router(models_router)  # /v1/models: every route but /health needs an API key
 app.include_router(chat_router)  # /v1/chat/completions, streaming or not
 
+# bodies the chat route reads and writes by hand (so errors are OpenAI's 400s, not 422s)
+_DOCUMENTED = (ChatCompletionRequest, ChatCompletion, ChatCompletionChunk)
 
-@app.get("/health")
+
+def _openapi() -> dict[str, Any]:
+    if app.openapi_schema is None:
+        doc = get_openapi(title=app.title, version=app.version, description=app.description,
+                          routes=app.routes)
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        for model in _DOCUMENTED:
+            js = model.model_json_schema(ref_template="#/components/schemas/{model}",
+                                         mode="validation" if model is ChatCompletionRequest
+                                         else "serialization")
+            schemas.update(js.pop("$defs", {}))
+            schemas[model.__name__] = js
+        app.openapi_schema = doc
+    return app.openapi_schema
+
+
+app.openapi = _openapi  # type: ignore[method-assign]
+
+
+@app.get("/health", summary="Liveness (no key needed)")
 def health() -> dict[str, str]:
     return {"status": "ok"}

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI, Header, Request
+from fastapi import FastAPI, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from backend.accounts.actor import Actor, PermissionDenied
 
@@ -32,8 +33,24 @@ class ApiAuthError(Exception):
         self.code = code
 
 
-def error_body(message: str, *, type_: str, code: str) -> dict[str, dict[str, str | None]]:
-    return {"error": {"message": message, "type": type_, "code": code, "param": None}}
+class RateLimited(Exception):
+    """A key used up its rate limit: answered with 429 and ``Retry-After``."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+
+def error_body(message: str, *, type_: str, code: str,
+               param: str | None = None) -> dict[str, dict[str, str | None]]:
+    return {"error": {"message": message, "type": type_, "code": code, "param": param}}
+
+
+# Declares the bearer scheme in /openapi.json; the header itself is read by require_actor, so
+# a missing or malformed one gets our own 401 message.
+bearer_scheme = HTTPBearer(auto_error=False, scheme_name="ApiKey",
+                           description="An API key: `studio keys create` or the Admin page.")
 
 
 def _bearer(authorization: str | None) -> str:
@@ -48,11 +65,14 @@ def _bearer(authorization: str | None) -> str:
     return key.strip()
 
 
-async def require_actor(authorization: str | None = Header(default=None)) -> Actor:
+async def require_actor(
+    request: Request,
+    _: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
+) -> Actor:
     """FastAPI dependency: the actor of the request's API key (401 if none is valid)."""
     from backend.services.accounts import AuthError, actor_for_api_key
 
-    key = _bearer(authorization)
+    key = _bearer(request.headers.get("authorization"))
     try:
         return await run_in_threadpool(actor_for_api_key, key)
     except AuthError as err:
@@ -71,6 +91,14 @@ async def _permission_error(_: Request, exc: Exception) -> JSONResponse:
         str(exc), type_="permission_error", code="permission_denied"))
 
 
+async def _rate_limited(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RateLimited)
+    return JSONResponse(status_code=429, headers={"Retry-After": str(max(1, round(
+        exc.retry_after_s)))}, content=error_body(exc.message, type_="rate_limit_error",
+                                                  code="rate_limit_exceeded"))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiAuthError, _auth_error)
+    app.add_exception_handler(RateLimited, _rate_limited)
     app.add_exception_handler(PermissionDenied, _permission_error)

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from backend.accounts.actor import Actor, PermissionDenied
 from backend.api import agent_serving
-from backend.api.auth import error_body, require_actor
+from backend.api.auth import RateLimited, error_body, require_actor
 from backend.api.chat_request import (
     BadRequest,
     ChatCompletionRequest,
@@ -33,7 +33,15 @@ from backend.api.chat_request import (
     chat_tools,
     parse_body,
 )
-from backend.llm.errors import EndpointError, InferenceTimeout, InferenceUnavailable, LLMError
+from backend.api.schemas import SSE_DESCRIPTION, responses
+from backend.llm.errors import (
+    EndpointError,
+    InferenceBusy,
+    InferenceTimeout,
+    InferenceUnavailable,
+    InvalidChatRequest,
+    LLMError,
+)
 from backend.llm.stream import ChatStream
 from backend.llm.types import ChatPiece, ModelSpec, ToolCall, Usage
 from backend.services import chat as chat_service
@@ -61,8 +69,12 @@ def _not_found(name: str) -> JSONResponse:
 
 def _failure(exc: Exception) -> tuple[int, dict[str, dict[str, Any]]]:
     """An exception as (HTTP status, OpenAI-style error body); unexpected ones are logged."""
-    if isinstance(exc, BadRequest):
+    if isinstance(exc, BadRequest | InvalidChatRequest):
         status, type_, code = 400, "invalid_request_error", "invalid_request"
+    elif isinstance(exc, RateLimited):
+        status, type_, code = 429, "rate_limit_error", "rate_limit_exceeded"
+    elif isinstance(exc, InferenceBusy):
+        status, type_, code = 503, "server_error", "server_busy"
     elif isinstance(exc, InferenceUnavailable | InferenceTimeout):
         status, type_, code = 503, "server_error", "model_unavailable"
     elif isinstance(exc, EndpointError):
@@ -82,6 +94,15 @@ def _failure(exc: Exception) -> tuple[int, dict[str, dict[str, Any]]]:
     return status, body
 
 
+def _error_response(exc: Exception, headers: dict[str, str] | None = None) -> JSONResponse:
+    status, body = _failure(exc)
+    headers = dict(headers or {})
+    retry = getattr(exc, "retry_after_s", None)
+    if status in (429, 503) and retry is not None:
+        headers["Retry-After"] = str(max(1, round(retry)))
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
 def _resolve(actor: Actor, name: str) -> ModelSpec | None:
     """The chat model called ``name`` in the key's own workspace (None: not there, whatever
     other workspaces hold, admins' keys included)."""
@@ -97,10 +118,18 @@ def _resolve(actor: Actor, name: str) -> ModelSpec | None:
 
 
 def _start(actor: Actor, req: ChatCompletionRequest) -> tuple[ChatStream, str] | None:
-    """Open the chat; (stream, placement) or None for an unknown model."""
+    """Open the chat; (stream, placement) or None for an unknown model. The one dispatch point:
+    what ``req.model`` names decides who answers (a registered model here; published agents are
+    added as one more branch)."""
     spec = _resolve(actor, req.model)
     if spec is None:
         return None
+    return _start_model(actor, spec, req)
+
+
+def _start_model(actor: Actor, spec: ModelSpec, req: ChatCompletionRequest
+                 ) -> tuple[ChatStream, str]:
+    """A registered model: an endpoint, or a local one on a gpu worker (in-process without)."""
     placement: chat_service.Placement
     if not spec.is_local:
         placement, where = "auto", "endpoint"
@@ -132,7 +161,25 @@ def _usage(usage: Usage | None) -> dict[str, int]:
             "total_tokens": prompt + completion}
 
 
-@router.post("/v1/chat/completions", response_model=None)
+_OPENAPI_EXTRA = {
+    "requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}}}},
+}
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The answer: a chat.completion object, or with `\"stream\": true` an "
+                         "event stream of chat.completion.chunk objects.",
+          "content": {"application/json": {"schema": {
+                          "$ref": "#/components/schemas/ChatCompletion"}},
+                      "text/event-stream": {"schema": {"type": "string",
+                                                       "description": SSE_DESCRIPTION},
+                                            "x-chunk-schema": {
+                          "$ref": "#/components/schemas/ChatCompletionChunk"}}}},
+    **responses(400, 401, 403, 404, 429, 502, 503),
+}
+
+
+@router.post("/v1/chat/completions", response_model=None, openapi_extra=_OPENAPI_EXTRA,
+             responses=_RESPONSES, summary="Chat with a model (OpenAI-compatible)")
 async def chat_completions(request: Request, actor: Actor = Depends(require_actor)) -> Response:
     try:
         req = parse_body(await request.body())
@@ -141,18 +188,16 @@ async def chat_completions(request: Request, actor: Actor = Depends(require_acto
             return agent_response
         started = await run_in_threadpool(_start, actor, req)
     except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI-style error
-        status, body = _failure(exc)
-        return JSONResponse(status_code=status, content=body)
+        return _error_response(exc)
     if started is None:
         return _not_found(req.model)
     stream, where = started
     headers = {"x-studio-placement": where, "x-request-id": stream.request_id}
     it = iter(stream)
-    try:  # the first piece before any byte goes out: loading errors get a proper status
+    try:  # the first piece before any byte goes out: queueing and loading errors get a status
         first = await _unless_client_leaves(request, stream, _next, it)
     except Exception as exc:  # noqa: BLE001
-        status, body = _failure(exc)
-        return JSONResponse(status_code=status, content=body, headers=headers)
+        return _error_response(exc, headers)
     if first is None:  # the client left while the model loaded
         return Response(status_code=499)
     if req.stream:
@@ -162,8 +207,7 @@ async def chat_completions(request: Request, actor: Actor = Depends(require_acto
     try:
         drained = await _unless_client_leaves(request, stream, _drain, it, first)
     except Exception as exc:  # noqa: BLE001
-        status, body = _failure(exc)
-        return JSONResponse(status_code=status, content=body, headers=headers)
+        return _error_response(exc, headers)
     if drained is None:
         return Response(status_code=499)
     text, calls = drained

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from backend.accounts.actor import Actor
 from backend.api import agent_serving
 from backend.api.auth import error_body, require_actor
+from backend.api.schemas import ModelCard, ModelList, responses
 from backend.services import models as models_service
 
 router = APIRouter()
@@ -28,7 +29,8 @@ def _card(m: models_service.ModelView) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", response_model=ModelList, responses=responses(401),
+            summary="The models of the key's workspace (and its published bots)")
 async def list_models(request: Request, actor: Actor = Depends(require_actor)) -> dict[str, Any]:
     rows = await run_in_threadpool(lambda: models_service.list_models(actor=actor))
     if await agent_serving.limited_to_agent(request):  # a key for one bot sees only that bot
@@ -37,7 +39,9 @@ async def list_models(request: Request, actor: Actor = Depends(require_actor)) -
     return {"object": "list", "data": [_card(m) for m in rows] + bots}
 
 
-@router.get("/v1/models/{name:path}", response_model=None)
+@router.get("/v1/models/{name:path}", response_model=None, summary="One model (or published bot)",
+            responses={200: {"model": ModelCard, "description": "The model."},
+                       **responses(401, 404)})
 async def get_model(name: str, request: Request, actor: Actor = Depends(require_actor)) -> Any:
     bot = next((a for a in await agent_serving.visible_agents(request, actor) if a.name == name),
                None)

@@ -15,7 +15,12 @@ from typing import Any
 
 import redis
 
-from backend.llm.errors import InferenceTimeout, InferenceUnavailable, LLMError
+from backend.llm.errors import (
+    InferenceBusy,
+    InferenceTimeout,
+    InvalidChatRequest,
+    LLMError,
+)
 from backend.llm.types import ChatEvent, ToolCall, Usage
 
 KEY_TTL_S = 900
@@ -28,6 +33,37 @@ def events_key(request_id: str) -> str:
 
 def stop_key(request_id: str) -> str:
     return f"studio:chat:{request_id}:stop"
+
+
+WAITING_KEY = "studio:chat:waiting"  # sorted set: request id -> the time it stops waiting
+
+
+def join_queue(r: redis.Redis, request_id: str, *, max_waiting: int, wait_s: float,
+               retry_after_s: float) -> None:
+    """Count a chat among those waiting for a gpu worker, or raise InferenceBusy when
+    ``max_waiting`` already wait. Atomic across processes; entries past their time drop out."""
+    now = time.time()
+    pipe = r.pipeline(transaction=True)
+    pipe.zremrangebyscore(WAITING_KEY, "-inf", now)
+    pipe.zadd(WAITING_KEY, {request_id: now + wait_s})
+    pipe.zcard(WAITING_KEY)
+    pipe.expire(WAITING_KEY, int(wait_s) + KEY_TTL_S)
+    waiting = int(pipe.execute()[2])
+    if waiting > max_waiting:
+        r.zrem(WAITING_KEY, request_id)
+        raise InferenceBusy(
+            f"All gpu workers are busy and {max_waiting} chats already wait for one. Try again "
+            f"in {retry_after_s:.0f} s, or start more workers with `studio worker --queues gpu`.",
+            retry_after_s=retry_after_s)
+
+
+def leave_queue(r: redis.Redis, request_id: str) -> None:
+    r.zrem(WAITING_KEY, request_id)
+
+
+def waiting_count(r: redis.Redis) -> int:
+    r.zremrangebyscore(WAITING_KEY, "-inf", time.time())
+    return int(r.zcard(WAITING_KEY))  # type: ignore[arg-type]
 
 
 @lru_cache(maxsize=4)
@@ -78,10 +114,11 @@ def read_events(
     idle_timeout_s: float,
     worker_alive: Callable[[str], bool] | None = None,
     on_accepted: Callable[[str], None] | None = None,
+    retry_after_s: float = 5,
 ) -> Iterator[ChatEvent]:
     """The caller's end: yield text pieces, tool calls and finally the Usage.
 
-    Raises InferenceUnavailable when no worker takes the request within ``accept_timeout_s``,
+    Raises InferenceBusy when no worker takes the request within ``accept_timeout_s``,
     InferenceTimeout when the worker goes silent for ``idle_timeout_s`` (or dies), and LLMError
     with the worker's message when generation fails there.
     """
@@ -96,11 +133,10 @@ def read_events(
         if now >= limit:
             request_stop(r, request_id)  # a worker that takes it late drops it at once
             if worker is None:
-                raise InferenceUnavailable(
+                raise InferenceBusy(
                     f"No gpu worker picked up the chat within {accept_timeout_s:.0f} s: all "
                     "workers are busy or stopped. Try again, or start one with "
-                    "`studio worker --queues gpu`."
-                )
+                    "`studio worker --queues gpu`.", retry_after_s=retry_after_s)
             raise InferenceTimeout(
                 f"The worker {worker} sent nothing for {idle_timeout_s:.0f} s; the chat was "
                 "stopped."
@@ -132,4 +168,6 @@ def read_events(
                 yield Usage.from_dict(data)
                 return
             elif kind == "error":
+                if data.get("code") == "invalid_request":
+                    raise InvalidChatRequest(data["message"])
                 raise LLMError(data["message"])

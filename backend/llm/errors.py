@@ -23,3 +23,18 @@ class InferenceUnavailable(LLMError):
 
 class InferenceTimeout(LLMError):
     """A worker went silent during a chat."""
+
+
+class InvalidChatRequest(LLMError):
+    """The chat cannot be run as asked (the prompt is longer than the model's context, its chat
+    template refuses the messages, a response format the grammar engine cannot follow): the
+    caller must change the request. The API answers 400."""
+
+
+class InferenceBusy(InferenceUnavailable):
+    """Every gpu worker is busy and the wait queue is full, or the chat waited longer than the
+    stated limit. ``retry_after_s`` says when to try again (the API's ``Retry-After``)."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

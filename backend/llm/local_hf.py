@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from backend.llm.errors import LLMError, ModelLoadError
+from backend.llm.errors import InvalidChatRequest, LLMError, ModelLoadError
 from backend.llm.stream_filters import StopStringFilter, ToolCallFilter
 from backend.llm.types import ChatEvent, ChatPiece, GenerationParams, Message, Usage
 
@@ -223,15 +223,16 @@ class _PieceStreamer:
         return self.tool_filter.calls if self.tool_filter else 0
 
 
-def _generation_kwargs(lm: LoadedModel, params: GenerationParams) -> dict[str, Any]:
+def _generation_kwargs(lm: LoadedModel, params: GenerationParams, max_new_tokens: int,
+                       constrained: bool = False) -> dict[str, Any]:
     from transformers import GenerationConfig
 
     base = lm.model.generation_config.to_dict() if lm.model.generation_config else {}
     keep = {k: base[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id") if k in base}
     if keep.get("pad_token_id") is None:
         keep["pad_token_id"] = lm.tokenizer.pad_token_id
-    cfg: dict[str, Any] = {**keep, "max_new_tokens": params.max_new_tokens}
-    if params.greedy:
+    cfg: dict[str, Any] = {**keep, "max_new_tokens": max_new_tokens}
+    if params.greedy or constrained:  # a constrained chat samples in its GrammarSampler
         cfg.update(do_sample=False)
     else:
         cfg.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0)
@@ -251,10 +252,22 @@ def encode_chat(lm: LoadedModel, messages: list[Message],
     try:
         enc = tok.apply_chat_template(messages, tools=tools or None, add_generation_prompt=True,
                                       return_tensors="pt", return_dict=True)
-    except Exception as exc:  # noqa: BLE001 - a template error is the model's, say so
-        raise LLMError(f"The chat template of {lm.source} failed on these messages: {exc}") \
-            from exc
+    except Exception as exc:  # noqa: BLE001 - the template refuses these messages: say why
+        raise InvalidChatRequest(
+            f"The chat template of {lm.source} refused these messages: {exc}") from None
+    n = int(enc["input_ids"].shape[1])
+    limit = context_length(lm)
+    if limit is not None and n >= limit:
+        raise InvalidChatRequest(
+            f"The prompt has {n} tokens but the model {lm.source} reads at most {limit}; "
+            "shorten the messages.")
     return {k: v.to(lm.device) for k, v in enc.items()}
+
+
+def context_length(lm: LoadedModel) -> int | None:
+    """The longest sequence (prompt and answer) the model takes, when its config says."""
+    n = getattr(lm.model.config, "max_position_embeddings", None)
+    return int(n) if isinstance(n, int) and n > 0 else None
 
 
 class _StopFlag:
@@ -293,11 +306,17 @@ def run_local_chat(
     token. Returns the usage: tokens in/out, time to first token, tokens/s, why it ended.
     """
     import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
+    from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+
+    from backend.llm.constrained import logits_processor
 
     started = time.perf_counter()
     inputs = encode_chat(lm, messages, tools)
     prompt_tokens = int(inputs["input_ids"].shape[1])
+    limit = context_length(lm)
+    budget = params.max_new_tokens if limit is None else \
+        min(params.max_new_tokens, limit - prompt_tokens)
+    grammar = logits_processor(lm, params, tools, budget)
     streamer = _PieceStreamer(lm.tokenizer, emit, params.stop, parse_tools=bool(tools))
     flag = _StopFlag(should_stop)
     if stop_flag is not None:
@@ -315,8 +334,9 @@ def run_local_chat(
                 # torch's RNG is per process: two seeded chats running at once on one worker
                 # may still interleave draws; one at a time they repeat exactly.
                 torch.manual_seed(params.seed)
-            lm.model.generate(**inputs, **_generation_kwargs(lm, params), streamer=streamer,
-                              stopping_criteria=StoppingCriteriaList([_Stop()]))
+            lm.model.generate(**inputs, **_generation_kwargs(lm, params, budget, bool(grammar)),
+                              streamer=streamer, stopping_criteria=StoppingCriteriaList([_Stop()]),
+                              logits_processor=LogitsProcessorList([grammar] if grammar else []))
     except LLMError:
         raise
     except Exception as exc:  # noqa: BLE001 - a readable line for the user, the trace in the log
@@ -329,7 +349,7 @@ def run_local_chat(
         reason = "stopped"
     elif streamer.tool_calls:
         reason = "tool_calls"
-    elif streamer.stop_filter.hit or n < params.max_new_tokens:
+    elif streamer.stop_filter.hit or n < budget:
         reason = "stop"
     else:
         reason = "length"

@@ -11,7 +11,7 @@ from typing import Any
 import redis
 
 from backend.llm.channel import ChannelWriter, stop_requested
-from backend.llm.errors import LLMError
+from backend.llm.errors import InvalidChatRequest, LLMError
 from backend.llm.local_hf import ModelCache, model_cache, run_local_chat
 from backend.llm.types import GenerationParams, ToolCall, validate_messages
 
@@ -71,6 +71,9 @@ def serve_chat_request(request: dict[str, Any], *, r: redis.Redis, worker: str,
             )
         finally:
             publisher.flush()
+    except InvalidChatRequest as exc:
+        out.send("error", message=str(exc), code="invalid_request")
+        return "error"
     except LLMError as exc:
         out.send("error", message=str(exc))
         return "error"

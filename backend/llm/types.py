@@ -12,6 +12,49 @@ Message = dict[str, Any]  # OpenAI shape: {"role": ..., "content": ..., "tool_ca
 ROLES = frozenset({"system", "user", "assistant", "tool"})
 
 MAX_STOP_STRINGS = 8
+GREEDY_BELOW = 1e-5  # temperatures below this decode greedily (1/T would overflow float32)
+TOOL_CHOICES = ("none", "auto", "required")
+
+
+def check_response_format(rf: Any) -> None:
+    """``None``, ``{"type": "text"}``, ``{"type": "json_object"}`` or ``{"type": "json_schema",
+    "json_schema": {"name": ..., "schema": {...}}}``; a ValueError says what is wrong."""
+    if rf is None:
+        return
+    if not isinstance(rf, Mapping) or rf.get("type") not in ("text", "json_object", "json_schema"):
+        raise ValueError(
+            "response_format must be {\"type\": \"text\"}, {\"type\": \"json_object\"} or "
+            "{\"type\": \"json_schema\", \"json_schema\": {\"name\": ..., \"schema\": {...}}}."
+        )
+    if rf["type"] != "json_schema":
+        return
+    spec = rf.get("json_schema")
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str) \
+            or not spec["name"]:
+        raise ValueError("response_format json_schema needs a name: "
+                         "{\"name\": ..., \"schema\": {...}}.")
+    schema = spec.get("schema")
+    if schema is None:
+        return
+    if not isinstance(schema, Mapping):
+        raise ValueError("response_format json_schema.schema must be a JSON Schema object.")
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    try:
+        Draft202012Validator.check_schema(dict(schema))
+    except SchemaError as exc:
+        raise ValueError(f"response_format json_schema.schema is not a valid JSON Schema: "
+                         f"{exc.message}") from None
+
+
+def check_tool_choice(choice: Any) -> None:
+    if choice is None or choice in TOOL_CHOICES:
+        return
+    fn = choice.get("function") if isinstance(choice, Mapping) else None
+    if not (isinstance(fn, Mapping) and isinstance(fn.get("name"), str) and fn["name"]):
+        raise ValueError('tool_choice must be "none", "auto", "required" or '
+                         '{"type": "function", "function": {"name": ...}}.')
 
 
 @dataclass(frozen=True)
@@ -53,6 +96,8 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     repetition_penalty: float = 1.0
+    response_format: Mapping[str, Any] | None = None  # OpenAI's: json_object / json_schema
+    tool_choice: str | Mapping[str, Any] | None = None  # none | auto | required | a named tool
 
     def __post_init__(self) -> None:
         t = self.temperature
@@ -72,11 +117,14 @@ class GenerationParams:
         rp = self.repetition_penalty
         if not (isinstance(rp, int | float) and 0.5 <= rp <= 2.5):
             raise ValueError(f"repetition_penalty must be between 0.5 and 2.5 (got {rp!r}).")
+        check_response_format(self.response_format)
+        check_tool_choice(self.tool_choice)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> GenerationParams:
         data = dict(data or {})
-        known = {"temperature", "top_p", "max_new_tokens", "stop", "seed", "repetition_penalty"}
+        known = {"temperature", "top_p", "max_new_tokens", "stop", "seed", "repetition_penalty",
+                 "response_format", "tool_choice"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(
@@ -86,7 +134,12 @@ class GenerationParams:
         stop = data.get("stop") or ()
         if isinstance(stop, str):
             stop = (stop,)
+        if not isinstance(stop, list | tuple):
+            raise ValueError("stop must be a text or a list of texts.")
         data["stop"] = tuple(stop)
+        if data.get("response_format") is not None and \
+                dict(data["response_format"]).get("type") == "text":
+            data["response_format"] = None
         for key in ("temperature", "top_p", "repetition_penalty"):
             if isinstance(data.get(key), int) and not isinstance(data.get(key), bool):
                 data[key] = float(data[key])
@@ -95,11 +148,26 @@ class GenerationParams:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["stop"] = list(self.stop)
+        d["response_format"] = dict(self.response_format) if self.response_format else None
         return d
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0
+        return self.temperature < GREEDY_BELOW
+
+    @property
+    def constrained(self) -> bool:
+        """Does generation follow a grammar (a JSON format, or a tool call it must make)?"""
+        return bool(self.response_format) or self.forced_tool is not None
+
+    @property
+    def forced_tool(self) -> str | None:
+        """``"*"`` when any tool must be called, a name when that one must, else None."""
+        if self.tool_choice == "required":
+            return "*"
+        if isinstance(self.tool_choice, Mapping):
+            return str(self.tool_choice["function"]["name"])
+        return None
 
 
 @dataclass(frozen=True)
@@ -146,10 +214,13 @@ def validate_messages(messages: Sequence[Mapping[str, Any]]) -> list[Message]:
         raise ValueError("A chat needs at least one message.")
     out: list[Message] = []
     for i, m in enumerate(messages, 1):
-        role = m.get("role") if isinstance(m, Mapping) else None
-        if role not in ROLES:
+        if not isinstance(m, Mapping):
+            raise ValueError(f"Message {i} must be an object with a role and a content.")
+        role = m.get("role")
+        if not isinstance(role, str) or role not in ROLES:
+            shown = role if isinstance(role, str | None) else type(role).__name__
             raise ValueError(
-                f"Message {i} has role {role!r}; use one of: system, user, assistant, tool."
+                f"Message {i} has role {shown!r}; use one of: system, user, assistant, tool."
             )
         content = m.get("content")
         if content is None:
@@ -158,10 +229,27 @@ def validate_messages(messages: Sequence[Mapping[str, Any]]) -> list[Message]:
             raise ValueError(f"Message {i} content must be text.")
         msg: Message = {"role": role, "content": content}
         if m.get("tool_calls"):
-            msg["tool_calls"] = list(m["tool_calls"])
-        if m.get("tool_call_id"):
-            msg["tool_call_id"] = m["tool_call_id"]
-        if m.get("name"):
-            msg["name"] = m["name"]
+            msg["tool_calls"] = _check_tool_calls(m["tool_calls"], i)
+        for key in ("tool_call_id", "name"):
+            if m.get(key):
+                if not isinstance(m[key], str):
+                    raise ValueError(f"Message {i} {key} must be text.")
+                msg[key] = m[key]
         out.append(msg)
+    return out
+
+
+def _check_tool_calls(calls: Any, i: int) -> list[dict[str, Any]]:
+    """An assistant message's tool calls, each ``{"id", "type", "function": {"name",
+    "arguments"}}`` with arguments as a JSON text or an object."""
+    if not isinstance(calls, list | tuple):
+        raise ValueError(f"Message {i} tool_calls must be a list.")
+    out = []
+    for c in calls:
+        fn = c.get("function", c) if isinstance(c, Mapping) else None
+        if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str) \
+                or not isinstance(fn.get("arguments", {}), str | Mapping):
+            raise ValueError(f"Message {i} has a tool call that is not "
+                             '{"id": ..., "function": {"name": ..., "arguments": ...}}.')
+        out.append(dict(c))
     return out

@@ -8,10 +8,22 @@
 
 The stream is the same whatever answered: text pieces and tool calls, then ``usage``. Stop it
 with ``stream.stop()``, by leaving the loop, or from anywhere with ``stop_chat(request_id)``.
+
+Queueing: a chat for a local model waits its turn for a gpu worker (Celery's queue; the workers
+take ``worker_concurrency`` chats each at once). At most ``inference_queue_size`` chats wait at
+once across all processes (counted in Redis), each at most ``inference_accept_timeout_s``;
+beyond either, :class:`InferenceBusy` (the API's 503 with ``Retry-After``). Chats run in this
+process wait the same way for one of ``worker_concurrency`` slots.
+
+``params`` may hold OpenAI's ``response_format`` (``json_object`` / ``json_schema``) and
+``tool_choice``: endpoints get them as they are; local models are constrained to them by a
+grammar (``backend.llm.constrained``), so the answer is valid JSON for the schema, or the tool
+call is made, whatever the model.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -22,8 +34,15 @@ import redis
 from backend.accounts.actor import Actor
 from backend.config import get_settings
 from backend.embedded import ensure_services, redis_py_url
-from backend.llm.channel import read_events, redis_client, request_stop, stop_requested
-from backend.llm.errors import InferenceUnavailable
+from backend.llm.channel import (
+    join_queue,
+    leave_queue,
+    read_events,
+    redis_client,
+    request_stop,
+    stop_requested,
+)
+from backend.llm.errors import InferenceBusy, InferenceUnavailable
 from backend.llm.langchain_chat import StudioChatModel
 from backend.llm.local_hf import generate_local, model_cache
 from backend.llm.openai_compat import stream_chat_openai
@@ -62,7 +81,9 @@ def stream_chat(
     placement: Placement = "worker",
 ) -> ChatStream:
     """Start a chat and return its stream. ``params``: temperature, top_p, max_new_tokens, stop,
-    seed, repetition_penalty (over the model's defaults). ``tools``: OpenAI-style tool specs."""
+    seed, repetition_penalty, response_format, tool_choice (over the model's defaults).
+    ``tools``: OpenAI-style tool specs. Raises ValueError for bad settings and InferenceBusy when
+    the wait queue is full."""
     started = time.perf_counter()
     spec = _resolve(actor, model)
     msgs = validate_messages(messages)
@@ -71,6 +92,14 @@ def stream_chat(
     else:
         gp = GenerationParams.from_dict({**spec.default_params, **dict(params or {})})
     tool_list = [dict(t) for t in tools] if tools else None
+    if gp.tool_choice == "none":
+        tool_list = None
+    if gp.forced_tool is not None and not tool_list:
+        raise ValueError("tool_choice asks for a tool call but no tools were given.")
+    if spec.is_local and gp.constrained:
+        from backend.llm.constrained import build_grammar
+
+        build_grammar(gp, tool_list)  # a schema the engine cannot follow fails here, not later
     rid = uuid.uuid4().hex
     r = channel_redis()
     settings = get_settings()
@@ -83,23 +112,97 @@ def stream_chat(
         events = stream_chat_openai(spec, msgs, gp, tool_list, timeout_s=settings.request_timeout_s,
                                     should_stop=lambda: stop_requested(r, rid))
     elif placement == "local" or (placement == "auto" and not gpu_worker_alive()):
-        events = _in_process(spec, msgs, gp, tool_list, r, rid)
+        events = _in_process(spec, msgs, gp, tool_list, r, rid, _in_process_gate().enter())
     else:
         if placement == "worker" and not gpu_worker_alive():
             raise InferenceUnavailable(
                 f"No worker serves the gpu queue, so the local model {spec.name!r} cannot run. "
                 "Start one with `studio worker --queues gpu` (or `studio up`)."
             )
+        join_queue(r, rid, max_waiting=settings.inference_queue_size,
+                   wait_s=settings.inference_accept_timeout_s,
+                   retry_after_s=settings.inference_retry_after_s)
         events = _on_worker(spec, msgs, gp, tool_list, r, rid)
     return ChatStream(events, request_id=rid, model=spec.name, stop=stop, started=started)
 
 
+class _Gate:
+    """Chats run in this process: at most ``slots`` generate at once, at most ``max_waiting``
+    wait (each up to ``wait_s``) for a slot; beyond that, InferenceBusy."""
+
+    def __init__(self, slots: int, max_waiting: int, wait_s: float, retry_after_s: float) -> None:
+        self.n_slots = slots
+        self.slots = threading.BoundedSemaphore(slots)
+        self.max_waiting = max_waiting
+        self.wait_s = wait_s
+        self.retry_after_s = retry_after_s
+        self.waiting = 0
+        self.lock = threading.Lock()
+
+    def enter(self) -> _Ticket:
+        with self.lock:
+            if self.waiting >= self.max_waiting + self.n_slots:
+                raise InferenceBusy(
+                    f"This process already runs and queues as many chats as it may "
+                    f"({self.max_waiting} waiting). Try again in {self.retry_after_s:.0f} s, or "
+                    "start a gpu worker with `studio worker --queues gpu`.",
+                    retry_after_s=self.retry_after_s)
+            self.waiting += 1
+        return _Ticket(self)
+
+
+class _Ticket:
+    """A place in the gate's queue; ``wait()`` blocks until a slot is free, ``release()`` gives
+    the slot (or the place) back."""
+
+    def __init__(self, gate: _Gate) -> None:
+        self.gate = gate
+        self.state = "waiting"
+
+    def wait(self) -> None:
+        got = self.gate.slots.acquire(timeout=self.gate.wait_s)
+        with self.gate.lock:
+            self.gate.waiting -= 1
+            self.state = "running" if got else "done"
+        if not got:
+            raise InferenceBusy(
+                f"No slot to run the chat in this process within {self.gate.wait_s:.0f} s. "
+                f"Try again in {self.gate.retry_after_s:.0f} s.",
+                retry_after_s=self.gate.retry_after_s)
+
+    def release(self) -> None:
+        with self.gate.lock:
+            state, self.state = self.state, "done"
+            if state == "waiting":
+                self.gate.waiting -= 1
+        if state == "running":
+            self.gate.slots.release()
+
+
+_gate: _Gate | None = None
+_gate_lock = threading.Lock()
+
+
+def _in_process_gate() -> _Gate:
+    global _gate
+    with _gate_lock:
+        if _gate is None:
+            s = get_settings()
+            _gate = _Gate(s.worker_concurrency, s.inference_queue_size,
+                          s.inference_accept_timeout_s, s.inference_retry_after_s)
+        return _gate
+
+
 def _in_process(spec: ModelSpec, msgs: list[Message], gp: GenerationParams,
-                tools: list[dict[str, Any]] | None, r: redis.Redis, rid: str
-                ) -> Iterator[ChatEvent]:
-    lm = model_cache().get(spec.source)
-    yield from generate_local(lm, msgs, gp, tools, should_stop=lambda: stop_requested(r, rid),
-                              where="in-process")
+                tools: list[dict[str, Any]] | None, r: redis.Redis, rid: str,
+                ticket: _Ticket) -> Iterator[ChatEvent]:
+    try:
+        ticket.wait()
+        lm = model_cache().get(spec.source)
+        yield from generate_local(lm, msgs, gp, tools,
+                                  should_stop=lambda: stop_requested(r, rid), where="in-process")
+    finally:
+        ticket.release()
 
 
 def _on_worker(spec: ModelSpec, msgs: list[Message], gp: GenerationParams,
@@ -112,12 +215,17 @@ def _on_worker(spec: ModelSpec, msgs: list[Message], gp: GenerationParams,
         "request_id": rid, "model": spec.for_worker(), "messages": msgs, "params": gp.to_dict(),
         "tools": tools, "expires_at": time.time() + s.inference_accept_timeout_s,
     }
-    get_celery().send_task(CHAT_TASK, args=[request], queue="gpu")
-    yield from read_events(
-        r, rid, accept_timeout_s=s.inference_accept_timeout_s,
-        idle_timeout_s=s.inference_idle_timeout_s,
-        worker_alive=lambda host: workers_alive(queue="gpu", hostname=host),
-    )
+    try:
+        get_celery().send_task(CHAT_TASK, args=[request], queue="gpu")
+        yield from read_events(
+            r, rid, accept_timeout_s=s.inference_accept_timeout_s,
+            idle_timeout_s=s.inference_idle_timeout_s,
+            worker_alive=lambda host: workers_alive(queue="gpu", hostname=host),
+            on_accepted=lambda _: leave_queue(r, rid),
+            retry_after_s=s.inference_retry_after_s,
+        )
+    finally:
+        leave_queue(r, rid)
 
 
 def chat(model: int | str | ModelSpec, messages: Sequence[Mapping[str, Any]],
