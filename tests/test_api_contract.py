@@ -70,7 +70,7 @@ def test_malformed_parts_are_400s_that_name_the_field(api_url: str, world: World
 
 
 @pytest.mark.parametrize("stream", [False, True])
-@pytest.mark.parametrize("temperature", [1e-300, 1e-40, 5e-324, 1e-6])
+@pytest.mark.parametrize("temperature", [1e-300, 1e-40, 5e-324])
 def test_tiny_temperatures_decode_greedily(api_url: str, world: World, temperature: float,
                                            stream: bool) -> None:
     body = {"model": world.model, "messages": HELLO, "max_tokens": 8, "stream": stream}
@@ -143,7 +143,7 @@ def test_openapi_describes_body_auth_responses_and_streaming(api_url: str) -> No
 
 # --- fuzzing -------------------------------------------------------------------------------
 
-FUZZ_EXAMPLES = int(os.environ.get("STUDIO_FUZZ_EXAMPLES", "60"))
+FUZZ_EXAMPLES = int(os.environ.get("STUDIO_FUZZ_EXAMPLES", "40"))
 
 
 def _fuzz(api_url: str, world: World, mode: str, examples: int) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 from backend.llm.errors import InvalidChatRequest
 from backend.llm.types import GenerationParams
 
-LOOKAHEAD = 64  # tokens before the end of the budget from which finishing is planned
+LOOKAHEAD = 128  # tokens before the end of the budget from which finishing is planned
 FINISH_MARGIN = 3  # tokens of slack kept (the stop token among them)
 
 
@@ -104,6 +104,8 @@ class _Engine:
                 comma.append(i)  # on to the next required key or item
         # preferred first when finishing; a tier applies when the grammar allows one of it
         self.tiers = [torch.tensor(t, dtype=torch.long) for t in (quote, close, comma)]
+        self.lengths = torch.tensor([len(raw) for raw in self.info.decoded_vocab],
+                                    dtype=torch.long)
         self.vocab_size = int(self.info.vocab_size)
 
 
@@ -195,8 +197,8 @@ class GrammarSampler:
         return self._policy_token(self.matcher) or choice
 
     def _policy_token(self, matcher: Any) -> int | None:
-        """The finishing policy's next token: a closing one, else the lowest allowed id (byte-level
-        vocabularies list single bytes first, so it is a short one)."""
+        """The finishing policy's next token: a closing one, else the longest allowed one (most
+        of a key or literal the grammar forces, in one token)."""
         import torch
 
         mask = self.sim_mask
@@ -207,8 +209,10 @@ class GrammarSampler:
             ok = tier[allowed[tier]]
             if len(ok):
                 return int(ok[0])
-        ids = torch.nonzero(allowed).flatten()
-        return int(ids[0]) if len(ids) else None
+        if not bool(allowed.any()):
+            return None
+        lengths = torch.where(allowed, self.engine.lengths[: len(allowed)], -1)
+        return int(torch.argmax(lengths))
 
     def _tokens_to_finish(self, *, limit: int, matcher: Any = None) -> int:
         """Tokens the finishing policy needs from here to a complete document (capped)."""

@@ -117,6 +117,10 @@ def _chat_body(spec: ModelSpec, messages: list[Message], params: GenerationParam
         body["repetition_penalty"] = params.repetition_penalty
     if tools:
         body["tools"] = list(tools)
+        if params.tool_choice is not None:
+            body["tool_choice"] = params.tool_choice
+    if params.response_format:  # the endpoint enforces it (OpenAI, vLLM, Ollama ...)
+        body["response_format"] = dict(params.response_format)
     return body
 
 

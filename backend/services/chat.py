@@ -243,14 +243,18 @@ def stop_chat(*, actor: Actor, request_id: str) -> None:
 
 
 def chat_model(*, actor: Actor, model: int | str, placement: Placement = "worker",
-               **params: Any) -> StudioChatModel:
-    """A LangChain chat model over a registered model (``bind_tools`` works)."""
+               **settings: Any) -> StudioChatModel:
+    """A LangChain chat model over a registered model (``bind_tools`` and
+    ``with_structured_output`` work). ``settings``: StudioChatModel's fields (temperature,
+    max_tokens, stop, top_p, seed, repetition_penalty, timeout, max_retries); the model's own
+    defaults fill the rest. Unknown settings are refused."""
     spec = _resolve(actor, model)
-    GenerationParams.from_dict({**spec.default_params, **params})  # fail early on bad settings
 
     def open_stream(messages: list[Message], p: dict[str, Any],
                     tools: list[dict[str, Any]] | None) -> ChatStream:
         return stream_chat(spec, messages, {**spec.default_params, **p}, tools, actor=actor,
                            placement=placement)
 
-    return StudioChatModel(model_name=spec.name, params=dict(params), open_stream=open_stream)
+    llm = StudioChatModel(model=spec.name, open_stream=open_stream, **settings)
+    GenerationParams.from_dict({**spec.default_params, **llm._default_settings()})  # fail early
+    return llm
