@@ -291,7 +291,7 @@ def test_a_client_that_leaves_stops_in_process_generation(api_url: str, world: W
             "stream": stream}
     seen: list[int] = []
     try:
-        with httpx.stream("POST", f"{api_url}/chat/completions", json=body, timeout=1.0,
+        with httpx.stream("POST", f"{api_url}/chat/completions", json=body, timeout=3.0,
                           headers={"Authorization": f"Bearer {world.key_a}"}) as resp:
             for n, _ in enumerate(resp.iter_lines()):  # streaming: leave after a few chunks
                 seen.append(_generating())

@@ -223,7 +223,8 @@ class _PieceStreamer:
         return self.tool_filter.calls if self.tool_filter else 0
 
 
-def _generation_kwargs(lm: LoadedModel, params: GenerationParams, max_new_tokens: int,
+def _generation_kwargs(lm: LoadedModel, params: GenerationParams,
+                       max_new_tokens: int | None = None,
                        constrained: bool = False) -> dict[str, Any]:
     from transformers import GenerationConfig
 
@@ -231,7 +232,7 @@ def _generation_kwargs(lm: LoadedModel, params: GenerationParams, max_new_tokens
     keep = {k: base[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id") if k in base}
     if keep.get("pad_token_id") is None:
         keep["pad_token_id"] = lm.tokenizer.pad_token_id
-    cfg: dict[str, Any] = {**keep, "max_new_tokens": max_new_tokens}
+    cfg: dict[str, Any] = {**keep, "max_new_tokens": max_new_tokens or params.max_new_tokens}
     if params.greedy or constrained:  # a constrained chat samples in its GrammarSampler
         cfg.update(do_sample=False)
     else:
