@@ -4,8 +4,9 @@ varied length.
 
 Each run goes in a subprocess of its own (so peak memory is that run's): tokens/s counts real
 (non-padding) tokens over the time of ``trainer.train()``; peak memory is the process's peak
-RSS on CPU, ``torch.cuda.max_memory_allocated`` on a GPU. Each configuration runs ``--repeat``
-times and the best is kept (the machine may be shared).
+RSS on CPU, ``torch.cuda.max_memory_allocated`` on a GPU. The three configurations run in
+turn, ``--repeat`` rounds; each ratio is the median of the rounds' ratios (runs next to each other
+see the same load on a shared machine).
 
     python bench/finetune.py [--examples 256] [--repeat 2] [--gpu-model]
 
@@ -20,6 +21,7 @@ import argparse
 import json
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -133,19 +135,14 @@ def child(which: str, model_dir: Path, n: int) -> None:
     print(json.dumps(res))
 
 
-def measure(which: str, model_dir: Path, n: int, repeat: int) -> dict[str, Any]:
-    best: dict[str, Any] | None = None
-    for _ in range(repeat):
-        out = subprocess.run([sys.executable, __file__, "--child", which, "--model",
-                              str(model_dir), "--examples", str(n)], capture_output=True,
-                             text=True, check=True, cwd=ROOT)
-        res = json.loads(out.stdout.strip().splitlines()[-1])
-        if best is None or res["tokens_per_s"] > best["tokens_per_s"]:
-            best = res
-    assert best is not None
-    print(f"  {which:<7} {best['tokens_per_s']:8.0f} tokens/s  {best['steps']:4d} steps  "
-          f"{best['seconds']:6.1f} s  peak {best['peak_mb']:7.0f} MiB", flush=True)
-    return best
+def measure(which: str, model_dir: Path, n: int) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, __file__, "--child", which, "--model",
+                          str(model_dir), "--examples", str(n)], capture_output=True,
+                         text=True, check=True, cwd=ROOT)
+    res: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"  {which:<7} {res['tokens_per_s']:8.0f} tokens/s  {res['steps']:4d} steps  "
+          f"{res['seconds']:6.1f} s  peak {res['peak_mb']:7.0f} MiB", flush=True)
+    return res
 
 
 def build_gpu_model(folder: Path) -> Path:
@@ -168,7 +165,7 @@ def build_gpu_model(folder: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--examples", type=int, default=256)
-    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--child")
     ap.add_argument("--model")
     ap.add_argument("--gpu-model", action="store_true")
@@ -184,20 +181,28 @@ def main() -> None:
         model_dir = build_tiny_model(Path(tmp) / "tiny", seed=0)
         print(f"tiny Llama, {args.examples} examples of varied length, 1 epoch, batch 8, "
               f"max length 256, LoRA r16 ({'cuda' if torch.cuda.is_available() else 'cpu'}):")
-        plain = measure("plain", model_dir, args.examples, args.repeat)
-        studio = measure("studio", model_dir, args.examples, args.repeat)
-        packed = measure("packed", model_dir, args.examples, args.repeat)
+        rounds = []
+        for r in range(args.repeat):
+            print(f" round {r + 1}:", flush=True)
+            rounds.append({w: measure(w, model_dir, args.examples)
+                           for w in ("plain", "studio", "packed")})
+
+        def median(key: str, a: str, b: str) -> float:
+            return round(statistics.median(x[a][key] / x[b][key] for x in rounds), 3)
+
         figures: dict[str, Any] = {
-            "throughput_ratio": round(studio["tokens_per_s"] / plain["tokens_per_s"], 3),
-            "peak_mem_ratio": round(studio["peak_mb"] / plain["peak_mb"], 3),
-            "packing_speedup": round(packed["tokens_per_s"] / studio["tokens_per_s"], 3),
-            "studio_tokens_per_s": round(studio["tokens_per_s"]),
-            "plain_tokens_per_s": round(plain["tokens_per_s"]),
+            "throughput_ratio": median("tokens_per_s", "studio", "plain"),
+            "peak_mem_ratio": median("peak_mb", "studio", "plain"),
+            "packing_speedup": median("tokens_per_s", "packed", "studio"),
+            "studio_tokens_per_s": round(statistics.median(
+                x["studio"]["tokens_per_s"] for x in rounds)),
+            "plain_tokens_per_s": round(statistics.median(
+                x["plain"]["tokens_per_s"] for x in rounds)),
         }
         if torch.cuda.is_available() or args.gpu_model:
             big = build_gpu_model(Path(tmp) / "qwen2-0.5b")
             print("~0.5B Qwen2-shaped model, random weights:")
-            gpu = measure("studio", big, args.examples, 1)
+            gpu = measure("studio", big, args.examples)
             figures["gpu_0_5b_tokens_per_s"] = round(gpu["tokens_per_s"])
             figures["gpu_0_5b_peak_mem_mb"] = round(gpu["peak_mb"])
     print(json.dumps(figures))
