@@ -317,6 +317,25 @@ def test_dpo_raises_the_margin_between_chosen_and_rejected(tiny_model_dir: Path,
     assert (Path(result["merged_path"]) / "model.safetensors").exists()
 
 
+def test_packed_examples_do_not_see_each_other(tiny_model_dir: Path) -> None:
+    """In a packed row each example is computed as if it were alone."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from backend.training.finetune import _packed_collator
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)).eval()
+    a, b = list(range(10, 15)), list(range(40, 47))
+    batch = _packed_collator(0)([{"input_ids": a + b, "labels": a + b, "seq_lengths": [5, 7]},
+                                 {"input_ids": b, "labels": b, "seq_lengths": [7]}])
+    batch.pop("labels")
+    with torch.no_grad():
+        packed = model(**batch).logits
+        alone = model(input_ids=torch.tensor([b])).logits[0]
+    assert torch.allclose(packed[0, 5:], alone, atol=1e-4)
+    assert torch.allclose(packed[1, :7], alone, atol=1e-4)
+
+
 def test_packing_trains_on_fewer_rows(tiny_model_dir: Path, tmp_path: Path) -> None:
     records = chat_records(qa_pairs(16))
     cfg = FinetuneConfig(epochs=2, batch_size=4, packing=True, max_length=128, val_fraction=0.25,

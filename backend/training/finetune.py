@@ -327,12 +327,35 @@ def sft_datasets(tokenizer: Any, inputs: FinetuneInputs) -> tuple[Any, Any | Non
                          "length; raise the maximum length.")
     if config.packing:
         from trl.data_utils import pack_dataset
-        from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
         train = pack_dataset(train, config.max_length, "bfd", {})
-        return train, val, DataCollatorForLanguageModeling(
-            pad_token_id=tokenizer.pad_token_id, padding_free=True)
+        return train, val, _packed_collator(tokenizer.pad_token_id)
     return train, val, _pad_collator(tokenizer.pad_token_id)
+
+
+def _packed_collator(pad_id: int) -> Any:
+    """Rows of packed examples, padded to the longest row. Positions restart at each example
+    and no attention mask is given, so the model attends within each example only (a
+    block-diagonal mask per row: the cost of attention stays per row, not per batch)."""
+    import torch
+
+    def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+        width = max(len(b["input_ids"]) for b in batch)
+        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        positions = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, b in enumerate(batch):
+            n = len(b["input_ids"])
+            ids[i, :n] = torch.tensor(b["input_ids"])
+            labels[i, :n] = torch.tensor(b["labels"])
+            lengths = list(b.get("seq_lengths") or [n]) + ([width - n] if width > n else [])
+            positions[i] = torch.cat([torch.arange(k) for k in lengths])
+        # no KV cache: with one, transformers would not read the example boundaries from the
+        # positions (measured: logits then leak across examples)
+        return {"input_ids": ids, "labels": labels, "position_ids": positions,
+                "use_cache": False}
+
+    return collate
 
 
 def run_finetune(ctx: JobContext, inputs: FinetuneInputs) -> dict[str, Any]:
