@@ -228,11 +228,17 @@ def test_rrf_fusion_orders_by_reciprocal_ranks() -> None:
     from backend.knowledge.retrieval import Candidate, fuse
 
     fused = fuse({"vector": [Candidate(1, .9), Candidate(2, .8), Candidate(3, .7)],
-                  "keyword": [Candidate(3, 9.0), Candidate(2, 5.0)]})
+                  "keyword": [Candidate(3, 9.0), Candidate(2, 5.0)]}, k=60,
+                 weights={"vector": 1.0, "keyword": 1.0})
     assert [c.chunk_id for c in fused] == [3, 2, 1]
     assert fused[0].score == pytest.approx(1 / 63 + 1 / 61)
     assert fused[1].score == pytest.approx(1 / 62 + 1 / 62)
     assert fused[0].ranks == {"vector": 3, "keyword": 1}
+    # the default weighs the keyword list half: the vector list's first stays first
+    assert [c.chunk_id for c in fuse({"vector": [Candidate(1, .9), Candidate(2, .8)],
+                                      "keyword": [Candidate(2, 9.0)]})] == [2, 1]
+    assert [c.chunk_id for c in fuse({"vector": [Candidate(1, .9)],
+                                      "keyword": [Candidate(2, 9.0)]})] == [1, 2]
 
 
 # --------------------------------------------------------------- dedup, replace, delete
