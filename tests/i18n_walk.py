@@ -23,7 +23,7 @@ PROPER_NAMES = (
     "argon2", "bf16", "fp16", "fp32", "int8", "int4", "Admin", "AM", "PM", "KB", "MB", "GB", "TB",
     "GiB", "MiB", "cpu", "gpu", "Studio", "PyTorch", "torch", "Linux", "macOS", "Windows",
     "Hugging Face Hub", "Hub", "DashScope", "Ollama", "ModelScope", "DPO", "SFT", "zip",
-    "MCP", "OpenAPI", "YAML", "GET", "POST", "PUT", "PATCH", "DELETE",
+    "MCP", "OpenAPI", "YAML", "GET", "POST", "PUT", "PATCH", "DELETE", "Retry-After",
 )
 _PROPER = sorted(PROPER_NAMES, key=len, reverse=True)
 _PROPER_RE = re.compile(
