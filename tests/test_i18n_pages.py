@@ -86,6 +86,12 @@ def user_data() -> set[str]:
             data.update(str(v) for v in vars(model).values() if isinstance(v, str) and v)
     except (ImportError, AttributeError):
         pass
+    from backend.services import agents as agents_service
+
+    for agent in agents_service.list_agents(actor=actor):  # what builders wrote
+        data.update(str(v) for v in vars(agent).values() if isinstance(v, str) and v)
+    for conversation in agents_service.list_conversations(actor=actor, limit=1000):
+        data.update(v for v in (conversation.title, conversation.agent) if v)  # people's questions
     from backend.services import prompts as prompts_service
 
     for prompt in prompts_service.list_prompts(actor=actor):  # names and texts people wrote
