@@ -33,6 +33,7 @@ from backend.models.knowledge import (
     KnowledgeDocument,
     KnowledgeIndex,
 )
+from backend.services.lookup import find_owned
 
 log = logging.getLogger(__name__)
 
@@ -218,16 +219,8 @@ def _view(session: Session, kb: KnowledgeBase) -> KnowledgeBaseView:
 
 def _load(session: Session, actor: Actor, kb: int | str, *, lock: bool = False
           ) -> KnowledgeBase:
-    row: KnowledgeBase | None = None
-    if isinstance(kb, int) or (isinstance(kb, str) and kb.isdigit()):
-        row = session.get(KnowledgeBase, int(kb), with_for_update=lock)
-    if row is None and isinstance(kb, str):
-        stmt = select(KnowledgeBase).where(KnowledgeBase.name == kb.strip(),
-                                           KnowledgeBase.workspace_id == actor.workspace_id)
-        if lock:
-            stmt = stmt.with_for_update()
-        row = session.execute(stmt).scalar_one_or_none()
-    if row is None or (not actor.is_admin and row.workspace_id != actor.workspace_id):
+    row = find_owned(session, actor, KnowledgeBase, kb, lock=lock)
+    if row is None:
         raise KnowledgeBaseNotFound(
             f"No knowledge base {kb!r} in this workspace. `studio kb list` shows them.")
     return row

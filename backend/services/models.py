@@ -33,6 +33,7 @@ from backend.llm.model_sources import check_model_folder, resolve_local_source
 from backend.llm.openai_compat import normalise_base_url
 from backend.llm.types import GenerationParams, ModelSpec
 from backend.models.registry import Capability, ModelKind, RegisteredModel
+from backend.services.lookup import find_owned
 
 log = logging.getLogger(__name__)
 
@@ -139,14 +140,8 @@ def _check_params(params: dict[str, Any] | None) -> dict[str, Any]:
 def _load(session: Session, actor: Actor, model: int | str, *, lock: bool = False
           ) -> RegisteredModel:
     """By id, or by name in the actor's workspace. Other workspaces' models look absent."""
-    row: RegisteredModel | None
-    if isinstance(model, int) or (isinstance(model, str) and model.isdigit()):
-        row = session.get(RegisteredModel, int(model), with_for_update=lock)
-        if row is None and isinstance(model, str):
-            row = _by_name(session, actor, model, lock)
-    else:
-        row = _by_name(session, actor, str(model), lock)
-    if row is None or (not actor.is_admin and row.workspace_id != actor.workspace_id):
+    row = find_owned(session, actor, RegisteredModel, model, lock=lock)
+    if row is None:
         raise ModelNotFound(
             f"No model {model!r} in this workspace. `studio models list` shows the registered ones."
         )

@@ -52,6 +52,7 @@ from backend.prompts.template import (
     template_variables,
 )
 from backend.prompts.versions import PartDiff, diff_versions
+from backend.services.lookup import find_owned
 
 log = logging.getLogger(__name__)
 
@@ -263,16 +264,8 @@ def _content(*, template: str, system: str, examples: Sequence[Mapping[str, Any]
 # --- loading ----------------------------------------------------------------------------------
 
 def _load(session: Session, actor: Actor, prompt: int | str, *, lock: bool = False) -> Prompt:
-    row: Prompt | None = None
-    if isinstance(prompt, int) or (isinstance(prompt, str) and prompt.isdigit()):
-        row = session.get(Prompt, int(prompt), with_for_update=lock)
-    if row is None and isinstance(prompt, str):
-        stmt = select(Prompt).where(Prompt.name == prompt.strip(),
-                                    Prompt.workspace_id == actor.workspace_id)
-        if lock:
-            stmt = stmt.with_for_update()
-        row = session.execute(stmt).scalar_one_or_none()
-    if row is None or (not actor.is_admin and row.workspace_id != actor.workspace_id):
+    row = find_owned(session, actor, Prompt, prompt, lock=lock)
+    if row is None:
         raise PromptNotFound(f"No prompt {prompt!r} in this workspace. `studio prompts list` "
                              "shows the saved ones.")
     return row
