@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.language_models import BaseChatModel
@@ -37,6 +38,7 @@ from langchain_core.messages import (
 )
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
+from langgraph.runtime import Runtime
 
 from backend.agents.config import AgentConfig
 from backend.agents.tools import AgentTool, ToolError, ToolOutput
@@ -182,50 +184,97 @@ def run_tool(tool: AgentTool | None, name: str, args: dict[str, Any], tracer: Tr
 
 
 # ---------------------------------------------------------------------------- the tool loop
+#
+# Both graphs are compiled once per process (compiling costs milliseconds, on the way to every
+# answer's first token). What differs between runs (the model, the tools, the tracer, the
+# limits) travels as the run's LangGraph context, so one compiled graph serves every agent.
 
 class LoopState(TypedDict):
     messages: Annotated[list[AnyMessage], add_messages]
     steps: int
 
 
+@dataclass
+class LoopContext:
+    """One tool loop's run: what its nodes use."""
+
+    llm: Any
+    bound: Any  # the model with the tools bound (``llm`` when there are none)
+    by_name: dict[str, AgentTool]
+    max_steps: int
+    tracer: Tracer
+    sources: list[dict[str, Any]]
+    timeout_s: float
+    max_chars: int
+    on_token: TokenSink | None
+    name: str
+
+
+def _loop_agent(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    last_chance = state["steps"] + 1 >= ctx.max_steps
+    model = ctx.llm if (last_chance or not ctx.by_name) else ctx.bound
+    ai = call_model(model, list(state["messages"]), ctx.tracer, name=ctx.name,
+                    on_token=ctx.on_token)
+    return {"messages": [ai], "steps": state["steps"] + 1}
+
+
+def _loop_act(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    ai = state["messages"][-1]
+    assert isinstance(ai, AIMessage)
+    out = []
+    for call in ai.tool_calls:
+        text, ok = run_tool(ctx.by_name.get(call["name"]), call["name"], call["args"],
+                            ctx.tracer, timeout_s=ctx.timeout_s, max_chars=ctx.max_chars,
+                            sources=ctx.sources, available=list(ctx.by_name))
+        out.append(ToolMessage(content=text, tool_call_id=call["id"], name=call["name"],
+                               status="success" if ok else "error"))
+    return {"messages": out}
+
+
+def _loop_route(state: LoopState, runtime: Runtime[LoopContext]) -> str:
+    last = state["messages"][-1]
+    if isinstance(last, AIMessage) and last.tool_calls and state["steps"] < runtime.context.max_steps:
+        return "tools"
+    return END
+
+
+@cache
+def _compiled_tool_loop() -> Any:
+    graph = StateGraph(LoopState, context_schema=LoopContext)
+    graph.add_node("agent", _loop_agent)
+    graph.add_node("tools", _loop_act)
+    graph.add_edge(START, "agent")
+    graph.add_conditional_edges("agent", _loop_route, {"tools": "tools", END: END})
+    graph.add_edge("tools", "agent")
+    return graph.compile()
+
+
+class _Run:
+    """A compiled graph with one run's context: ``invoke(state)`` runs it."""
+
+    def __init__(self, graph: Any, context: Any, supersteps: int) -> None:
+        self.graph = graph
+        self.context = context
+        # LangGraph stops a run after 25 supersteps unless told otherwise; the agent's own
+        # limits (max_steps, plan length, revisions) are what end a run here.
+        self.recursion_limit = max(25, supersteps)
+
+    def invoke(self, state: dict[str, Any]) -> Any:
+        return self.graph.invoke(state, {"recursion_limit": self.recursion_limit},
+                                 context=self.context)
+
+
 def tool_loop_graph(llm: BaseChatModel | Any, tools: Sequence[AgentTool], *, max_steps: int,
                     tracer: Tracer, sources: list[dict[str, Any]], timeout_s: float,
                     max_chars: int, on_token: TokenSink | None = None,
-                    name: str = "agent") -> Any:
-    by_name = {t.name: t for t in tools}
+                    name: str = "agent") -> _Run:
     bound = llm.bind_tools([t.spec() for t in tools]) if tools else llm
-
-    def agent(state: LoopState) -> dict[str, Any]:
-        last_chance = state["steps"] + 1 >= max_steps
-        model = llm if (last_chance or not tools) else bound
-        ai = call_model(model, list(state["messages"]), tracer, name=name, on_token=on_token)
-        return {"messages": [ai], "steps": state["steps"] + 1}
-
-    def act(state: LoopState) -> dict[str, Any]:
-        ai = state["messages"][-1]
-        assert isinstance(ai, AIMessage)
-        out = []
-        for call in ai.tool_calls:
-            text, ok = run_tool(by_name.get(call["name"]), call["name"], call["args"], tracer,
-                                timeout_s=timeout_s, max_chars=max_chars, sources=sources,
-                                available=list(by_name))
-            out.append(ToolMessage(content=text, tool_call_id=call["id"], name=call["name"],
-                                   status="success" if ok else "error"))
-        return {"messages": out}
-
-    def route(state: LoopState) -> str:
-        last = state["messages"][-1]
-        if isinstance(last, AIMessage) and last.tool_calls and state["steps"] < max_steps:
-            return "tools"
-        return END
-
-    graph = StateGraph(LoopState)
-    graph.add_node("agent", agent)
-    graph.add_node("tools", act)
-    graph.add_edge(START, "agent")
-    graph.add_conditional_edges("agent", route, {"tools": "tools", END: END})
-    graph.add_edge("tools", "agent")
-    return graph.compile()
+    ctx = LoopContext(llm=llm, bound=bound, by_name={t.name: t for t in tools},
+                      max_steps=max_steps, tracer=tracer, sources=sources, timeout_s=timeout_s,
+                      max_chars=max_chars, on_token=on_token, name=name)
+    return _Run(_compiled_tool_loop(), ctx, 2 * max_steps + 2)
 
 
 # ------------------------------------------------------------------------ plan and execute
@@ -248,6 +297,22 @@ class PlanState(TypedDict):
     revisions: int
 
 
+@dataclass
+class PlanContext:
+    """One plan-and-execute run: what its nodes use."""
+
+    llm: Any
+    tools: Sequence[AgentTool]
+    system: str
+    history: list[BaseMessage]
+    max_steps: int
+    limit: int  # the most steps a plan may have
+    tracer: Tracer
+    sources: list[dict[str, Any]]
+    timeout_s: float
+    max_chars: int
+
+
 def _tool_list(tools: Sequence[AgentTool]) -> str:
     return "\n".join(f"- {t.name}: {t.description}" for t in tools) or "- (none: reason only)"
 
@@ -257,76 +322,94 @@ def _results(done: list[dict[str, Any]]) -> str:
                      for i, d in enumerate(done, 1)) or "(nothing yet)"
 
 
+def _planner(state: PlanState, runtime: Runtime[PlanContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    prompt = (f"{ctx.system}\n\nYou plan before you act. Break the user's goal into at most "
+              f"{ctx.limit} short steps that these tools can carry out:\n{_tool_list(ctx.tools)}\n"
+              "Answer with a numbered list of steps only.")
+    ai = call_model(ctx.llm, [SystemMessage(prompt), *ctx.history, HumanMessage(state["goal"])],
+                    ctx.tracer, name="planner")
+    plan = parse_plan(str(ai.content), ctx.limit) or [state["goal"]]
+    ctx.tracer.plan(plan, "plan")
+    return {"plan": plan}
+
+
+def _executor(state: PlanState, runtime: Runtime[PlanContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    tracer = ctx.tracer
+    step = state["plan"][len(state["done"])]
+    errors_before = tracer.errors
+    loop = tool_loop_graph(ctx.llm, ctx.tools, max_steps=max(2, min(ctx.max_steps, 4)),
+                           tracer=tracer, sources=ctx.sources, timeout_s=ctx.timeout_s,
+                           max_chars=ctx.max_chars, name=f"step {len(state['done']) + 1}")
+    task = (f"Goal: {state['goal']}\nResults so far:\n{_results(state['done'])}\n"
+            f"Now carry out this step and report its result briefly: {step}")
+    try:
+        out = loop.invoke({"messages": [SystemMessage(ctx.system), HumanMessage(task)],
+                           "steps": 0})
+        result = str(out["messages"][-1].content)
+        failed = tracer.errors > errors_before
+        if failed:
+            errs = [s["error"] for s in tracer.steps if s["error"]]
+            result = (result + " " if result else "") + f"(error: {errs[-1]})"
+    except Exception as exc:  # noqa: BLE001 - a failing step makes the plan change
+        result, failed = f"{type(exc).__name__}: {exc}", True
+    return {"done": [*state["done"], {"step": step, "result": result, "ok": not failed}]}
+
+
+def _replanner(state: PlanState, runtime: Runtime[PlanContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    failed = state["done"][-1]
+    prompt = (f"{ctx.system}\n\nYou revise plans. Tools:\n{_tool_list(ctx.tools)}")
+    ask = (f"Goal: {state['goal']}\nPlan so far:\n"
+           + "\n".join(f"{i}. {s}" for i, s in enumerate(state["plan"], 1))
+           + f"\nResults:\n{_results(state['done'])}\nThe step {failed['step']!r} failed. "
+           "Write the revised plan for the remaining work as a numbered list of steps only.")
+    ai = call_model(ctx.llm, [SystemMessage(prompt), HumanMessage(ask)], ctx.tracer,
+                    name="replanner")
+    remaining = parse_plan(str(ai.content), ctx.limit)
+    plan = [d["step"] for d in state["done"]] + remaining
+    ctx.tracer.plan(plan, f"revised after step {len(state['done'])} failed")
+    return {"plan": plan, "revisions": state["revisions"] + 1}
+
+
+def _after_step(state: PlanState, runtime: Runtime[PlanContext]) -> str:
+    if not state["done"][-1]["ok"] and state["revisions"] < MAX_REVISIONS:
+        return "replanner"
+    executed = len(state["done"])
+    if executed < len(state["plan"]) and executed < runtime.context.max_steps:
+        return "executor"
+    return END
+
+
+def _after_replan(state: PlanState) -> str:
+    return "executor" if len(state["done"]) < len(state["plan"]) else END
+
+
+@cache
+def _compiled_plan() -> Any:
+    graph = StateGraph(PlanState, context_schema=PlanContext)
+    graph.add_node("planner", _planner)
+    graph.add_node("executor", _executor)
+    graph.add_node("replanner", _replanner)
+    graph.add_edge(START, "planner")
+    graph.add_edge("planner", "executor")
+    graph.add_conditional_edges("executor", _after_step,
+                                {"executor": "executor", "replanner": "replanner", END: END})
+    graph.add_conditional_edges("replanner", _after_replan, {"executor": "executor", END: END})
+    return graph.compile()
+
+
 def plan_graph(llm: BaseChatModel | Any, tools: Sequence[AgentTool], *, system: str,
                history: list[BaseMessage], max_steps: int, tracer: Tracer,
                sources: list[dict[str, Any]], timeout_s: float, max_chars: int,
-               on_token: TokenSink | None) -> Any:
+               on_token: TokenSink | None) -> _Run:
     limit = max(1, min(max_steps, 8))
-
-    def planner(state: PlanState) -> dict[str, Any]:
-        prompt = (f"{system}\n\nYou plan before you act. Break the user's goal into at most "
-                  f"{limit} short steps that these tools can carry out:\n{_tool_list(tools)}\n"
-                  "Answer with a numbered list of steps only.")
-        ai = call_model(llm, [SystemMessage(prompt), *history, HumanMessage(state["goal"])],
-                        tracer, name="planner")
-        plan = parse_plan(str(ai.content), limit) or [state["goal"]]
-        tracer.plan(plan, "plan")
-        return {"plan": plan}
-
-    def executor(state: PlanState) -> dict[str, Any]:
-        step = state["plan"][len(state["done"])]
-        errors_before = tracer.errors
-        loop = tool_loop_graph(llm, tools, max_steps=max(2, min(max_steps, 4)), tracer=tracer,
-                               sources=sources, timeout_s=timeout_s, max_chars=max_chars,
-                               name=f"step {len(state['done']) + 1}")
-        task = (f"Goal: {state['goal']}\nResults so far:\n{_results(state['done'])}\n"
-                f"Now carry out this step and report its result briefly: {step}")
-        try:
-            out = loop.invoke({"messages": [SystemMessage(system), HumanMessage(task)],
-                               "steps": 0})
-            result = str(out["messages"][-1].content)
-            failed = tracer.errors > errors_before
-            if failed:
-                errs = [s["error"] for s in tracer.steps if s["error"]]
-                result = (result + " " if result else "") + f"(error: {errs[-1]})"
-        except Exception as exc:  # noqa: BLE001 - a failing step makes the plan change
-            result, failed = f"{type(exc).__name__}: {exc}", True
-        return {"done": [*state["done"], {"step": step, "result": result, "ok": not failed}]}
-
-    def replanner(state: PlanState) -> dict[str, Any]:
-        failed = state["done"][-1]
-        prompt = (f"{system}\n\nYou revise plans. Tools:\n{_tool_list(tools)}")
-        ask = (f"Goal: {state['goal']}\nPlan so far:\n"
-               + "\n".join(f"{i}. {s}" for i, s in enumerate(state["plan"], 1))
-               + f"\nResults:\n{_results(state['done'])}\nThe step {failed['step']!r} failed. "
-               "Write the revised plan for the remaining work as a numbered list of steps only.")
-        ai = call_model(llm, [SystemMessage(prompt), HumanMessage(ask)], tracer, name="replanner")
-        remaining = parse_plan(str(ai.content), limit)
-        plan = [d["step"] for d in state["done"]] + remaining
-        tracer.plan(plan, f"revised after step {len(state['done'])} failed")
-        return {"plan": plan, "revisions": state["revisions"] + 1}
-
-    def after_step(state: PlanState) -> str:
-        if not state["done"][-1]["ok"] and state["revisions"] < MAX_REVISIONS:
-            return "replanner"
-        executed = len(state["done"])
-        if executed < len(state["plan"]) and executed < max_steps:
-            return "executor"
-        return END
-
-    def after_replan(state: PlanState) -> str:
-        return "executor" if len(state["done"]) < len(state["plan"]) else END
-
-    graph = StateGraph(PlanState)
-    graph.add_node("planner", planner)
-    graph.add_node("executor", executor)
-    graph.add_node("replanner", replanner)
-    graph.add_edge(START, "planner")
-    graph.add_edge("planner", "executor")
-    graph.add_conditional_edges("executor", after_step,
-                                {"executor": "executor", "replanner": "replanner", END: END})
-    graph.add_conditional_edges("replanner", after_replan, {"executor": "executor", END: END})
-    return graph.compile()
+    ctx = PlanContext(llm=llm, tools=tools, system=system, history=history,
+                      max_steps=max_steps, limit=limit, tracer=tracer, sources=sources,
+                      timeout_s=timeout_s, max_chars=max_chars)
+    # planner, then at most max_steps executions and MAX_REVISIONS revisions
+    return _Run(_compiled_plan(), ctx, 2 * max_steps + 2 * MAX_REVISIONS + 4)
 
 
 # --------------------------------------------------------------------------------- one turn

@@ -695,23 +695,49 @@ def _knowledge_hits(actor: Actor, cfg: AgentConfig, query: str) -> list[dict[str
     return hits[:cfg.kb_top_k]
 
 
-def _build_tools(actor: Actor, cfg: AgentConfig) -> list[AgentTool]:
+@dataclass
+class _ToolRows:
+    """What an agent's HTTP and MCP tools are built from (read with the agent's own rows)."""
+
+    allowed: list[str] = field(default_factory=list)
+    https: dict[str, HttpToolSpec] = field(default_factory=dict)
+    servers: dict[str, McpServerSpec] = field(default_factory=dict)
+
+
+def _tool_rows(session: Session, actor: Actor, cfg: AgentConfig) -> _ToolRows:
+    http_names = [n[5:] for n in cfg.tools if n.startswith("http:")]
+    servers = [n[4:].partition("/")[0] for n in cfg.tools if n.startswith("mcp:")]
+    if not http_names and not servers:
+        return _ToolRows()
+    rows = _ToolRows(allowed=_allowed_hosts(session))
+    if http_names:
+        for t in session.execute(select(HttpTool).where(
+                HttpTool.workspace_id == actor.workspace_id,
+                HttpTool.name.in_(http_names))).scalars():
+            rows.https[t.name] = HttpToolSpec(
+                name=t.name, description=t.description, method=t.method,
+                url_template=t.url_template, parameters=dict(t.parameters),
+                headers=dict(t.headers))
+    if servers:
+        for m in session.execute(select(McpServer).where(
+                McpServer.workspace_id == actor.workspace_id,
+                McpServer.name.in_(servers))).scalars():
+            rows.servers[m.name] = _mcp_spec(m)
+    return rows
+
+
+def _build_tools(actor: Actor, cfg: AgentConfig, rows: _ToolRows | None = None
+                 ) -> list[AgentTool]:
     from backend.services.secrets import reveal_secret
 
     tools: list[AgentTool] = []
     names = list(cfg.tools)
     if cfg.knowledge_bases and cfg.kb_mode in ("tool", "both") and KNOWLEDGE_TOOL not in names:
         names.append(KNOWLEDGE_TOOL)
-    allowed: list[str] = []
-    https: dict[str, HttpTool] = {}
-    servers: dict[str, McpServerSpec] = {}
-    if any(n.startswith(("http:", "mcp:")) for n in names):
+    if rows is None:
         with session_scope() as session:
-            allowed = _allowed_hosts(session)
-            https = {t.name: t for t in session.execute(select(HttpTool).where(
-                HttpTool.workspace_id == actor.workspace_id)).scalars()}
-            servers = {s.name: _mcp_spec(s) for s in session.execute(select(McpServer).where(
-                McpServer.workspace_id == actor.workspace_id)).scalars()}
+            rows = _tool_rows(session, actor, cfg)
+    allowed, https, servers = rows.allowed, rows.https, rows.servers
     mcp_listed: dict[str, list[McpToolInfo]] = {}
     system = Actor.system(actor.workspace_id)
     for name in names:
@@ -738,13 +764,10 @@ def _build_tools(actor: Actor, cfg: AgentConfig) -> list[AgentTool]:
                 parameters={"type": "object", "properties": {"query": {"type": "string"}},
                             "required": ["query"]}))
         elif name.startswith("http:"):
-            row = https.get(name[5:])
-            if row is None:
+            spec = https.get(name[5:])
+            if spec is None:
                 raise AgentError(f"The agent uses the HTTP tool {name[5:]!r}, which no longer "
                                  "exists; remove it from the agent's tools.")
-            spec = HttpToolSpec(name=row.name, description=row.description, method=row.method,
-                                url_template=row.url_template, parameters=dict(row.parameters),
-                                headers=dict(row.headers))
             tools.append(http_tool(
                 spec, allowed_hosts=allowed, timeout_s=cfg.tool_timeout_s,
                 max_bytes=cfg.tool_max_chars * 4,
@@ -853,10 +876,17 @@ def stream_agent(*, actor: Actor, agent: int | str, question: str,
     question = (question or "").replace("\x00", "").strip()
     if not question:
         raise AgentError("Ask a question.")
+    # One session reads everything the turn needs (agent, version, model, conversation, tool
+    # rows). Only reads: everything the turn writes (conversation, both messages, trace) is
+    # written in one transaction when it ends, so nothing delays the first token.
     with session_scope() as session:
         a, cfg, number = _config_for(session, actor, agent, version)
-        # Only reads here: everything the turn writes (conversation, both messages, trace) is
-        # written in one transaction when it ends, so nothing delays the first token.
+        spec = None
+        if llm is None:
+            from backend.services.models import model_spec
+
+            spec = model_spec(actor=actor, model=cfg.model, capability="chat", session=session)
+        tool_rows = _tool_rows(session, actor, cfg)
         past: list[dict[str, Any]] = []
         summary, summarized_upto = "", 0
         if conversation_id is not None:
@@ -878,12 +908,13 @@ def stream_agent(*, actor: Actor, agent: int | str, question: str,
     window = past[-keep:] if keep else []
     older = past[:-keep] if keep else past
     system = _system_prompt(actor, cfg)
-    tools = _build_tools(actor, cfg)
+    tools = _build_tools(actor, cfg, tool_rows)
     tracer = Tracer(secrets=[s for t in tools for s in t.secrets])
     if llm is None:
         from backend.services.chat import chat_model
 
-        llm = chat_model(actor=actor, model=cfg.model, placement=placement,  # type: ignore[arg-type]
+        assert spec is not None
+        llm = chat_model(actor=actor, model=spec, placement=placement,  # type: ignore[arg-type]
                          **cfg.params)
     retrieve = (lambda q: _knowledge_hits(actor, cfg, q)) if cfg.knowledge_bases else None
     run = AgentRun(agent_name, conv_id)

@@ -242,7 +242,7 @@ def stop_chat(*, actor: Actor, request_id: str) -> None:
     request_stop(channel_redis(), request_id)
 
 
-def chat_model(*, actor: Actor, model: int | str, placement: Placement = "worker",
+def chat_model(*, actor: Actor, model: int | str | ModelSpec, placement: Placement = "worker",
                **settings: Any) -> StudioChatModel:
     """A LangChain chat model over a registered model (``bind_tools`` and
     ``with_structured_output`` work). ``settings``: StudioChatModel's fields (temperature,

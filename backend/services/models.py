@@ -205,22 +205,26 @@ def get_model(*, actor: Actor, model: int | str) -> ModelView:
         return _view(_load(session, actor, model))
 
 
-def model_spec(*, actor: Actor, model: int | str, capability: str | None = None) -> ModelSpec:
-    """How to reach the model, API key decrypted. For other services; never show it."""
-    with session_scope() as session:
-        row = _load(session, actor, model)
-        if capability and capability not in (row.capabilities or []):
-            raise ValueError(
-                f"The model {row.name!r} is not registered for {capability}; its capabilities "
-                f"are: {', '.join(row.capabilities or []) or 'none'}."
-            )
-        api_key = crypto.decrypt(row.api_key_encrypted) if row.api_key_encrypted else None
-        return ModelSpec(
-            name=row.name, kind=row.kind,  # type: ignore[arg-type]
-            source=row.source, base_url=row.base_url, remote_model=row.remote_model,
-            api_key=api_key, capabilities=tuple(row.capabilities or ()),
-            default_params=dict(row.default_params or {}),
+def model_spec(*, actor: Actor, model: int | str, capability: str | None = None,
+               session: Session | None = None) -> ModelSpec:
+    """How to reach the model, API key decrypted. For other services; never show it.
+    ``session``: read in the caller's session (one round trip for the caller's reads)."""
+    if session is None:
+        with session_scope() as own:
+            return model_spec(actor=actor, model=model, capability=capability, session=own)
+    row = _load(session, actor, model)
+    if capability and capability not in (row.capabilities or []):
+        raise ValueError(
+            f"The model {row.name!r} is not registered for {capability}; its capabilities "
+            f"are: {', '.join(row.capabilities or []) or 'none'}."
         )
+    api_key = crypto.decrypt(row.api_key_encrypted) if row.api_key_encrypted else None
+    return ModelSpec(
+        name=row.name, kind=row.kind,  # type: ignore[arg-type]
+        source=row.source, base_url=row.base_url, remote_model=row.remote_model,
+        api_key=api_key, capabilities=tuple(row.capabilities or ()),
+        default_params=dict(row.default_params or {}),
+    )
 
 
 # --- adding ------------------------------------------------------------------------------------
