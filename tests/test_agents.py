@@ -119,7 +119,19 @@ def tool_server_app() -> FastAPI:
     def boom() -> Response:
         return Response("down for maintenance", status_code=503)
 
+    @app.get("/internal")
+    def internal(request: Request) -> dict[str, Any]:
+        internal_hits.append(request.headers.get("host", ""))
+        return {"secret": "internal only"}
+
+    @app.get("/hop")
+    def hop(to: str) -> RedirectResponse:
+        return RedirectResponse(to, status_code=302)
+
     return app
+
+
+internal_hits: list[str] = []
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +157,92 @@ def test_fetch_refuses_redirects_to_private_addresses_caps_size_and_time(tool_se
     with pytest.raises(net.FetchError, match="timed out"):
         net.fetch("GET", f"{base}/slow", allowed_hosts=["localhost"], timeout_s=1)
     assert time.monotonic() - started < 4
+
+
+PUBLIC = "93.184.216.34"  # stands for a public server; the tests map it to the local one
+
+
+@pytest.fixture
+def rebinding_dns(monkeypatch: pytest.MonkeyPatch, tool_server: int) -> Iterator[list[str]]:
+    """A DNS that rebinds: ``rebind*.test`` names answer a public address the first time and
+    127.0.0.1 after; ``api.test`` always answers the public address. Connections to the public
+    address reach the local tool server (``*.test`` names have no such trick). Yields the
+    addresses the HTTP stack was asked to connect to (a name there means it resolved it)."""
+    import httpcore
+
+    real_getaddrinfo = socket.getaddrinfo
+    asked: dict[str, int] = {}
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        if not name.endswith(".test"):
+            return real_getaddrinfo(host, port, *args, **kwargs)
+        asked[name] = asked.get(name, 0) + 1
+        ip = PUBLIC if name == "api.test" or asked[name] == 1 else "127.0.0.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "",
+                 (ip, int(port or 0)))]
+
+    connected: list[str] = []
+    real_sync = httpcore.SyncBackend.connect_tcp
+    real_async = httpcore.AnyIOBackend.connect_tcp
+
+    def sync_connect(self: Any, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+        connected.append(host)
+        return real_sync(self, "127.0.0.1" if host == PUBLIC else host, port, *args, **kwargs)
+
+    async def async_connect(self: Any, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+        connected.append(host)
+        return await real_async(self, "127.0.0.1" if host == PUBLIC else host, port, *args,
+                                **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(httpcore.SyncBackend, "connect_tcp", sync_connect)
+    monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", async_connect)
+    internal_hits.clear()
+    yield connected
+
+
+def test_fetch_connects_to_the_checked_address_not_a_rebound_one(
+        rebinding_dns: list[str], tool_server: int) -> None:
+    # the check sees the public address; a second lookup would say 127.0.0.1
+    res = net.fetch("GET", f"http://rebind.test:{tool_server}/internal")
+    assert rebinding_dns == [PUBLIC]  # connected to the checked address, no second lookup
+    assert internal_hits == [f"rebind.test:{tool_server}"]  # the Host header keeps the name
+    assert json.loads(res.body)["secret"]
+    # a redirect to another name is checked and pinned too (its second answer is loopback)
+    rebinding_dns.clear()
+    net.fetch("GET", f"http://api.test:{tool_server}/hop",
+              params={"to": f"http://rebind2.test:{tool_server}/internal"})
+    assert rebinding_dns == [PUBLIC, PUBLIC]
+    assert not any(h in ("rebind.test", "rebind2.test", "127.0.0.1") for h in rebinding_dns)
+    # and a redirect to loopback is still refused
+    with pytest.raises(net.BlockedAddress, match="127.0.0.1"):
+        net.fetch("GET", f"http://api.test:{tool_server}/hop",
+                  params={"to": f"http://127.0.0.1:{tool_server}/internal"})
+
+
+def test_mcp_http_clients_connect_to_the_checked_address_only(
+        rebinding_dns: list[str], tool_server: int) -> None:
+    import asyncio
+
+    import httpx
+
+    async def get(client: httpx.AsyncClient, url: str) -> httpx.Response:
+        async with client:
+            return await client.get(url)
+
+    url = f"http://rebind.test:{tool_server}/internal"
+    client = net.pinned_async_client(url)  # the check: the public address
+    assert asyncio.run(get(client, url)).json()["secret"]
+    assert rebinding_dns == [PUBLIC]
+    assert internal_hits == [f"rebind.test:{tool_server}"]
+    # a host the client was not made for (e.g. a redirect's) is refused, not resolved
+    other = net.pinned_async_client(f"http://rebind4.test:{tool_server}/mcp")
+    with pytest.raises(httpx.ConnectError, match="not checked"):
+        asyncio.run(get(other, f"http://rebind3.test:{tool_server}/internal"))
+    assert rebinding_dns == [PUBLIC] and len(internal_hits) == 1
+    with pytest.raises(net.BlockedAddress):  # the name now answers loopback: refused
+        net.pinned_async_client(url)
 
 
 def test_openapi_operations_become_tools() -> None:

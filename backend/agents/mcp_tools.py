@@ -1,5 +1,6 @@
 """Tools from MCP servers: a local command spoken to over stdio, or a streamable-HTTP URL (checked
-by the same SSRF guard as HTTP tools; the MCP client follows same-origin redirects only).
+by the same SSRF guard as HTTP tools and pinned to the addresses checked; a redirect to another
+host is refused).
 
 Each listing or call opens its own short session, so nothing lingers between turns.
 """
@@ -58,14 +59,14 @@ async def _with_session(spec: McpServerSpec, fn: Callable[[Any], Any],
     from mcp import ClientSession
 
     if spec.transport == "http":
-        import httpx
         from mcp.client.streamable_http import streamable_http_client
 
-        try:
-            net.check_url(spec.url, allowed_hosts=allowed_hosts)
-        except net.BlockedAddress as exc:
+        try:  # checked once; every connection of the session goes to the checked addresses
+            client_ = net.pinned_async_client(spec.url, allowed_hosts=allowed_hosts,
+                                              headers=spec.headers, timeout=30)
+        except (net.BlockedAddress, net.FetchError) as exc:
             raise ToolError(str(exc)) from None
-        async with httpx.AsyncClient(headers=spec.headers, timeout=30) as client, \
+        async with client_ as client, \
                 streamable_http_client(spec.url, http_client=client) as (read, write, _), \
                 ClientSession(read, write) as session:
             await session.initialize()

@@ -6,6 +6,13 @@ spelling (``127.1``, ``2130706433``, ``0177.0.0.1``, ``0x7f.0.0.1``, ``[::1]``,
 ``[::ffff:127.0.0.1]``, 6to4 and NAT64 forms), as are names that resolve to them and redirects
 that lead to them. An admin may allow-list a host (e.g. an intranet service). Every request has a
 total deadline and a cap on the bytes read.
+
+DNS pinning: a name is resolved once, when it is checked, and the connection goes to exactly the
+addresses that were checked (the transports below never resolve a name themselves), so a DNS
+answer that changes between the check and the connection (DNS rebinding) cannot lead a tool to a
+local address. The URL keeps its name: the Host header, TLS SNI and certificate verification use
+it. A host nobody checked is never connected to (a redirect is checked and pinned before it is
+followed). Allow-listed hosts are connected to by name.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import httpcore
 import httpx
 
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -106,30 +114,159 @@ def host_allowed(host: str, allowed: Collection[str]) -> bool:
     return h in {a.strip().lower().rstrip(".") for a in allowed}
 
 
-def check_url(url: str, *, allowed_hosts: Collection[str] = (),
-              resolve: Resolver = _system_resolve) -> str:
-    """Refuse URLs tools may not reach (``BlockedAddress`` saying why); return the host."""
+@dataclass(frozen=True)
+class CheckedHost:
+    """A URL's host as checked: ``key`` is the host as the HTTP stack will name it when it
+    connects; ``addresses`` are the only ones it may connect to (empty: allow-listed, connect
+    by name)."""
+
+    host: str
+    key: str
+    addresses: tuple[str, ...]
+
+
+def _host_key(host: str) -> str:
+    return host.strip().strip("[]").lower().rstrip(".")
+
+
+def check_host(url: str, *, allowed_hosts: Collection[str] = (),
+               resolve: Resolver = _system_resolve) -> CheckedHost:
+    """Refuse URLs tools may not reach (``BlockedAddress`` saying why); else the host and the
+    checked addresses a connection to it must use."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise BlockedAddress(f"Only http and https URLs are allowed (got {parts.scheme or 'none'!r}).")
     host = parts.hostname or ""
     if not host:
         raise BlockedAddress(f"The URL {url!r} has no host.")
+    try:  # the name as httpx will hand it to the transport (IDNA-encoded, brackets removed)
+        key = _host_key(httpx.URL(url).raw_host.decode("ascii"))
+    except (httpx.InvalidURL, UnicodeError):
+        raise BlockedAddress(f"The URL {url!r} is not a valid URL.") from None
     if host_allowed(host, allowed_hosts):
-        return host
+        return CheckedHost(host=host, key=key, addresses=())
     if host.lower().rstrip(".") in BLOCKED_NAMES or host.lower().endswith(".localhost"):
         raise BlockedAddress(f"Tools may not reach {host}: it is a local name. An admin may "
                              "allow-list the host if it is meant to be reached.")
     literal = parse_host_ip(host)
     addresses = [literal] if literal is not None else [
-        ipaddress.ip_address(a.split("%", 1)[0]) for a in resolve(host)]
+        ipaddress.ip_address(a.split("%", 1)[0]) for a in resolve(key)]
+    if not addresses:
+        raise FetchError(f"The host {host!r} could not be resolved.")
     for ip in addresses:
         why = address_blocked(ip)
         if why:
             shown = host if literal is not None else f"{host} ({ip})"
             raise BlockedAddress(f"Tools may not reach {shown}: it is {why}. An admin may "
                                  "allow-list the host if it is meant to be reached.")
-    return host
+    return CheckedHost(host=host, key=key, addresses=tuple(str(ip) for ip in addresses))
+
+
+def check_url(url: str, *, allowed_hosts: Collection[str] = (),
+              resolve: Resolver = _system_resolve) -> str:
+    """Refuse URLs tools may not reach (``BlockedAddress`` saying why); return the host."""
+    return check_host(url, allowed_hosts=allowed_hosts, resolve=resolve).host
+
+
+# ------------------------------------------------------------------------ pinned transports
+
+Pins = dict[str, tuple[str, ...]]  # host key -> checked addresses (empty: connect by name)
+
+
+def _pinned(pins: Pins, host: str) -> tuple[str, ...] | None:
+    """The addresses to connect to for ``host`` (None: by name, it is allow-listed)."""
+    key = _host_key(host)
+    if key not in pins:
+        raise httpcore.ConnectError(f"{host} was not checked; tools connect only to checked hosts.")
+    return pins[key] or None
+
+
+class _PinnedBackend(httpcore.NetworkBackend):
+    def __init__(self, pins: Pins) -> None:
+        self.pins = pins
+        self.inner = httpcore.SyncBackend()
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                    local_address: str | None = None,
+                    socket_options: Any = None) -> httpcore.NetworkStream:
+        addresses = _pinned(self.pins, host)
+        if addresses is None:
+            return self.inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        error: Exception | None = None
+        for address in addresses:
+            try:
+                return self.inner.connect_tcp(address, port, timeout, local_address,
+                                              socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+        assert error is not None
+        raise error
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Any = None) -> httpcore.NetworkStream:
+        raise httpcore.ConnectError("Tools do not connect to unix sockets.")
+
+    def sleep(self, seconds: float) -> None:
+        self.inner.sleep(seconds)
+
+
+class _AsyncPinnedBackend(httpcore.AsyncNetworkBackend):
+    def __init__(self, pins: Pins) -> None:
+        self.pins = pins
+        self.inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None,
+                          socket_options: Any = None) -> httpcore.AsyncNetworkStream:
+        addresses = _pinned(self.pins, host)
+        if addresses is None:
+            return await self.inner.connect_tcp(host, port, timeout, local_address,
+                                                socket_options)
+        error: Exception | None = None
+        for address in addresses:
+            try:
+                return await self.inner.connect_tcp(address, port, timeout, local_address,
+                                                    socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+        assert error is not None
+        raise error
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Any = None) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("Tools do not connect to unix sockets.")
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+
+
+class PinnedTransport(httpx.HTTPTransport):
+    """httpx's transport, connecting only to the addresses in ``pins`` (no proxy, no DNS)."""
+
+    def __init__(self, pins: Pins) -> None:
+        super().__init__(trust_env=False)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            network_backend=_PinnedBackend(pins))
+
+
+class AsyncPinnedTransport(httpx.AsyncHTTPTransport):
+    """The asynchronous :class:`PinnedTransport` (for MCP over HTTP)."""
+
+    def __init__(self, pins: Pins) -> None:
+        super().__init__(trust_env=False)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            network_backend=_AsyncPinnedBackend(pins))
+
+
+def pinned_async_client(url: str, *, allowed_hosts: Collection[str] = (),
+                        resolve: Resolver = _system_resolve, **kwargs: Any) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` for ``url``'s host, checked now and pinned to the addresses
+    checked; other hosts (a redirect elsewhere) are refused. ``kwargs``: the client's."""
+    checked = check_host(url, allowed_hosts=allowed_hosts, resolve=resolve)
+    return httpx.AsyncClient(transport=AsyncPinnedTransport({checked.key: checked.addresses}),
+                             trust_env=False, **kwargs)
 
 
 @dataclass
@@ -148,13 +285,17 @@ def fetch(method: str, url: str, *, headers: Mapping[str, str] | None = None,
           timeout_s: float = 10.0, max_bytes: int = 1_000_000,
           allowed_hosts: Collection[str] = (), resolve: Resolver = _system_resolve,
           transport: httpx.BaseTransport | None = None) -> FetchResult:
-    """One guarded request: every hop (redirects included) is checked, the whole exchange must
-    end within ``timeout_s`` and the body may not exceed ``max_bytes``."""
+    """One guarded request: every hop (redirects included) is checked and connects only to the
+    addresses checked, the whole exchange must end within ``timeout_s`` and the body may not
+    exceed ``max_bytes``. ``transport`` replaces the pinned one (tests only)."""
     deadline = time.monotonic() + timeout_s
-    with httpx.Client(follow_redirects=False, timeout=timeout_s, transport=transport) as client:
+    pins: Pins = {}
+    with httpx.Client(follow_redirects=False, timeout=timeout_s, trust_env=False,
+                      transport=transport or PinnedTransport(pins)) as client:
         current, m, body, q = url, method.upper(), json_body, params
         for _hop in range(MAX_REDIRECTS + 1):
-            check_url(current, allowed_hosts=allowed_hosts, resolve=resolve)
+            checked = check_host(current, allowed_hosts=allowed_hosts, resolve=resolve)
+            pins[checked.key] = checked.addresses
             left = deadline - time.monotonic()
             if left <= 0:
                 raise FetchError(f"The request timed out after {timeout_s:g} s.")
