@@ -509,7 +509,11 @@ def test_http_tool_secrets_stay_out_of_traces_and_big_or_slow_answers_fail_the_s
 
 
 MCP_SERVER = """
+import os, sys
 from mcp.server.fastmcp import FastMCP
+if len(sys.argv) > 1:  # a file that counts the starts
+    with open(sys.argv[1], "a") as f:
+        f.write(f"{os.getpid()}\\n")
 mcp = FastMCP("demo")
 
 @mcp.tool()
@@ -543,6 +547,39 @@ def test_mcp_stdio_tools_are_listed_and_called(ws: dict[str, Any], tmp_path: Pat
     listed = {t["id"]: t for t in agents.available_tools(actor=ws["builder"])}
     assert "may not reach" in listed["mcp:web/"]["description"]
     agents.delete_mcp_server(actor=ws["builder"], name="web")
+
+
+def test_mcp_servers_start_once_for_many_turns_and_again_after_dying(
+        ws: dict[str, Any], tmp_path: Path) -> None:
+    import os
+    import signal
+
+    script_path, starts = tmp_path / "server.py", tmp_path / "starts.txt"
+    script_path.write_text(MCP_SERVER)
+    name = f"count-{uuid.uuid4().hex[:6]}"
+    agents.add_mcp_server(actor=ws["admin"], name=name, transport="stdio",
+                          command=sys.executable, args=[str(script_path), str(starts)])
+    a = _agent(ws, tools=[f"mcp:{name}/shout"])
+
+    def turn(word: str) -> list[Any]:
+        res = agents.run_agent(actor=ws["builder"], agent=a.id, question=f"Shout {word}",
+                               version="draft",
+                               llm=Script([call("shout", text=word)], "Done.").model())
+        return [s["output"] for s in res.steps if s["kind"] == "tool"]
+
+    assert [turn(w) for w in ("one", "two", "three")] == [["ONE!"], ["TWO!"], ["THREE!"]]
+    pids = starts.read_text().split()
+    assert len(pids) == 1  # one server for the listing and three turns' calls
+    os.kill(int(pids[0]), signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(int(pids[0]), 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    assert turn("again") == ["AGAIN!"]  # the dead server was noticed and started again
+    assert len(starts.read_text().split()) == 2
 
 
 def test_a_saved_prompt_and_its_version_from_the_playground(ws: dict[str, Any]) -> None:
