@@ -49,8 +49,19 @@ def doc_root() -> Path:
     raise SystemExit("Debian's python3-doc is not installed: apt-get install -y python3-doc")
 
 
-def questions() -> list[dict[str, object]]:
-    return json.loads((HERE / "questions.json").read_text())
+QUESTION_SETS = {"tuning": "questions.json", "heldout": "questions_heldout.json"}
+
+
+def questions(sets: tuple[str, ...] = ("tuning", "heldout")) -> list[dict[str, object]]:
+    """The questions, each tagged with its ``set``: ``tuning`` (questions.json, the set the
+    hybrid weights and other choices were made on) and ``heldout`` (questions_heldout.json,
+    written later and only looked at for final checks)."""
+    out: list[dict[str, object]] = []
+    for name in sets:
+        path = HERE / QUESTION_SETS[name]
+        if path.exists():
+            out.extend({**q, "set": name} for q in json.loads(path.read_text()))
+    return out
 
 
 def corpus_pages(full: bool = False, distractors: bool = False) -> list[str]:
