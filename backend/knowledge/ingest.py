@@ -28,6 +28,7 @@ from backend.knowledge.splitting import ChunkDraft, split_document
 from backend.knowledge.store import remove_document_chunks, write_chunks
 from backend.models.knowledge import (
     DocumentStatus,
+    KnowledgeBase,
     KnowledgeDocument,
     KnowledgeIndex,
 )
@@ -87,42 +88,62 @@ def embed_in_batches(embedder: TextEmbedder, texts: list[str], batch: int = 256,
     return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
 
-def index_document(*, index_id: int, document_id: int, path: Path, file_type: str,
-                   source: str, embedder: TextEmbedder, replace: bool,
+def index_document(*, kb_id: int, document_id: int, path: Path, file_type: str, source: str,
+                   embedder_for_index: Callable[[KnowledgeIndex], TextEmbedder],
                    new_values: dict[str, Any], check: Callable[[], None] | None = None
                    ) -> tuple[int, int]:
-    """Parse, split and embed outside any transaction; then write the chunks, drop the old ones
-    and mark the document ready in one transaction. Returns (chunks, characters)."""
-    with session_scope() as session:
-        index = session.get(KnowledgeIndex, index_id)
-        if index is None:
-            raise LookupError(f"index {index_id} is gone")
-        settings = (index.chunk_size, index.chunk_overlap, index.splitter)
-    doc, drafts = prepare(path, file_type, source, chunk_size=settings[0],
-                          chunk_overlap=settings[1], splitter=settings[2])
-    embed_texts = [d.embed_text(doc.title) for d in drafts]
-    vectors = embed_in_batches(embedder, embed_texts, should_stop=check)
-    metas = chunk_metas(doc, drafts, source=source, file_type=file_type,
-                        document_id=document_id)
-    with session_scope() as session:
-        index = session.get(KnowledgeIndex, index_id, with_for_update=True)
-        row = session.get(KnowledgeDocument, document_id, with_for_update=True)
-        if index is None or row is None:
-            raise LookupError("the document or its index was deleted meanwhile")
-        if replace:
-            remove_document_chunks(session, document_id=document_id, index_id=index_id)
-        write_chunks(session, index=index, document_id=document_id,
-                     texts=[d.text for d in drafts], embed_texts=embed_texts, vectors=vectors,
-                     metas=metas)
-        for key, value in new_values.items():
-            setattr(row, key, value)
-        row.status = DocumentStatus.ready.value
-        row.error = None
-        row.title = doc.title[:500]
-        row.chunk_count = len(drafts)
-        row.char_count = doc.char_count
-        row.meta = {**(row.meta or {}), **doc.meta}
-    return len(drafts), doc.char_count
+    """Parse, split and embed for the base's active index outside any transaction; then, in one
+    transaction that holds the base's row (a re-index switches indexes under the same lock),
+    take the document's old chunks out of every index of the base (an index being built by a
+    re-index then indexes this version again), write the new chunks into the active index and
+    mark the document ready. If a re-index switched the active index meanwhile, the document is
+    prepared again for the new one. Returns (chunks, characters)."""
+    prepared_for: int | None = None
+    for _ in range(5):
+        with session_scope() as session:
+            kb = session.get(KnowledgeBase, kb_id)
+            index = session.get(KnowledgeIndex, kb.active_index_id) if kb is not None and \
+                kb.active_index_id is not None else None
+            if index is None:
+                raise LookupError("the knowledge base was deleted meanwhile")
+            session.expunge(index)
+        if prepared_for != index.id:
+            doc, drafts = prepare(path, file_type, source, chunk_size=index.chunk_size,
+                                  chunk_overlap=index.chunk_overlap, splitter=index.splitter)
+            embed_texts = [d.embed_text(doc.title) for d in drafts]
+            vectors = embed_in_batches(embedder_for_index(index), embed_texts, should_stop=check)
+            metas = chunk_metas(doc, drafts, source=source, file_type=file_type,
+                                document_id=document_id)
+            prepared_for = index.id
+        with session_scope() as session:
+            kb = session.get(KnowledgeBase, kb_id, with_for_update={"read": True})
+            if kb is None:
+                raise LookupError("the knowledge base was deleted meanwhile")
+            if kb.active_index_id != prepared_for:
+                continue  # a re-index switched indexes while this file was embedded
+            row = session.get(KnowledgeDocument, document_id, with_for_update=True)
+            if row is None:
+                raise LookupError("the document was deleted meanwhile")
+            # every index of the base, in id order (the order every writer locks them in)
+            indexes = session.execute(select(KnowledgeIndex).where(
+                KnowledgeIndex.kb_id == kb_id).order_by(KnowledgeIndex.id).with_for_update()
+            ).scalars().all()
+            target = next(ix for ix in indexes if ix.id == prepared_for)
+            remove_document_chunks(session, document_id=document_id)
+            write_chunks(session, index=target, document_id=document_id,
+                         texts=[d.text for d in drafts], embed_texts=embed_texts,
+                         vectors=vectors, metas=metas)
+            for key, value in new_values.items():
+                setattr(row, key, value)
+            row.status = DocumentStatus.ready.value
+            row.error = None
+            row.title = doc.title[:500]
+            row.chunk_count = len(drafts)
+            row.char_count = doc.char_count
+            row.meta = {**(row.meta or {}), **doc.meta}
+            return len(drafts), doc.char_count
+    raise RuntimeError("the knowledge base switched indexes again and again while this file was "
+                       "indexed; retry the job")
 
 
 def _expand(items: list[FileItem], work: Path, *, max_bytes: int) -> list[FileItem]:
@@ -172,15 +193,17 @@ def ingest_files(ctx: JobContext, *, kb_id: int, items: list[FileItem],
     items = _expand(items, work, max_bytes=max_bytes)
     total = len(items)
     with session_scope() as session:
-        from backend.models.knowledge import KnowledgeBase
-
         kb = session.get(KnowledgeBase, kb_id)
         if kb is None or kb.active_index_id is None:
             raise LookupError(f"Knowledge base #{kb_id} is gone.")
-        index = session.get(KnowledgeIndex, kb.active_index_id)
-        assert index is not None
-        session.expunge(index)
-    embedder: TextEmbedder | None = None
+    embedders: dict[int, TextEmbedder] = {}
+
+    def embedder_of(ix: KnowledgeIndex) -> TextEmbedder:
+        # the active index may change under a long job (a re-index): one embedder per index
+        if ix.id not in embedders:
+            embedders[ix.id] = embedder_for_index(ix)
+        return embedders[ix.id]
+
     for i, item in enumerate(items):
         ctx.check_cancelled()
         ctx.progress(i / max(1, total), "file {current}/{total}: {name}", current=i + 1,
@@ -209,16 +232,14 @@ def ingest_files(ctx: JobContext, *, kb_id: int, items: list[FileItem],
             continue
         replace = action == "replace"
         try:
-            if embedder is None:
-                embedder = embedder_for_index(index)
             n, chars = index_document(
-                index_id=index.id, document_id=doc_id, path=path, file_type=item.file_type,
-                source=item.source, embedder=embedder, replace=replace,
+                kb_id=kb_id, document_id=doc_id, path=path, file_type=item.file_type,
+                source=item.source, embedder_for_index=embedder_of,
                 new_values={"sha256": item.sha256, "size": item.size,
                             "stored_path": item.stored_path, "file_type": item.file_type,
                             "job_id": job_id},
                 check=ctx.check_cancelled)
-        except (DocumentError, ValueError, OSError) as exc:
+        except (DocumentError, ValueError, OSError, LookupError) as exc:
             _mark_failed(doc_id, str(exc), replace=replace)
             ctx.log(f"{item.source}: {exc}", level="WARNING")
             report.failed += 1

@@ -88,6 +88,11 @@ def remove_chunks(session: Session, *, chunk_ids: Sequence[int]) -> int:
     if not chunk_ids:
         return 0
     ids = list(chunk_ids)
+    # lock their indexes first, in id order, as every writer does (no deadlock with a re-index
+    # writing into the index it builds)
+    session.execute(select(KnowledgeIndex.id).where(KnowledgeIndex.id.in_(
+        select(KnowledgeChunk.index_id).where(KnowledgeChunk.id.in_(ids)).distinct()
+    )).order_by(KnowledgeIndex.id).with_for_update()).all()
     per_index = session.execute(
         select(KnowledgeChunk.index_id, text("count(*)"), text("coalesce(sum(length), 0)"))
         .where(KnowledgeChunk.id.in_(ids)).group_by(KnowledgeChunk.index_id)).all()

@@ -83,64 +83,96 @@ def run_reindex(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
         session.expunge(ix)
     embedder = embedder_for_index(actor, settings["embedder"])
     done = failed = 0
+    # documents that could not be read, by id and content (a newer version is tried again)
+    skip = {str(x) for x in params.get("_failed", [])}
+
+    def ready_docs(session: Any, lock: bool = False) -> list[Any]:
+        stmt = select(KnowledgeDocument.id, KnowledgeDocument.source,
+                      KnowledgeDocument.stored_path, KnowledgeDocument.file_type,
+                      KnowledgeDocument.sha256).where(
+            KnowledgeDocument.kb_id == kb_id,
+            KnowledgeDocument.status == DocumentStatus.ready.value).order_by(KnowledgeDocument.id)
+        rows = session.execute(stmt.with_for_update() if lock else stmt).all()
+        return [r for r in rows if f"{r[0]}:{r[4]}" not in skip and str(r[0]) not in skip]
+
+    def in_new_index(session: Any) -> set[int]:
+        return set(session.execute(select(KnowledgeChunk.document_id).where(
+            KnowledgeChunk.index_id == new_id).distinct()).scalars())
+
+    old_id: int | None = None
     while True:
         with session_scope() as session:
-            have = select(KnowledgeChunk.document_id).where(KnowledgeChunk.index_id == new_id)
-            todo = session.execute(select(
-                KnowledgeDocument.id, KnowledgeDocument.source, KnowledgeDocument.stored_path,
-                KnowledgeDocument.file_type).where(
-                KnowledgeDocument.kb_id == kb_id,
-                KnowledgeDocument.status == DocumentStatus.ready.value,
-                KnowledgeDocument.id.not_in(have)).order_by(KnowledgeDocument.id)).all()
-            skip = set(params.get("_failed", []))
-            todo = [t for t in todo if t[0] not in skip]
-            total = session.execute(select(func.count()).select_from(KnowledgeDocument).where(
-                KnowledgeDocument.kb_id == kb_id,
-                KnowledgeDocument.status == DocumentStatus.ready.value)).scalar() or 1
-        if not todo:
-            break
-        for doc_id, source, stored, ftype in todo:
+            have = in_new_index(session)
+            ready = ready_docs(session)
+            todo = [r for r in ready if r[0] not in have]
+            total = max(1, len(ready))
+        for doc_id, source, stored, ftype, sha in todo:
             ctx.check_cancelled()
-            ctx.progress(min(0.99, (done + failed) / total), "file {current}/{total}: {name}",
-                         current=done + failed + 1, total=total, name=source[-80:])
+            ctx.progress(min(0.99, len(have) / total), "file {current}/{total}: {name}",
+                         current=min(total, len(have) + 1), total=total, name=source[-80:])
             try:
                 doc, drafts = prepare(Path(stored), ftype, source, chunk_size=ix.chunk_size,
                                       chunk_overlap=ix.chunk_overlap, splitter=ix.splitter)
             except (DocumentError, OSError) as exc:
-                ctx.log(f"{source}: {exc}", level="WARNING")
-                params.setdefault("_failed", []).append(doc_id)
-                failed += 1
+                if _still_ready(doc_id, sha):
+                    ctx.log(f"{source}: {exc}", level="WARNING")
+                    skip.add(f"{doc_id}:{sha}")
+                    params.setdefault("_failed", []).append(f"{doc_id}:{sha}")
+                    failed += 1
                 continue
             embed_texts = [d.embed_text(doc.title) for d in drafts]
             vectors = embed_in_batches(embedder, embed_texts, should_stop=ctx.check_cancelled)
             with session_scope() as session:
+                # the lock order of every writer: the base, the document, the indexes
+                if session.get(KnowledgeBase, kb_id, with_for_update={"read": True}) is None:
+                    raise ValueError("The knowledge base was deleted during the re-index.")
+                row = session.get(KnowledgeDocument, doc_id, with_for_update={"read": True})
+                if row is None or row.status != DocumentStatus.ready.value or row.sha256 != sha:
+                    continue  # deleted or replaced while it was embedded: the next round sees
                 index = session.get(KnowledgeIndex, new_id, with_for_update=True)
                 if index is None:
                     raise ValueError("The new index was removed while it was being built.")
+                if session.execute(select(KnowledgeChunk.id).where(
+                        KnowledgeChunk.index_id == new_id, KnowledgeChunk.document_id == doc_id
+                ).limit(1)).first() is not None:
+                    continue
                 write_chunks(session, index=index, document_id=doc_id,
                              texts=[d.text for d in drafts], embed_texts=embed_texts,
                              vectors=vectors, metas=chunk_metas(doc, drafts, source=source,
                                                                 file_type=ftype,
                                                                 document_id=doc_id))
             done += 1
-    with session_scope() as session:
-        kb = session.get(KnowledgeBase, kb_id, with_for_update=True)
-        new = session.get(KnowledgeIndex, new_id)
-        if kb is None or new is None:
-            raise ValueError("The knowledge base was deleted during the re-index.")
-        old_id = kb.active_index_id
-        new.status = IndexStatus.active.value
-        kb.active_index_id = new_id
-        counts = dict(session.execute(select(KnowledgeChunk.document_id, func.count()).where(
-            KnowledgeChunk.index_id == new_id).group_by(KnowledgeChunk.document_id)).all())
-        for d in session.execute(select(KnowledgeDocument).where(
-                KnowledgeDocument.kb_id == kb_id,
-                KnowledgeDocument.status == DocumentStatus.ready.value)).scalars():
-            d.chunk_count = int(counts.get(d.id, 0))
-        if old_id is not None and old_id != new_id:
-            old = session.get(KnowledgeIndex, old_id)
-            if old is not None:
-                session.delete(old)
+        # switch when every ready document is in the new index, checked under the base's lock:
+        # an ingest writes under a share lock of it, so none can slip in between
+        with session_scope() as session:
+            kb = session.get(KnowledgeBase, kb_id, with_for_update=True)
+            new = session.get(KnowledgeIndex, new_id)
+            if kb is None or new is None:
+                raise ValueError("The knowledge base was deleted during the re-index.")
+            ready = ready_docs(session, lock=True)
+            have = in_new_index(session)
+            if any(r[0] not in have for r in ready):
+                continue  # documents added or replaced meanwhile: index them first
+            old_id = kb.active_index_id
+            new.status = IndexStatus.active.value
+            kb.active_index_id = new_id
+            counts = dict(session.execute(select(KnowledgeChunk.document_id, func.count()).where(
+                KnowledgeChunk.index_id == new_id).group_by(KnowledgeChunk.document_id)).all())
+            for d in session.execute(select(KnowledgeDocument).where(
+                    KnowledgeDocument.kb_id == kb_id,
+                    KnowledgeDocument.status == DocumentStatus.ready.value)).scalars():
+                d.chunk_count = int(counts.get(d.id, 0))
+            if old_id is not None and old_id != new_id:
+                old = session.get(KnowledgeIndex, old_id)
+                if old is not None:
+                    session.delete(old)
+            break
     ctx.progress(1.0, "done: {ingested} indexed, {failed} failed", ingested=done, failed=failed)
     return {"index_id": new_id, "replaced_index_id": old_id, "documents": done,
             "failed": failed}
+
+
+def _still_ready(doc_id: int, sha: str) -> bool:
+    with session_scope() as session:
+        row = session.get(KnowledgeDocument, doc_id)
+        return row is not None and row.status == DocumentStatus.ready.value and row.sha256 == sha
