@@ -38,6 +38,8 @@ class IndexInfo:
     language: str
     n_chunks: int
     total_length: int
+    # chunks of this dimension in every index (the HNSW graph's size); None: looked up
+    same_dim_chunks: int | None = None
 
 
 @dataclass
@@ -98,8 +100,10 @@ def vector_search(session: Session, index: IndexInfo, query_vec: np.ndarray, n: 
     where, params = filters.sql()
     q = vector_literal(query_vec)
     dim = int(index.dim)
-    same_dim = session.execute(text("SELECT coalesce(sum(n_chunks), 0) FROM kb_indexes "
-                                    "WHERE dim = :d"), {"d": dim}).scalar() or 0
+    same_dim = index.same_dim_chunks
+    if same_dim is None:
+        same_dim = session.execute(text("SELECT coalesce(sum(n_chunks), 0) FROM kb_indexes "
+                                        "WHERE dim = :d"), {"d": dim}).scalar() or 0
     use_hnsw = (index.n_chunks > EXACT_MAX_CHUNKS and not filters.active and dim <= 2000
                 and index.n_chunks >= EXACT_MIN_SHARE * int(same_dim))
     params.update({"q": q, "i": index.id, "n": n, "d": dim})
@@ -148,15 +152,12 @@ def keyword_search(session: Session, index: IndexInfo, query: str, n: int,
         params["n"] = n
         rows = session.execute(text(sql), params).all()
     else:
-        params["n"] = n * 2 + 10
-        top = session.execute(text(scored + "SELECT chunk_id, score FROM sc "
-                                   "ORDER BY score DESC LIMIT :n"), params).all()
-        if not top:
-            return []
-        enabled = set(session.execute(text(
-            "SELECT id FROM kb_chunks WHERE id = ANY(:ids) AND enabled"),
-            {"ids": [int(r[0]) for r in top]}).scalars())
-        rows = [r for r in top if int(r[0]) in enabled][:n]
+        # the best BM25 scores first, then the disabled chunks among them dropped: one statement
+        params.update({"n": n, "top": n * 2 + 10})
+        rows = session.execute(text(
+            scored + "SELECT top.chunk_id, top.score FROM (SELECT chunk_id, score FROM sc "
+            "ORDER BY score DESC LIMIT :top) top JOIN kb_chunks c ON c.id = top.chunk_id "
+            "WHERE c.enabled ORDER BY top.score DESC, top.chunk_id LIMIT :n"), params).all()
     return [Candidate(int(r[0]), float(r[1])) for r in rows]
 
 

@@ -17,9 +17,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import func, literal, or_, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from backend.accounts.actor import Actor, Role
 from backend.accounts.audit import record
@@ -601,13 +601,6 @@ def kb_jobs(*, actor: Actor, kb: int | str, limit: int = 10) -> list[Any]:
 # -------------------------------------------------------------------------------- search
 
 
-def _index_info(ix: KnowledgeIndex) -> Any:
-    from backend.knowledge.retrieval import IndexInfo
-
-    return IndexInfo(id=ix.id, dim=ix.dim, language=ix.language, n_chunks=int(ix.n_chunks),
-                     total_length=int(ix.total_length))
-
-
 def _rerank(actor: Actor, model: str, query: str, hits: list[SearchHit]) -> list[SearchHit]:
     from backend.knowledge.rerank import rerank_scores
     from backend.services.models import model_spec
@@ -634,7 +627,6 @@ def search(*, actor: Actor, kb: str | int, query: str, k: int = 5, mode: str = "
     ``neighbors``: add the text of that many chunks before and after each hit as
     ``metadata['context']``."""
     from backend.knowledge import retrieval
-    from backend.knowledge.store import vector_literal
     from backend.knowledge.terms import highlight_terms, matches
 
     query = (query or "").strip()
@@ -644,43 +636,49 @@ def search(*, actor: Actor, kb: str | int, query: str, k: int = 5, mode: str = "
         raise ValueError(f"Unknown search mode {mode!r}: use {', '.join(MODES)}.")
     k = max(1, min(int(k), 200))
     flt = retrieval.Filters.from_dict(filters)
+    pool = k * 4 if rerank else k
+    # one session (one connection) for the lookup, the search and the hits: on a busy machine
+    # every round trip to Postgres costs a wait for the CPU
     with session_scope() as session:
         base = _load(session, actor, kb)
-        ix = session.get(KnowledgeIndex, base.active_index_id) if base.active_index_id else None
-        if ix is None:
+        if not base.active_index_id:
             return []
-        info = _index_info(ix)
-        embedder_name = ix.embedder
-    qvec = None
-    if mode != "keyword":
-        qvec = embedder_for_index(actor, embedder_name).embed([query])[0]
-    pool = k * 4 if rerank else k
-    with session_scope() as session:
+        row = session.execute(text(
+            "SELECT i.id, i.dim, i.language, i.n_chunks, i.total_length, i.embedder, "
+            "(SELECT coalesce(sum(n_chunks), 0) FROM kb_indexes WHERE dim = i.dim) "
+            "FROM kb_indexes i WHERE i.id = :i"), {"i": base.active_index_id}).first()
+        if row is None:
+            return []
+        info = retrieval.IndexInfo(id=int(row[0]), dim=int(row[1]), language=str(row[2]),
+                                   n_chunks=int(row[3]), total_length=int(row[4]),
+                                   same_dim_chunks=int(row[6]))
+        qvec = None
+        if mode != "keyword":
+            qvec = embedder_for_index(actor, row[5]).embed([query])[0]
         cands = retrieval.search(session, info, query=query, query_vec=qvec, k=k, mode=mode,
                                  filters=flt, candidates=pool)
         if not cands:
             return []
-        rows = {r.id: r for r in session.execute(select(KnowledgeChunk).where(
-            KnowledgeChunk.id.in_([c.chunk_id for c in cands]))).scalars()}
+        # the hits' rows (and, for hybrid, their cosine similarity) in one query
+        sim = (1 - KnowledgeChunk.embedding.cosine_distance(qvec)) if qvec is not None and \
+            mode == "hybrid" else literal(None)
+        rows = {r[0].id: (r[0], r[1]) for r in session.execute(
+            select(KnowledgeChunk, sim).options(defer(KnowledgeChunk.embedding)).where(
+                KnowledgeChunk.id.in_([c.chunk_id for c in cands]))).all()}
         hits = []
         for c in cands:
-            r = rows.get(c.chunk_id)
-            if r is None:
+            if c.chunk_id not in rows:
                 continue
+            r, similarity = rows[c.chunk_id]
             meta = dict(r.meta or {})
             meta["ranks"] = c.ranks
             meta["scores"] = {m: round(v, 6) for m, v in c.scores.items()}
             meta["ord"] = r.ord
+            if similarity is not None:
+                meta["similarity"] = round(float(similarity), 6)
             hits.append(SearchHit(source=str(meta.get("source", "")), document_id=r.document_id,
                                   chunk_id=r.id, score=float(c.score), text=r.text,
                                   metadata=meta))
-        if qvec is not None and mode == "hybrid" and hits:
-            sims: dict[int, float] = dict(session.execute(text(
-                "SELECT id, 1 - (embedding <=> CAST(:q AS vector)) FROM kb_chunks "
-                "WHERE id = ANY(:ids)"), {"q": vector_literal(qvec),
-                                          "ids": [h.chunk_id for h in hits]}).all())
-            for h in hits:
-                h.metadata["similarity"] = round(float(sims.get(h.chunk_id, 0.0)), 6)
         if neighbors > 0:
             _add_context(session, hits, info.id, int(neighbors))
     if rerank:
