@@ -106,7 +106,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tokens", type=int, default=64, help="New tokens per answer.")
     ap.add_argument("--rounds", type=int, default=7, help="Measured runs of each path.")
-    ap.add_argument("--clients", type=int, default=50, help="Concurrent API clients.")
+    ap.add_argument("--clients", type=int, default=50,
+                    help="Concurrent API clients (0: measure the overhead only).")
     args = ap.parse_args()
 
     own_dir = "STUDIO_DATA_DIR" not in os.environ
@@ -151,6 +152,12 @@ def main() -> None:
         print(f"agent / stream_chat (paired medians): time to first token {ttft_ratio:.3f}x, "
               f"total {total_ratio:.3f}x")
 
+        if args.clients <= 0:  # the overhead only
+            print(json.dumps({"agent_overhead_ratio": round(total_ratio, 3),
+                              "agent_ttft_ratio": round(ttft_ratio, 3), "errors": None,
+                              "p95_ttft_ratio_50_clients": None, "clients": 0,
+                              "tokens": args.tokens, "rounds": args.rounds}))
+            return
         server, url = serve_api()
         admin = accounts.create_first_admin(username="bench", password="bench password 1") \
             if accounts.needs_first_admin() else None

@@ -262,8 +262,10 @@ class _Run:
         self.recursion_limit = max(25, supersteps)
 
     def invoke(self, state: dict[str, Any]) -> Any:
-        return self.graph.invoke(state, {"recursion_limit": self.recursion_limit},
-                                 context=self.context)
+        # one node runs at a time in these graphs (max_concurrency 1 also spares LangGraph
+        # sizing a thread pool on every run)
+        return self.graph.invoke(state, {"recursion_limit": self.recursion_limit,
+                                         "max_concurrency": 1}, context=self.context)
 
 
 def tool_loop_graph(llm: BaseChatModel | Any, tools: Sequence[AgentTool], *, max_steps: int,

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -802,9 +802,35 @@ def _system_prompt(actor: Actor, cfg: AgentConfig) -> str:
     return cfg.system_prompt
 
 
+def _load_published(session: Session, actor: Actor, agent: int | str
+                    ) -> tuple[Agent, AgentVersion | None]:
+    """The agent (as ``_load`` finds it) and its published version, in one query."""
+    stmt = select(Agent, AgentVersion).outerjoin(AgentVersion, and_(
+        AgentVersion.agent_id == Agent.id, AgentVersion.version == Agent.published_version))
+    found: Any = None
+    if isinstance(agent, int) or (isinstance(agent, str) and agent.strip().isdigit()):
+        found = session.execute(stmt.where(Agent.id == int(agent))).first()
+        if found is not None and found[0].workspace_id != actor.workspace_id \
+                and not actor.is_admin:
+            found = None
+    if found is None and isinstance(agent, str):
+        found = session.execute(stmt.where(Agent.name == agent.strip(),
+                                           Agent.workspace_id == actor.workspace_id)).first()
+    if found is None:
+        raise AgentNotFound(f"No agent {agent!r} in this workspace. `studio agents list` shows "
+                            "them.")
+    return found[0], found[1]
+
+
 def _config_for(session: Session, actor: Actor, agent: int | str, version: str | int
                 ) -> tuple[Agent, AgentConfig, int | None]:
-    a = _load(session, actor, agent)
+    if version == "published":  # what the API and the chat page ask for: one query
+        a, published = _load_published(session, actor, agent)
+        if published is not None:
+            cfg = {k: v for k, v in published.config.items() if not k.startswith("_")}
+            return a, AgentConfig.from_dict(cfg), published.version
+    else:
+        a = _load(session, actor, agent)
     if version == "draft":
         if not actor.has_role(Role.builder):
             raise PermissionDenied(f"{actor.username} ({actor.role.value}) may not chat with "
