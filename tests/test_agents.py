@@ -341,6 +341,16 @@ def test_the_step_limit_ends_the_loop(ws: dict[str, Any]) -> None:
     assert "stopped without an answer" in res.answer
 
 
+def test_long_tool_loops_run_to_max_steps(ws: dict[str, Any]) -> None:
+    # 20 tool calls and the answer: 41 graph steps, none cut short
+    a = _agent(ws, tools=["calculator"], max_steps=21)
+    script = Script(*[[call("calculator", expression=f"{i}+1")] for i in range(20)], "Done.")
+    res = agents.run_agent(actor=ws["builder"], agent=a.id, question="count", version="draft",
+                           llm=script.model())
+    assert res.answer == "Done." and len(script.sent) == 21
+    assert [s["output"] for s in res.steps if s["kind"] == "tool"][-1] == "20"
+
+
 def test_plan_and_execute_revises_its_plan_after_a_failing_step(ws: dict[str, Any]) -> None:
     a = _agent(ws, type="plan", tools=["calculator"])
     script = Script(

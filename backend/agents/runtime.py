@@ -254,18 +254,14 @@ def _compiled_tool_loop() -> Any:
 class _Run:
     """A compiled graph with one run's context: ``invoke(state)`` runs it."""
 
-    def __init__(self, graph: Any, context: Any, supersteps: int) -> None:
+    def __init__(self, graph: Any, context: Any) -> None:
         self.graph = graph
         self.context = context
-        # LangGraph stops a run after 25 supersteps unless told otherwise; the agent's own
-        # limits (max_steps, plan length, revisions) are what end a run here.
-        self.recursion_limit = max(25, supersteps)
 
     def invoke(self, state: dict[str, Any]) -> Any:
         # one node runs at a time in these graphs (max_concurrency 1 also spares LangGraph
-        # sizing a thread pool on every run)
-        return self.graph.invoke(state, {"recursion_limit": self.recursion_limit,
-                                         "max_concurrency": 1}, context=self.context)
+        # sizing a thread pool on every run); max_steps and the plan's limits end a run
+        return self.graph.invoke(state, {"max_concurrency": 1}, context=self.context)
 
 
 def tool_loop_graph(llm: BaseChatModel | Any, tools: Sequence[AgentTool], *, max_steps: int,
@@ -276,7 +272,7 @@ def tool_loop_graph(llm: BaseChatModel | Any, tools: Sequence[AgentTool], *, max
     ctx = LoopContext(llm=llm, bound=bound, by_name={t.name: t for t in tools},
                       max_steps=max_steps, tracer=tracer, sources=sources, timeout_s=timeout_s,
                       max_chars=max_chars, on_token=on_token, name=name)
-    return _Run(_compiled_tool_loop(), ctx, 2 * max_steps + 2)
+    return _Run(_compiled_tool_loop(), ctx)
 
 
 # ------------------------------------------------------------------------ plan and execute
@@ -410,8 +406,7 @@ def plan_graph(llm: BaseChatModel | Any, tools: Sequence[AgentTool], *, system: 
     ctx = PlanContext(llm=llm, tools=tools, system=system, history=history,
                       max_steps=max_steps, limit=limit, tracer=tracer, sources=sources,
                       timeout_s=timeout_s, max_chars=max_chars)
-    # planner, then at most max_steps executions and MAX_REVISIONS revisions
-    return _Run(_compiled_plan(), ctx, 2 * max_steps + 2 * MAX_REVISIONS + 4)
+    return _Run(_compiled_plan(), ctx)
 
 
 # --------------------------------------------------------------------------------- one turn
