@@ -92,10 +92,12 @@ class Settings(BaseSettings):
         default=300.0, gt=0,
         description="Longest silence from a worker during a chat (model loading included).",
     )
-    embedding_backend: Literal["auto", "onnx", "torch"] = Field(
+    embedding_backend: Literal["auto", "onnx", "onnx-int8", "torch"] = Field(
         default="auto",
         description="How the bundled MiniLM embeds on CPU: auto and onnx use an ONNX export "
-        "made once under data_dir/cache (same vectors, faster); torch uses sentence-transformers.",
+        "made once under data_dir/cache (same vectors, faster); onnx-int8 quantizes its weights "
+        "(about 1.6x faster again, vectors within cosine ~0.99); torch uses "
+        "sentence-transformers.",
     )
     embedding_batch_size: int = Field(
         default=64, ge=1, le=4096, description="Texts embedded per batch."

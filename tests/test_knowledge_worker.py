@@ -104,3 +104,33 @@ def test_onnx_export_gives_the_same_vectors(tmp_path, monkeypatch) -> None:  # t
     finally:
         monkeypatch.undo()
         reset_settings()
+
+
+@pytest.mark.slow
+def test_int8_embedder_stays_close_to_float(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """STUDIO_EMBEDDING_BACKEND=onnx-int8 quantizes the export once; its vectors stay close to
+    the float ones and rank a matching passage first."""
+    import numpy as np
+
+    from backend.config import reset_settings
+    from backend.knowledge import embedding
+
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path))
+    try:
+        monkeypatch.setenv("STUDIO_EMBEDDING_BACKEND", "onnx")
+        reset_settings()
+        fp32 = embedding._onnx_embedder()
+        monkeypatch.setenv("STUDIO_EMBEDDING_BACKEND", "onnx-int8")
+        reset_settings()
+        int8 = embedding._onnx_embedder()
+        assert fp32 is not None and int8 is not None
+        assert list(tmp_path.glob("cache/onnx/*/model.int8.onnx"))
+        texts = ["Employees get 25 days of paid vacation a year.",
+                 "The server restarts every night at two.", "员工出差的住宿费用每晚不超过五百元。"]
+        ref, got = fp32.embed(texts), int8.embed(texts)
+        assert float(np.min(np.sum(ref * got, axis=1))) > 0.97
+        query = int8.embed(["how many vacation days do I get"])[0]
+        assert int(np.argmax(got @ query)) == 0
+    finally:
+        monkeypatch.undo()
+        reset_settings()

@@ -4,6 +4,11 @@ On CPU an ONNX export of the same model (made once with ``torch.onnx.export``, c
 data folder, never downloaded) runs with onnxruntime, mean-pooled and normalised in numpy: the
 same vectors as sentence-transformers (cosine > 0.9999), faster. Where the export cannot be made
 or onnxruntime is missing, the sentence-transformers model serves.
+
+``embedding_backend="onnx-int8"`` quantizes the export's weight matrices to int8 (per channel;
+activations stay dynamic): about 1.6x the speed on CPUs with VNNI, vectors within cosine ~0.99 of
+the float ones. Use it for a whole deployment, not back and forth: an index keeps the vectors it
+was built with.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ log = logging.getLogger(__name__)
 
 ONNX_NAME = "all-MiniLM-L6-v2"
 EXPORT_VERSION = "1"
+
+INT8_PROBE = ["How do I read a file line by line?", "检查向量是否一致。",
+              "The quick brown fox jumps over the lazy dog, twice, in the rain."]
 
 _lock = threading.Lock()
 _cached: Any = None
@@ -113,6 +121,17 @@ def export_onnx(model_dir: Path, target: Path) -> Path:
     return target
 
 
+def quantize_int8(source: Path, target: Path) -> Path:
+    """Weights of the MatMuls to int8, per output channel, atomically."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = target.with_suffix(f".{os.getpid()}.tmp")
+    quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
+                     extra_options={"MatMulConstBOnly": True})
+    os.replace(tmp, target)
+    return target
+
+
 def _onnx_embedder() -> OnnxMiniLM | None:
     from backend.config import get_settings
     from backend.llm.embeddings import LocalEmbedder, default_model_path
@@ -144,6 +163,20 @@ def _onnx_embedder() -> OnnxMiniLM | None:
                     if float(np.min(np.sum(ref * got, axis=1))) < 0.999:
                         target.unlink(missing_ok=True)
                         raise RuntimeError("ONNX vectors differ from sentence-transformers")
+        if s.embedding_backend == "onnx-int8":
+            source, target = target, target.with_name("model.int8.onnx")
+            if not target.exists():
+                import fcntl
+
+                with (target.parent / "export.lock").open("w") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                    if not target.exists():
+                        quantize_int8(source, target)
+                        ref = OnnxMiniLM(model_dir, source).embed(INT8_PROBE)
+                        got = OnnxMiniLM(model_dir, target).embed(INT8_PROBE)
+                        if float(np.min(np.sum(ref * got, axis=1))) < 0.97:
+                            target.unlink(missing_ok=True)
+                            raise RuntimeError("int8 vectors drift too far from float ones")
         return OnnxMiniLM(model_dir, target, threads=s.torch_threads,
                           batch_size=s.embedding_batch_size)
     except Exception:  # noqa: BLE001 - the torch path always works
