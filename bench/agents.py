@@ -10,7 +10,7 @@
    (threads with the official ``openai`` client) stream an answer at once. Reported: errors, and
    the 95th percentile of their time to first token against one client alone.
 
-Run: ``.venv/bin/python bench/agents.py [--tokens 64] [--rounds 7] [--clients 50]``. It starts
+Run: ``.venv/bin/python bench/agents.py [--tokens 64] [--rounds 15] [--clients 50]``. It starts
 its own embedded Postgres, Redis and worker under a temporary folder and stops them at the end.
 The last line is a JSON object.
 """
@@ -105,7 +105,7 @@ def client_ttft(url: str, key: str, bot: str) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tokens", type=int, default=64, help="New tokens per answer.")
-    ap.add_argument("--rounds", type=int, default=7, help="Measured runs of each path.")
+    ap.add_argument("--rounds", type=int, default=15, help="Measured runs of each path.")
     ap.add_argument("--clients", type=int, default=50,
                     help="Concurrent API clients (0: measure the overhead only).")
     args = ap.parse_args()
