@@ -654,6 +654,9 @@ def search(*, actor: Actor, kb: str | int, query: str, k: int = 5, mode: str = "
                                    same_dim_chunks=int(row[6]))
         qvec = None
         if mode != "keyword":
+            if row[5] is not None:
+                # a registered model may be an endpoint: no transaction stays open across it
+                session.commit()
             qvec = embedder_for_index(actor, row[5]).embed([query])[0]
         cands = retrieval.search(session, info, query=query, query_vec=qvec, k=k, mode=mode,
                                  filters=flt, candidates=pool)
