@@ -282,8 +282,11 @@ def main() -> int:
             shutil.copyfile(target, kept)
         if hasattr(emb, "batch_size"):
             emb.batch_size = 16  # short passages: small batches ran faster here
-        vecs = embeddings([p for _, p in passages], emb, args.cache,
-                          f"{emb.name}-v{embedding.EXPORT_VERSION}")
+        model_id = f"{emb.name}-v{embedding.EXPORT_VERSION}"
+        backend = get_settings().embedding_backend
+        if type(emb).__name__ != "OnnxMiniLM" or backend not in ("auto", "onnx"):
+            model_id += f"-{type(emb).__name__}-{backend}"  # other vectors, other cache
+        vecs = embeddings([p for _, p in passages], emb, args.cache, model_id)
         if args.embed_only:
             return 0
 
