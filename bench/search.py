@@ -200,6 +200,16 @@ def bulk_load(kb_id: int, index_id: int, passages: list[tuple[str, str]], vecs: 
         raw.close()
 
 
+def stop_services() -> None:
+    """Stop this run's embedded Postgres and Redis before their folder is removed."""
+    from backend.config import get_settings
+    from backend.db import dispose_engines
+    from backend.embedded import stop_services_if_unused
+
+    dispose_engines()
+    stop_services_if_unused(get_settings())
+
+
 def explain(info: Any, query: str, qvec: Any, hnsw_sql: str) -> None:
     """EXPLAIN ANALYZE of the statements hybrid search sends for one query (to stderr)."""
     import re
@@ -263,7 +273,7 @@ def main() -> int:
 
         from backend.accounts.actor import Actor
         from backend.config import get_settings, reset_settings
-        from backend.db import dispose_engines, session_scope
+        from backend.db import session_scope
         from backend.knowledge import embedding, retrieval
         from backend.knowledge.store import vector_literal
         from backend.services import knowledge as kbs
@@ -288,6 +298,7 @@ def main() -> int:
             model_id += f"-{type(emb).__name__}-{backend}"  # other vectors, other cache
         vecs = embeddings([p for _, p in passages], emb, args.cache, model_id)
         if args.embed_only:
+            stop_services()
             return 0
 
         actor = Actor.system()
@@ -394,7 +405,7 @@ def main() -> int:
                     t = time.perf_counter()
                     kbs.search(actor=actor, kb=kb.id, query=q, k=10, mode=mode)
                     svc_ms[mode].append((time.perf_counter() - t) * 1000)
-        dispose_engines()
+        stop_services()
 
     default_ef = retrieval.EF_SEARCH
     chosen = sweep.get(default_ef) or sweep[max(sweep)]
