@@ -241,6 +241,20 @@ def test_rrf_fusion_orders_by_reciprocal_ranks() -> None:
                                       "keyword": [Candidate(2, 9.0)]})] == [1, 2]
 
 
+def test_document_support_lifts_a_chunk_whose_page_other_chunks_match() -> None:
+    from backend.knowledge.retrieval import Candidate, document_support
+
+    cands = [Candidate(1, 0.050, {"vector": 1}), Candidate(2, 0.049, {"vector": 2}),
+             Candidate(3, 0.040, {"vector": 3})]
+    # chunks 2 and 3 come from one document, chunk 1 from another: 2 gains 0.2 * 0.040
+    out = document_support(cands, {1: 10, 2: 20, 3: 20}, alpha=0.2)
+    assert [c.chunk_id for c in out] == [2, 1, 3]
+    assert out[0].score == pytest.approx(0.049 + 0.2 * 0.040)
+    assert out[2].score == pytest.approx(0.040 + 0.2 * 0.049)
+    assert [c.chunk_id for c in document_support(cands, {1: 10, 2: 20, 3: 20}, alpha=0)] == \
+        [1, 2, 3]
+
+
 # --------------------------------------------------------------- dedup, replace, delete
 
 
