@@ -29,6 +29,8 @@ def cache_path() -> Path:
 
 
 class EmbeddingCache:
+    PART = 512
+
     def __init__(self, model_id: str, path: Path | None = None) -> None:
         self.model_id = model_id
         self.path = path or cache_path()
@@ -60,14 +62,18 @@ class EmbeddingCache:
         todo: dict[str, int] = {}
         for i in missing:
             todo.setdefault(keys[i], i)
-        if todo:
-            vecs = np.asarray(compute([texts[i] for i in todo.values()]), dtype=np.float32)
+        pending = list(todo.items())
+        # in parts, each stored at once: an interrupted run keeps what it embedded
+        for start in range(0, len(pending), self.PART):
+            part = pending[start:start + self.PART]
+            vecs = np.asarray(compute([texts[i] for _, i in part]), dtype=np.float32)
             with self._lock:
                 self._db.executemany(
                     "INSERT OR REPLACE INTO vecs (key, dim, vec) VALUES (?, ?, ?)",
-                    [(k, int(v.shape[0]), v.tobytes()) for k, v in zip(todo, vecs, strict=True)])
+                    [(k, int(v.shape[0]), v.tobytes())
+                     for (k, _), v in zip(part, vecs, strict=True)])
                 self._db.commit()
-            for k, v in zip(todo, vecs, strict=True):
+            for (k, _), v in zip(part, vecs, strict=True):
                 found[k] = v
         self.misses += len(todo)
         self.hits += len(texts) - len(missing)
