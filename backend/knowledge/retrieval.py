@@ -2,11 +2,13 @@
 statistics kept at ingest) and hybrid (reciprocal rank fusion of the two).
 
 Scores: vector = cosine similarity; keyword = BM25; hybrid = the weighted RRF sum
-(``weight / (RRF_K + rank)`` per list; the keyword list counts half: on bench/retrieval.py that
-fusion beat both single modes on hit@1, recall@5 and MRR@10, where equal weights did not), plus
+(``weight / (RRF_K + rank)`` per list; the keyword list counts half: on the tuning questions of
+bench/retrieval.py that fusion beat both single modes, where equal weights did not; on its
+held-out questions vector search alone stays slightly ahead on MRR@10), plus
 document support: a tenth of the fused score of the best other chunk of the same document, so a
-chunk from a document that several chunks match moves up a little (tuning set MRR@10 0.783 ->
-0.804 on bench/retrieval.py; the weights and this share were chosen on its tuning questions).
+chunk from a document that several chunks match moves up a little (bench/retrieval.py MRR@10:
+tuning questions 0.745 -> 0.775, held-out 0.722 -> 0.745; the weights and this share were chosen
+on the tuning questions).
 """
 
 from __future__ import annotations
