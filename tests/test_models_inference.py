@@ -161,7 +161,10 @@ def test_ctrl_c_in_studio_chat_stops_the_worker(worker, tiny: str,  # noqa: ANN0
         [sys.executable, "-m", "backend.cli", "chat", tiny, "Tell me a long story.", "-n", "5000",
          "--placement", "worker"],
         cwd=ROOT, env={**studio_env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE)
+        stderr=subprocess.PIPE,
+        # a test run started in the background inherits SIGINT ignored, and Python then keeps
+        # ignoring it: give the CLI the default disposition a terminal's Ctrl-C meets
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert proc.stdout is not None
         got = proc.stdout.read(8)  # blocks until the answer is streaming
