@@ -384,8 +384,9 @@ def _folder_gone(embedded_dir: Path, server_pids: dict[signal.Signals, int]) -> 
     """If the data folder was deleted under running servers (a temporary folder cleaned up too
     early), nothing can stop them through their files any more: end them by pid. Postgres gets
     SIGINT (a fast shutdown); Redis would refuse to exit with no folder to save into, and holds
-    nothing that must survive, so it gets SIGKILL."""
-    if embedded_dir.exists():
+    nothing that must survive, so it gets SIGKILL. The folder counts as gone when the servers'
+    own folders are: taking the services' lock at the wrong moment makes it again, empty."""
+    if (embedded_dir / "pg").exists() or (embedded_dir / "redis").exists():
         return False
     log.warning("the folder %s is gone: stopping its services", embedded_dir)
     for sig, pid in server_pids.items():

@@ -92,3 +92,19 @@ def test_keeper_stops_the_services_when_their_folder_is_deleted(tmp_path: Path) 
     time.sleep(2)  # the keeper, started by the process that just left, is on its rounds
     shutil.rmtree(data, ignore_errors=True)
     assert _gone(info["pg_pid"], info["redis_pid"], info["keeper"], timeout_s=20)
+
+
+def test_keeper_stops_the_services_when_their_folder_is_deleted_and_made_again(
+        tmp_path: Path) -> None:
+    """The same, when the folder comes back empty at once (the keeper's own lock makes it again
+    if it takes the lock just after the deletion): Redis must not be left running."""
+    import shutil
+
+    data = tmp_path / "again"
+    proc, info = _hold(data, 0, linger_s=120)
+    proc.wait(30)
+    time.sleep(2)
+    embedded = next(p.parent for p in data.rglob("keeper.json"))
+    shutil.rmtree(data, ignore_errors=True)
+    embedded.mkdir(parents=True)
+    assert _gone(info["pg_pid"], info["redis_pid"], info["keeper"], timeout_s=20)
