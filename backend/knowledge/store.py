@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, insert, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from backend.knowledge.terms import term_counts
@@ -18,7 +17,6 @@ from backend.models.knowledge import (
     ChunkTerm,
     KnowledgeChunk,
     KnowledgeIndex,
-    TermStat,
 )
 
 
@@ -58,9 +56,7 @@ def write_chunks(session: Session, *, index: KnowledgeIndex, document_id: int,
         {"chunk_id": cid, "term": term, "index_id": index.id, "tf": tf, "dl": lengths[i]}
         for i, cid in enumerate(ids) for term, tf in counts[i].items()
     ]
-    if term_rows:
-        for start in range(0, len(term_rows), 5000):
-            session.execute(insert(ChunkTerm), term_rows[start:start + 5000])
+    _copy_terms(session, term_rows)
     df: Counter[str] = Counter()
     for c in counts:
         df.update(c.keys())
@@ -71,16 +67,32 @@ def write_chunks(session: Session, *, index: KnowledgeIndex, document_id: int,
     return ids
 
 
+def _copy_terms(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Term rows by COPY on the session's own connection (same transaction): a multi-row
+    INSERT of thousands of rows costs more to build than to run."""
+    if not rows:
+        return
+    conn = session.connection().connection.driver_connection
+    if conn is None or not hasattr(conn, "cursor") or not hasattr(conn.cursor(), "copy"):
+        session.execute(insert(ChunkTerm), list(rows))  # another driver: plain inserts
+        return
+    with conn.cursor() as cur, cur.copy(
+            "COPY kb_chunk_terms (chunk_id, term, index_id, tf, dl) FROM STDIN") as copy:
+        for r in rows:
+            copy.write_row((r["chunk_id"], r["term"], r["index_id"], r["tf"], r["dl"]))
+
+
 def _add_df(session: Session, index_id: int, df: Counter[str]) -> None:
-    # sorted, so concurrent writers take row locks in one order (no deadlock)
+    if not df:
+        return
+    # in term order, so concurrent writers take row locks in one order (no deadlock)
     items = sorted(df.items())
-    for start in range(0, len(items), 5000):
-        part = items[start:start + 5000]
-        stmt = pg_insert(TermStat).values(
-            [{"index_id": index_id, "term": t, "df": n} for t, n in part])
-        session.execute(stmt.on_conflict_do_update(
-            index_elements=[TermStat.index_id, TermStat.term],
-            set_={"df": TermStat.df + stmt.excluded.df}))
+    session.execute(text(
+        "INSERT INTO kb_term_stats (index_id, term, df)"
+        " SELECT :index_id, t.term, t.n FROM unnest(CAST(:terms AS text[]),"
+        " CAST(:dfs AS integer[])) AS t(term, n) ORDER BY t.term"
+        " ON CONFLICT (index_id, term) DO UPDATE SET df = kb_term_stats.df + excluded.df"),
+        {"index_id": index_id, "terms": [t for t, _ in items], "dfs": [n for _, n in items]})
 
 
 def remove_chunks(session: Session, *, chunk_ids: Sequence[int]) -> int:
