@@ -52,11 +52,8 @@ def write_chunks(session: Session, *, index: KnowledgeIndex, document_id: int,
     ]
     ids = list(session.execute(insert(KnowledgeChunk).returning(KnowledgeChunk.id), rows
                                ).scalars())
-    term_rows = [
-        {"chunk_id": cid, "term": term, "index_id": index.id, "tf": tf, "dl": lengths[i]}
-        for i, cid in enumerate(ids) for term, tf in counts[i].items()
-    ]
-    _copy_terms(session, term_rows)
+    _copy_terms(session, [(cid, term, index.id, tf, lengths[i])
+                          for i, cid in enumerate(ids) for term, tf in counts[i].items()])
     df: Counter[str] = Counter()
     for c in counts:
         df.update(c.keys())
@@ -67,19 +64,17 @@ def write_chunks(session: Session, *, index: KnowledgeIndex, document_id: int,
     return ids
 
 
-def _copy_terms(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Term rows by COPY on the session's own connection (same transaction): a multi-row
-    INSERT of thousands of rows costs more to build than to run."""
+def _copy_terms(session: Session, rows: Sequence[tuple[int, str, int, int, int]]) -> None:
+    """Term rows ``(chunk_id, term, index_id, tf, dl)`` by COPY on the session's own psycopg
+    connection (same transaction; the settings only accept psycopg URLs): a multi-row INSERT of
+    thousands of rows costs more to build than to run."""
     if not rows:
         return
     conn = session.connection().connection.driver_connection
-    if conn is None or not hasattr(conn, "cursor") or not hasattr(conn.cursor(), "copy"):
-        session.execute(insert(ChunkTerm), list(rows))  # another driver: plain inserts
-        return
-    with conn.cursor() as cur, cur.copy(
+    with conn.cursor() as cur, cur.copy(  # type: ignore[union-attr]
             "COPY kb_chunk_terms (chunk_id, term, index_id, tf, dl) FROM STDIN") as copy:
-        for r in rows:
-            copy.write_row((r["chunk_id"], r["term"], r["index_id"], r["tf"], r["dl"]))
+        for row in rows:
+            copy.write_row(row)
 
 
 def _add_df(session: Session, index_id: int, df: Counter[str]) -> None:
@@ -137,10 +132,7 @@ def rewrite_chunk(session: Session, *, chunk: KnowledgeChunk, index: KnowledgeIn
     new = term_counts(embed_text, index.language)
     length = max(1, sum(new.values()))
     session.execute(delete(ChunkTerm).where(ChunkTerm.chunk_id == chunk.id))
-    if new:
-        session.execute(insert(ChunkTerm), [
-            {"chunk_id": chunk.id, "term": t, "index_id": index.id, "tf": tf, "dl": length}
-            for t, tf in new.items()])
+    _copy_terms(session, [(chunk.id, t, index.id, tf, length) for t, tf in new.items()])
     gone = sorted(set(old) - set(new))
     if gone:
         session.execute(text("UPDATE kb_term_stats SET df = df - 1 WHERE index_id = :i AND "
