@@ -36,6 +36,7 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
+from langchain_core.runnables import RunnableBinding
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.runtime import Runtime
@@ -210,10 +211,16 @@ class LoopContext:
     name: str
 
 
+def _loop_model(ctx: LoopContext, steps: int) -> Any:
+    """The model the loop's next call uses: tools bound, unless there are none or it is the
+    last call ``max_steps`` allows (which must answer)."""
+    last_chance = steps + 1 >= ctx.max_steps
+    return ctx.llm if (last_chance or not ctx.by_name) else ctx.bound
+
+
 def _loop_agent(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
     ctx = runtime.context
-    last_chance = state["steps"] + 1 >= ctx.max_steps
-    model = ctx.llm if (last_chance or not ctx.by_name) else ctx.bound
+    model = _loop_model(ctx, state["steps"])
     ai = call_model(model, list(state["messages"]), ctx.tracer, name=ctx.name,
                     on_token=ctx.on_token)
     return {"messages": [ai], "steps": state["steps"] + 1}
@@ -251,6 +258,32 @@ def _compiled_tool_loop() -> Any:
     return graph.compile()
 
 
+def _primer(model: Any) -> tuple[Any, dict[str, Any]]:
+    """(the chat model, the call's bound settings) behind ``model`` (a model or a binding)."""
+    if isinstance(model, RunnableBinding):
+        return model.bound, dict(model.kwargs)
+    return model, {}
+
+
+def prime(model: Any, messages: list[BaseMessage]) -> Any:
+    """Send ``model``'s next call (``messages``) ahead, where the model supports it (the
+    studio's chat model does), so it runs while LangGraph gets to the node that reads it. The
+    node's call is unchanged: it reads the primed answer only when it asks for exactly these
+    messages with these settings and tools. Returns what to pass to ``unprime`` afterwards."""
+    base, kwargs = _primer(model)
+    send = getattr(base, "prime", None)
+    if callable(send) and send(messages, **kwargs):
+        return base
+    return None
+
+
+def unprime(primed: Any) -> None:
+    """Drop a primed call that nothing read (a run that failed before its first call)."""
+    drop = getattr(primed, "discard_primed", None)
+    if callable(drop):
+        drop()
+
+
 class _Run:
     """A compiled graph with one run's context: ``invoke(state)`` runs it."""
 
@@ -262,6 +295,12 @@ class _Run:
         # one node runs at a time in these graphs (max_concurrency 1 also spares LangGraph
         # sizing a thread pool on every run); max_steps and the plan's limits end a run
         return self.graph.invoke(state, {"max_concurrency": 1}, context=self.context)
+
+    def first_call(self, state: dict[str, Any]) -> tuple[Any, list[BaseMessage]] | None:
+        """The tool loop's first model call from ``state``: (model, messages)."""
+        if not isinstance(self.context, LoopContext):
+            return None
+        return _loop_model(self.context, state["steps"]), list(state["messages"])
 
 
 def tool_loop_graph(llm: BaseChatModel | Any, tools: Sequence[AgentTool], *, max_steps: int,
@@ -443,69 +482,123 @@ def _history_messages(history: Sequence[dict[str, str]]) -> list[BaseMessage]:
     return out
 
 
+class Turn:
+    """One question's answer. ``prime()`` (optional, from any thread) sends the first model
+    call ahead when it is known before the turn runs: the tool loop's, unless knowledge
+    retrieved for the question goes into its prompt. ``run()`` answers; ``history``: earlier
+    turns ({role, content}) inside the memory window, ``summary``: what came before it. The
+    answer is exactly what went to ``on_token``."""
+
+    def __init__(self, llm: BaseChatModel | Any, config: AgentConfig, *, question: str,
+                 system: str, history: Sequence[dict[str, str]] = (), summary: str = "",
+                 tools: Sequence[AgentTool] = (), retrieve: Retriever | None = None,
+                 tracer: Tracer, on_token: TokenSink | None = None) -> None:
+        self.llm, self.config, self.question = llm, config, question
+        self.tools, self.retrieve, self.tracer, self.on_token = tools, retrieve, tracer, on_token
+        self.system_text = system + (
+            f"\n\nSummary of the earlier conversation:\n{summary}" if summary else "")
+        self.hist = _history_messages(history)
+        self.pieces: list[str] = []
+        self.sources: list[dict[str, Any]] = []
+        self._loop: _Run | None = None
+        self._primed: Any = None
+        # the first call is known once knowledge put into the prompt (if any) is retrieved
+        self._prompt_ready = not (retrieve is not None and config.kb_mode in ("context", "both"))
+
+    def _sink(self, text: str) -> None:
+        text = text.replace("\x00", "")  # a model may emit NUL; text columns cannot hold it
+        if not text:
+            return
+        self.pieces.append(text)
+        if self.on_token is not None:
+            self.on_token(text)
+
+    def _loop_start(self) -> tuple[_Run, dict[str, Any]]:
+        if self._loop is None:
+            c = self.config
+            self._loop = tool_loop_graph(self.llm, self.tools, max_steps=c.max_steps,
+                                         tracer=self.tracer, sources=self.sources,
+                                         timeout_s=c.tool_timeout_s,
+                                         max_chars=c.tool_max_chars, on_token=self._sink)
+        state = {"messages": [SystemMessage(self.system_text), *self.hist,
+                              HumanMessage(self.question)], "steps": 0}
+        return self._loop, state
+
+    def prime(self) -> bool:
+        """Send the first model call ahead (True), where it is known now and the model can."""
+        if self._primed is not None or self.config.type == "plan" or not self._prompt_ready:
+            return self._primed is not None
+        try:
+            loop, state = self._loop_start()
+            first = loop.first_call(state)
+            self._primed = prime(*first) if first is not None else None
+        except Exception:  # noqa: BLE001 - the run meets it again, and traces it
+            self._primed = None
+        return self._primed is not None
+
+    def run(self) -> TurnResult:
+        try:
+            return self._run()
+        finally:
+            if self._primed is not None:
+                unprime(self._primed)  # a call sent ahead that the run did not read
+                self._primed = None
+
+    def _run(self) -> TurnResult:
+        config, tracer, question = self.config, self.tracer, self.question
+        if not self._prompt_ready:
+            assert self.retrieve is not None
+            started = time.perf_counter()
+            try:
+                hits = self.retrieve(question)
+            except Exception as exc:
+                tracer.add("retrieval", "knowledge", input={"query": question},
+                           error=f"{type(exc).__name__}: {exc}",
+                           latency_ms=(time.perf_counter() - started) * 1000)
+                raise
+            tracer.add("retrieval", "knowledge", input={"query": question},
+                       output=[{k: h.get(k) for k in ("source", "chunk_id", "score")}
+                               for h in hits],
+                       latency_ms=(time.perf_counter() - started) * 1000)
+            if not hits and config.kb_mode == "context":
+                self._sink(config.idk_message)
+                return TurnResult(answer="".join(self.pieces))
+            if hits:
+                self.sources.extend(hits)
+                self.system_text += "\n\n" + context_block(hits, config.citations)
+            self._prompt_ready = True
+        if config.type == "plan":
+            graph = plan_graph(self.llm, self.tools, system=self.system_text, history=self.hist,
+                               max_steps=config.max_steps, tracer=tracer, sources=self.sources,
+                               timeout_s=config.tool_timeout_s,
+                               max_chars=config.tool_max_chars, on_token=self._sink)
+            state = graph.invoke({"goal": question, "plan": [], "done": [], "revisions": 0})
+            ask = (f"{question}\n\nResults of the plan's steps:\n{_results(state['done'])}\n"
+                   "Answer the question from these results.")
+            call_model(self.llm, [SystemMessage(self.system_text), *self.hist, HumanMessage(ask)],
+                       tracer, name="answer", on_token=self._sink)
+            plan = tracer.plans
+        else:
+            self.prime()  # after retrieval, when the prompt needed it
+            loop, start = self._loop_start()
+            loop.invoke(start)
+            plan = []
+        answer = "".join(self.pieces)
+        if not answer.strip():
+            note = "(The agent stopped without an answer; the trace shows its steps.)"
+            self._sink(note)
+            answer = "".join(self.pieces)
+        return TurnResult(answer=answer, sources=_dedupe(self.sources), plan=plan)
+
+
 def run_turn(llm: BaseChatModel | Any, config: AgentConfig, *, question: str, system: str,
              history: Sequence[dict[str, str]] = (), summary: str = "",
              tools: Sequence[AgentTool] = (), retrieve: Retriever | None = None,
              tracer: Tracer, on_token: TokenSink | None = None) -> TurnResult:
-    """Answer one question. ``history``: earlier turns ({role, content}) inside the memory
-    window; ``summary``: what came before it. The answer is exactly what went to ``on_token``."""
-    pieces: list[str] = []
-
-    def sink(text: str) -> None:
-        text = text.replace("\x00", "")  # a model may emit NUL; text columns cannot hold it
-        if not text:
-            return
-        pieces.append(text)
-        if on_token is not None:
-            on_token(text)
-
-    sources: list[dict[str, Any]] = []
-    system_text = system
-    if summary:
-        system_text += f"\n\nSummary of the earlier conversation:\n{summary}"
-    if retrieve is not None and config.kb_mode in ("context", "both"):
-        started = time.perf_counter()
-        try:
-            hits = retrieve(question)
-        except Exception as exc:
-            tracer.add("retrieval", "knowledge", input={"query": question},
-                       error=f"{type(exc).__name__}: {exc}",
-                       latency_ms=(time.perf_counter() - started) * 1000)
-            raise
-        tracer.add("retrieval", "knowledge", input={"query": question},
-                   output=[{k: h.get(k) for k in ("source", "chunk_id", "score")} for h in hits],
-                   latency_ms=(time.perf_counter() - started) * 1000)
-        if not hits and config.kb_mode == "context":
-            sink(config.idk_message)
-            return TurnResult(answer="".join(pieces))
-        if hits:
-            sources.extend(hits)
-            system_text += "\n\n" + context_block(hits, config.citations)
-    hist = _history_messages(history)
-    if config.type == "plan":
-        graph = plan_graph(llm, tools, system=system_text, history=hist,
-                           max_steps=config.max_steps, tracer=tracer, sources=sources,
-                           timeout_s=config.tool_timeout_s, max_chars=config.tool_max_chars,
-                           on_token=sink)
-        state = graph.invoke({"goal": question, "plan": [], "done": [], "revisions": 0})
-        ask = (f"{question}\n\nResults of the plan's steps:\n{_results(state['done'])}\n"
-               "Answer the question from these results.")
-        call_model(llm, [SystemMessage(system_text), *hist, HumanMessage(ask)], tracer,
-                   name="answer", on_token=sink)
-        plan = tracer.plans
-    else:
-        loop = tool_loop_graph(llm, tools, max_steps=config.max_steps, tracer=tracer,
-                               sources=sources, timeout_s=config.tool_timeout_s,
-                               max_chars=config.tool_max_chars, on_token=sink)
-        loop.invoke({"messages": [SystemMessage(system_text), *hist, HumanMessage(question)],
-                     "steps": 0})
-        plan = []
-    answer = "".join(pieces)
-    if not answer.strip():
-        note = "(The agent stopped without an answer; the trace shows its steps.)"
-        sink(note)
-        answer = "".join(pieces)
-    return TurnResult(answer=answer, sources=_dedupe(sources), plan=plan)
+    """Answer one question (a :class:`Turn` run at once)."""
+    return Turn(llm, config, question=question, system=system, history=history,
+                summary=summary, tools=tools, retrieve=retrieve, tracer=tracer,
+                on_token=on_token).run()
 
 
 def _dedupe(sources: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -45,7 +45,7 @@ from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from backend.llm.errors import EndpointError, InferenceUnavailable
 from backend.llm.types import Message, ToolCall, Usage
@@ -140,6 +140,13 @@ class StudioChatModel(BaseChatModel):
     streaming: bool = Field(default=False, description="Accepted for compatibility; the "
                                                        "model always streams internally.")
     open_stream: StreamOpener = Field(exclude=True, repr=False)
+    primable: bool = Field(
+        default=False, exclude=True,
+        description="``prime`` may open a call ahead: ``open_stream`` has no side effects "
+                    "beyond the call it opens, and its streams can be dropped unread "
+                    "(``discard``) and sent ahead (``start``), as ``stream_chat``'s can.")
+    # a call sent ahead by ``prime``: ((messages, params, tools), stream)
+    _primed: tuple[Any, Any] | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
@@ -287,14 +294,69 @@ class StudioChatModel(BaseChatModel):
 
     # --- generation -------------------------------------------------------------------
 
+    def prime(self, messages: Sequence[BaseMessage], **kwargs: Any) -> bool:
+        """Open now the call that ``stream(messages, **kwargs)`` (or ``invoke``) will make
+        next, and send it where it can be (a gpu worker's chat), so the model works on it while
+        the caller gets there (an agent's graph, say). That call then reads this one's answer
+        if its messages, settings and tools are the same, and otherwise drops it and makes its
+        own; ``discard_primed`` drops one never read. Nothing is primed (False) unless the
+        model is ``primable``, or when opening fails: the call itself then opens the stream,
+        and meets the error, as usual."""
+        self.discard_primed()
+        if not self.primable:
+            return False
+        kwargs = dict(kwargs)
+        try:
+            params, tools, _ = self._call_settings(kwargs.pop("stop", None), kwargs)
+            msgs = to_openai_messages(messages)
+            stream = self.open_stream(msgs, params, tools)
+        except Exception:  # noqa: BLE001 - the call itself meets it again, with its retries
+            return False
+        self._primed = ((msgs, params, tools), stream)
+        start = getattr(stream, "start", None)
+        if callable(start):
+            try:
+                start()
+            except Exception:  # noqa: BLE001 - as above: the call opens its own stream
+                self.discard_primed()
+                return False
+        return True
+
+    def discard_primed(self) -> None:
+        """Drop a call sent ahead by ``prime`` and never read (its generation stops)."""
+        primed, self._primed = self._primed, None
+        if primed is not None:
+            self._drop(primed[1])
+
+    @staticmethod
+    def _drop(stream: Any) -> None:
+        discard = getattr(stream, "discard", None)
+        if callable(discard):
+            discard()
+
+    def _take_primed(self, key: tuple[Any, Any, Any]) -> Any:
+        """The primed stream when it was sent for exactly this call (else it is dropped)."""
+        primed, self._primed = self._primed, None
+        if primed is None:
+            return None
+        if primed[0] == key:
+            return primed[1]
+        self._drop(primed[1])
+        return None
+
     def _open(self, messages: list[Message], params: dict[str, Any],
               tools: list[dict[str, Any]] | None) -> tuple[Any, Iterator[Any], Any]:
         """Open the stream and read its first piece, retrying while no worker or endpoint
-        could take it (``max_retries`` times, backing off)."""
+        could take it (``max_retries`` times, backing off). A call primed for exactly these
+        messages, settings and tools is the first try."""
         attempt = 0
+        primed = self._take_primed((messages, params, tools))
         while True:
             try:
-                stream = self.open_stream(messages, params, tools)
+                if primed is not None:
+                    stream, primed = primed, None
+                else:
+                    stream = self.open_stream(messages, params, tools)
                 it = iter(stream)
                 return stream, it, next(it, _END)
             except RETRY_ON as exc:

@@ -20,7 +20,9 @@ class ChatResult:
 
 class ChatStream:
     def __init__(self, events: Iterator[ChatEvent], *, request_id: str, model: str,
-                 stop: Callable[[], None], started: float | None = None) -> None:
+                 stop: Callable[[], None], started: float | None = None,
+                 start: Callable[[], None] | None = None,
+                 release: Callable[[], None] | None = None) -> None:
         self.request_id = request_id
         self.model = model
         self.usage: Usage | None = None
@@ -29,6 +31,8 @@ class ChatStream:
         self._started = started if started is not None else time.perf_counter()
         self._first: float | None = None
         self._consumed = False
+        self._start = start
+        self._release = release
 
     def __iter__(self) -> Iterator[ChatPiece]:
         if self._consumed:
@@ -48,6 +52,31 @@ class ChatStream:
             close = getattr(self._events, "close", None)
             if close is not None:
                 close()
+
+    def start(self) -> bool:
+        """Send the request now rather than at the first read, so the model works on it while
+        the caller gets ready to read (True when it was sent; a chat that runs in the reader's
+        own thread, or an endpoint's, starts at the first read)."""
+        if self._start is None or self._consumed:
+            return False
+        self._start()
+        return True
+
+    def discard(self) -> None:
+        """Give up a stream that may never have been read: stop its generation and give back
+        its place in the queue (reading it afterwards is an error)."""
+        if self._consumed:
+            self.stop()
+            close = getattr(self._events, "close", None)
+            if close is not None:
+                close()
+            return
+        self._consumed = True
+        try:
+            self.stop()
+        finally:
+            if self._release is not None:
+                self._release()
 
     def _finish(self, usage: Usage) -> Usage:
         """Times as the caller saw them: queueing, loading and transport included."""

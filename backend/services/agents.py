@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, delete, false, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -54,6 +54,7 @@ from backend.models.agents import (
     HttpTool,
     McpServer,
 )
+from backend.models.registry import RegisteredModel
 
 KNOWLEDGE_TOOL = "knowledge_search"
 ICONS = ("🤖", "💬", "📚", "🧮", "🛠️", "🔎", "🧠", "📈", "🌐", "⭐")
@@ -802,11 +803,22 @@ def _system_prompt(actor: Actor, cfg: AgentConfig) -> str:
     return cfg.system_prompt
 
 
-def _load_published(session: Session, actor: Actor, agent: int | str
-                    ) -> tuple[Agent, AgentVersion | None]:
-    """The agent (as ``_load`` finds it) and its published version, in one query."""
-    stmt = select(Agent, AgentVersion).outerjoin(AgentVersion, and_(
-        AgentVersion.agent_id == Agent.id, AgentVersion.version == Agent.published_version))
+def _load_for_run(session: Session, actor: Actor, agent: int | str, version: str | int
+                  ) -> tuple[Agent, AgentVersion | None, RegisteredModel | None]:
+    """The agent (found as ``_load`` finds it), the version asked for ("published" or a
+    number; None for "draft" or when there is none) and the model its config names (None when
+    the name finds no model in the agent's workspace), in one query."""
+    if version == "draft":
+        wanted: Any = false()
+        model_name: Any = Agent.config["model"].astext
+    else:
+        number = Agent.published_version if version == "published" else int(version)
+        wanted = AgentVersion.version == number
+        model_name = AgentVersion.config["model"].astext
+    stmt = (select(Agent, AgentVersion, RegisteredModel).select_from(Agent)
+            .outerjoin(AgentVersion, and_(AgentVersion.agent_id == Agent.id, wanted))
+            .outerjoin(RegisteredModel, and_(RegisteredModel.workspace_id == Agent.workspace_id,
+                                             RegisteredModel.name == model_name)))
     found: Any = None
     if isinstance(agent, int) or (isinstance(agent, str) and agent.strip().isdigit()):
         found = session.execute(stmt.where(Agent.id == int(agent))).first()
@@ -819,35 +831,32 @@ def _load_published(session: Session, actor: Actor, agent: int | str
     if found is None:
         raise AgentNotFound(f"No agent {agent!r} in this workspace. `studio agents list` shows "
                             "them.")
-    return found[0], found[1]
+    return found[0], found[1], found[2]
 
 
 def _config_for(session: Session, actor: Actor, agent: int | str, version: str | int
-                ) -> tuple[Agent, AgentConfig, int | None]:
-    if version == "published":  # what the API and the chat page ask for: one query
-        a, published = _load_published(session, actor, agent)
-        if published is not None:
-            cfg = {k: v for k, v in published.config.items() if not k.startswith("_")}
-            return a, AgentConfig.from_dict(cfg), published.version
-    else:
-        a = _load(session, actor, agent)
+                ) -> tuple[Agent, AgentConfig, int | None, RegisteredModel | None]:
+    """The agent, the config of the version asked for, its number (None for the draft) and
+    the model the config names when it names one by name (else None: look it up)."""
+    a, row, model = _load_for_run(session, actor, agent, version)
+    if version == "published" and row is not None:
+        cfg = {k: v for k, v in row.config.items() if not k.startswith("_")}
+        return a, AgentConfig.from_dict(cfg), row.version, model
     if version == "draft":
         if not actor.has_role(Role.builder):
             raise PermissionDenied(f"{actor.username} ({actor.role.value}) may not chat with "
                                    "drafts: it needs the builder role. Ask an admin.")
-        return a, AgentConfig.from_dict(a.config), None
+        return a, AgentConfig.from_dict(a.config), None, model
     number = a.published_version if version == "published" else int(version)
     if number is None:
         if not actor.has_role(Role.builder):
             raise AgentNotFound(f"No published bot {agent!r} in this workspace.")
         raise AgentError(f"The agent {a.name!r} is not published yet; publish it first "
                          "(`studio agents publish`).")
-    row = session.execute(select(AgentVersion).where(
-        AgentVersion.agent_id == a.id, AgentVersion.version == number)).scalar_one_or_none()
     if row is None:
         raise AgentError(f"The agent {a.name!r} has no version {number}.")
     cfg = {k: v for k, v in row.config.items() if not k.startswith("_")}
-    return a, AgentConfig.from_dict(cfg), number
+    return a, AgentConfig.from_dict(cfg), number, model
 
 
 class AgentRun:
@@ -897,7 +906,7 @@ def stream_agent(*, actor: Actor, agent: int | str, question: str,
     """Ask an agent. ``version``: "published" (anyone in the workspace), "draft" or a number
     (builders). ``history`` replaces the stored conversation as memory (the API sends its own
     messages). ``llm``: a LangChain chat model to use instead of the agent's (tests, benches)."""
-    from backend.agents.runtime import Tracer
+    from backend.agents.runtime import Tracer, Turn
 
     question = (question or "").replace("\x00", "").strip()
     if not question:
@@ -906,12 +915,18 @@ def stream_agent(*, actor: Actor, agent: int | str, question: str,
     # rows). Only reads: everything the turn writes (conversation, both messages, trace) is
     # written in one transaction when it ends, so nothing delays the first token.
     with session_scope() as session:
-        a, cfg, number = _config_for(session, actor, agent, version)
+        a, cfg, number, model_row = _config_for(session, actor, agent, version)
         spec = None
         if llm is None:
-            from backend.services.models import model_spec
+            from backend.services.models import model_spec, spec_of
 
-            spec = model_spec(actor=actor, model=cfg.model, capability="chat", session=session)
+            # the model came with the agent (one query) when the config names it by name
+            ref = cfg.model.strip()
+            if model_row is not None and model_row.name == ref and not ref.isdigit():
+                spec = spec_of(model_row, "chat")
+            else:
+                spec = model_spec(actor=actor, model=cfg.model, capability="chat",
+                                  session=session)
         tool_rows = _tool_rows(session, actor, cfg)
         past: list[dict[str, Any]] = []
         summary, summarized_upto = "", 0
@@ -944,19 +959,22 @@ def stream_agent(*, actor: Actor, agent: int | str, question: str,
                          **cfg.params)
     retrieve = (lambda q: _knowledge_hits(actor, cfg, q)) if cfg.knowledge_bases else None
     run = AgentRun(agent_name, conv_id)
+    turn = Turn(llm, cfg, question=question, system=system,
+                history=[{"role": m["role"], "content": m["content"]} for m in window],
+                summary=summary if cfg.memory_summary else "", tools=tools, retrieve=retrieve,
+                tracer=tracer, on_token=run._emit)
+    started = time.perf_counter()
+    # The first model call goes out now, when it is known (no knowledge to retrieve into its
+    # prompt first): the model works on it while the answer's thread and its graph start.
+    turn.prime()
 
     def work() -> None:
-        from backend.agents.runtime import run_turn, summarize
+        from backend.agents.runtime import summarize
 
-        started = time.perf_counter()
         error: BaseException | None = None
         answer = None
         try:
-            answer = run_turn(llm, cfg, question=question, system=system,
-                              history=[{"role": m["role"], "content": m["content"]}
-                                       for m in window],
-                              summary=summary if cfg.memory_summary else "", tools=tools,
-                              retrieve=retrieve, tracer=tracer, on_token=run._emit)
+            answer = turn.run()
         except BaseException as exc:  # noqa: BLE001 - stored in the trace, raised to the reader
             error = exc
         new_summary = None

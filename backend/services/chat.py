@@ -111,19 +111,23 @@ def stream_chat(
     if not spec.is_local:
         events = stream_chat_openai(spec, msgs, gp, tool_list, timeout_s=settings.request_timeout_s,
                                     should_stop=lambda: stop_requested(r, rid))
-    elif placement == "local" or (placement == "auto" and not gpu_worker_alive()):
-        events = _in_process(spec, msgs, gp, tool_list, r, rid, _in_process_gate().enter())
-    else:
-        if placement == "worker" and not gpu_worker_alive():
-            raise InferenceUnavailable(
-                f"No worker serves the gpu queue, so the local model {spec.name!r} cannot run. "
-                "Start one with `studio worker --queues gpu` (or `studio up`)."
-            )
-        join_queue(r, rid, max_waiting=settings.inference_queue_size,
-                   wait_s=settings.inference_accept_timeout_s,
-                   retry_after_s=settings.inference_retry_after_s)
-        events = _on_worker(spec, msgs, gp, tool_list, r, rid)
-    return ChatStream(events, request_id=rid, model=spec.name, stop=stop, started=started)
+        return ChatStream(events, request_id=rid, model=spec.name, stop=stop, started=started)
+    if placement == "local" or (placement == "auto" and not gpu_worker_alive()):
+        ticket = _in_process_gate().enter()
+        events = _in_process(spec, msgs, gp, tool_list, r, rid, ticket)
+        return ChatStream(events, request_id=rid, model=spec.name, stop=stop, started=started,
+                          release=ticket.release)
+    if placement == "worker" and not gpu_worker_alive():
+        raise InferenceUnavailable(
+            f"No worker serves the gpu queue, so the local model {spec.name!r} cannot run. "
+            "Start one with `studio worker --queues gpu` (or `studio up`)."
+        )
+    join_queue(r, rid, max_waiting=settings.inference_queue_size,
+               wait_s=settings.inference_accept_timeout_s,
+               retry_after_s=settings.inference_retry_after_s)
+    call = _WorkerCall(spec, msgs, gp, tool_list, r, rid)
+    return ChatStream(call.events(), request_id=rid, model=spec.name, stop=stop,
+                      started=started, start=call.send, release=lambda: leave_queue(r, rid))
 
 
 class _Gate:
@@ -205,27 +209,42 @@ def _in_process(spec: ModelSpec, msgs: list[Message], gp: GenerationParams,
         ticket.release()
 
 
-def _on_worker(spec: ModelSpec, msgs: list[Message], gp: GenerationParams,
-               tools: list[dict[str, Any]] | None, r: redis.Redis, rid: str
-               ) -> Iterator[ChatEvent]:
-    from backend.worker.celery_app import get_celery
+class _WorkerCall:
+    """A chat for a gpu worker: ``send()`` hands it to Celery (at the first read, or earlier
+    through ``ChatStream.start``); ``events()`` reads what the worker streams back."""
 
-    s = get_settings()
-    request = {
-        "request_id": rid, "model": spec.for_worker(), "messages": msgs, "params": gp.to_dict(),
-        "tools": tools, "expires_at": time.time() + s.inference_accept_timeout_s,
-    }
-    try:
+    def __init__(self, spec: ModelSpec, msgs: list[Message], gp: GenerationParams,
+                 tools: list[dict[str, Any]] | None, r: redis.Redis, rid: str) -> None:
+        self.spec, self.msgs, self.gp, self.tools, self.r, self.rid = spec, msgs, gp, tools, r, rid
+        self.sent = False
+
+    def send(self) -> None:
+        if self.sent:
+            return
+        from backend.worker.celery_app import get_celery
+
+        request = {
+            "request_id": self.rid, "model": self.spec.for_worker(), "messages": self.msgs,
+            "params": self.gp.to_dict(), "tools": self.tools,
+            "expires_at": time.time() + get_settings().inference_accept_timeout_s,
+        }
         get_celery().send_task(CHAT_TASK, args=[request], queue="gpu")
-        yield from read_events(
-            r, rid, accept_timeout_s=s.inference_accept_timeout_s,
-            idle_timeout_s=s.inference_idle_timeout_s,
-            worker_alive=lambda host: workers_alive(queue="gpu", hostname=host),
-            on_accepted=lambda _: leave_queue(r, rid),
-            retry_after_s=s.inference_retry_after_s,
-        )
-    finally:
-        leave_queue(r, rid)
+        self.sent = True
+
+    def events(self) -> Iterator[ChatEvent]:
+        r, rid = self.r, self.rid
+        s = get_settings()
+        try:
+            self.send()
+            yield from read_events(
+                r, rid, accept_timeout_s=s.inference_accept_timeout_s,
+                idle_timeout_s=s.inference_idle_timeout_s,
+                worker_alive=lambda host: workers_alive(queue="gpu", hostname=host),
+                on_accepted=lambda _: leave_queue(r, rid),
+                retry_after_s=s.inference_retry_after_s,
+            )
+        finally:
+            leave_queue(r, rid)
 
 
 def chat(model: int | str | ModelSpec, messages: Sequence[Mapping[str, Any]],
@@ -255,6 +274,6 @@ def chat_model(*, actor: Actor, model: int | str | ModelSpec, placement: Placeme
         return stream_chat(spec, messages, {**spec.default_params, **p}, tools, actor=actor,
                            placement=placement)
 
-    llm = StudioChatModel(model=spec.name, open_stream=open_stream, **settings)
+    llm = StudioChatModel(model=spec.name, open_stream=open_stream, **{"primable": True, **settings})
     GenerationParams.from_dict({**spec.default_params, **llm._default_settings()})  # fail early
     return llm

@@ -212,7 +212,11 @@ def model_spec(*, actor: Actor, model: int | str, capability: str | None = None,
     if session is None:
         with session_scope() as own:
             return model_spec(actor=actor, model=model, capability=capability, session=own)
-    row = _load(session, actor, model)
+    return spec_of(_load(session, actor, model), capability)
+
+
+def spec_of(row: RegisteredModel, capability: str | None = None) -> ModelSpec:
+    """``model_spec`` for a row already read (in the caller's query)."""
     if capability and capability not in (row.capabilities or []):
         raise ValueError(
             f"The model {row.name!r} is not registered for {capability}; its capabilities "
