@@ -13,6 +13,7 @@ on the tuning questions).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,38 +134,102 @@ def vector_search(session: Session, index: IndexInfo, query_vec: np.ndarray, n: 
     return [Candidate(int(r[0]), float(r[1])) for r in rows]
 
 
-def keyword_search(session: Session, index: IndexInfo, query: str, n: int,
-                   filters: Filters | None = None) -> list[Candidate]:
-    """Okapi BM25 (k1 1.2, b 0.75, idf ln(1 + (N - df + .5)/(df + .5))) over the index."""
+# BM25 shares are summed as whole multiples of 1 / BM25_SCALE (exact in float8 below 2^53)
+BM25_SCALE = 1 << 30
+# planner settings for the BM25 statement (then put back): group the merged postings in chunk
+# order rather than hash them, and no parallel workers (on a small machine they only wait for
+# the query embedding that hybrid search runs at the same time)
+BM25_PLAN = {"enable_hashagg": "off", "max_parallel_workers_per_gather": "0"}
+
+
+def bm25_weights(session: Session, index: IndexInfo, query: str) -> list[tuple[str, float]]:
+    """The question's terms found in the index, each with its BM25 weight
+    ``idf * qtf * (k1 + 1)`` (idf ln(1 + (N - df + .5)/(df + .5))), rarest term first.
+
+    Worked out here once per term, not per posting: the SQL then only multiplies each posting's
+    ``tf / (tf + k1 * (1 - b + b * dl / avgdl))`` by a constant."""
     counts = Counter(cut_terms(query, index.language))
     if not counts or index.n_chunks <= 0:
         return []
+    rows = session.execute(text(
+        "SELECT term, df FROM kb_term_stats WHERE index_id = :i AND term = ANY(:t) AND df > 0 "
+        "ORDER BY df, term"), {"i": index.id, "t": list(counts)}).all()
+    n = float(index.n_chunks)
+    return [(str(term), math.log(1 + (n - df + 0.5) / (df + 0.5)) * counts[term] * (BM25_K1 + 1))
+            for term, df in rows]
+
+
+def bm25_scores_sql(weights: list[tuple[str, float]], params: dict[str, Any],
+                    index: IndexInfo) -> str:
+    """SQL of ``(chunk_id, score)``: every chunk that holds a term of ``weights``, with its
+    Okapi BM25 score (exact: every posting of every term counted).
+
+    One index range per term (``ix_kb_chunk_terms_index_id_term`` returns a term's postings in
+    chunk order), merged in chunk order and summed per chunk as they stream by: with
+    ``BM25_PLAN`` set, Postgres groups the merged postings without a hash table, which at
+    100k chunks took half the time of hashing the tens of thousands of chunks a question's
+    common words match.
+
+    Each term's share is rounded to a multiple of ``1 / BM25_SCALE`` (2^-30, about 1e-9), so the
+    shares are whole numbers in float8 and their sum is exact in whatever order the merge
+    delivers them: chunks whose scores are equal tie exactly (then the chunk id decides), as
+    they did when every chunk's shares were added in the same order."""
+    avgdl = max(1.0, index.total_length / max(1, index.n_chunks))
+    params.update({"i": index.id, "bm25_c1": BM25_K1 * (1 - BM25_B),
+                   "bm25_c2": BM25_K1 * BM25_B / avgdl})
+    parts = []
+    for j, (term, weight) in enumerate(weights):
+        params[f"bm25_t{j}"], params[f"bm25_w{j}"] = term, weight
+        parts.append(
+            f"(SELECT ct.chunk_id, round(CAST(:bm25_w{j} AS float8) * ct.tf / (ct.tf + "
+            "CAST(:bm25_c1 AS float8) + CAST(:bm25_c2 AS float8) * ct.dl) * "
+            f"{BM25_SCALE}) AS v "
+            f"FROM kb_chunk_terms ct WHERE ct.index_id = :i AND ct.term = :bm25_t{j} "
+            "ORDER BY ct.chunk_id)")
+    return (f"SELECT p.chunk_id, sum(p.v) / {BM25_SCALE} AS score FROM ("
+            + " UNION ALL ".join(parts) + ") p GROUP BY p.chunk_id")
+
+
+def _set_plan(conn: Any, settings: dict[str, str]) -> dict[str, str]:
+    """Set planner settings for the rest of the transaction; returns the previous values (one
+    round trip: the old values are read before the new ones are set, left to right)."""
+    names = list(settings)
+    params = {f"k{j}": k for j, k in enumerate(names)}
+    params.update({f"v{j}": settings[k] for j, k in enumerate(names)})
+    cols = [f"current_setting(:k{j})" for j in range(len(names))] + [
+        f"set_config(:k{j}, :v{j}, true)" for j in range(len(names))]
+    row = conn.execute(text("SELECT " + ", ".join(cols)), params).one()
+    return {k: str(row[j]) for j, k in enumerate(names)}
+
+
+def keyword_search(session: Session, index: IndexInfo, query: str, n: int,
+                   filters: Filters | None = None) -> list[Candidate]:
+    """Okapi BM25 (k1 1.2, b 0.75, idf ln(1 + (N - df + .5)/(df + .5))) over the index: the
+    ``n`` best enabled chunks (that pass ``filters``), by score then chunk id."""
+    weights = bm25_weights(session, index, query)
+    if not weights:
+        return []
     filters = filters or Filters()
     where, params = filters.sql()
-    avgdl = max(1.0, index.total_length / max(1, index.n_chunks))
-    params.update({"terms": list(counts), "qtf": list(counts.values()), "i": index.id,
-                   "N": float(index.n_chunks), "avgdl": avgdl, "k1": BM25_K1, "b": BM25_B})
-    scored = (
-        "WITH q AS (SELECT * FROM unnest(CAST(:terms AS text[]), CAST(:qtf AS int[])) "
-        "AS q(term, qtf)), "
-        "st AS (SELECT s.term, q.qtf, ln(1 + (:N - s.df + 0.5) / (s.df + 0.5)) AS idf "
-        "FROM kb_term_stats s JOIN q ON q.term = s.term WHERE s.index_id = :i AND s.df > 0), "
-        "sc AS (SELECT ct.chunk_id, sum(st.idf * st.qtf * ct.tf * (:k1 + 1) / "
-        "(ct.tf + :k1 * (1 - :b + :b * ct.dl / :avgdl))) AS score "
-        "FROM kb_chunk_terms ct JOIN st ON st.term = ct.term WHERE ct.index_id = :i "
-        "GROUP BY ct.chunk_id) ")
-    if filters.active:
-        sql = (scored + "SELECT sc.chunk_id, sc.score FROM sc JOIN kb_chunks c ON c.id = "
-               f"sc.chunk_id WHERE c.enabled{where} ORDER BY sc.score DESC LIMIT :n")
-        params["n"] = n
-        rows = session.execute(text(sql), params).all()
-    else:
-        # the best BM25 scores first, then the disabled chunks among them dropped: one statement
-        params.update({"n": n, "top": n * 2 + 10})
-        rows = session.execute(text(
-            scored + "SELECT top.chunk_id, top.score FROM (SELECT chunk_id, score FROM sc "
-            "ORDER BY score DESC LIMIT :top) top JOIN kb_chunks c ON c.id = top.chunk_id "
-            "WHERE c.enabled ORDER BY top.score DESC, top.chunk_id LIMIT :n"), params).all()
+    scored = "WITH sc AS (" + bm25_scores_sql(weights, params, index) + ") "
+    params["n"] = n
+    # every scored chunk joined with its row (filters, enabled), then the best
+    joined = (scored + "SELECT sc.chunk_id, sc.score FROM sc JOIN kb_chunks c ON c.id = "
+              f"sc.chunk_id WHERE c.enabled{where} ORDER BY sc.score DESC, sc.chunk_id "
+              "LIMIT :n")
+    # no filters: the best scores first, then the disabled chunks among them dropped (only
+    # those rows are looked up); if that leaves fewer than n, the joined statement decides
+    top = (scored + "SELECT top.chunk_id, top.score FROM (SELECT chunk_id, score FROM sc "
+           "ORDER BY score DESC, chunk_id LIMIT :top) top JOIN kb_chunks c ON c.id = "
+           "top.chunk_id WHERE c.enabled ORDER BY top.score DESC, top.chunk_id LIMIT :n")
+    params["top"] = n * 2 + 10
+    conn = session.connection()
+    # (a failed statement ends the transaction, and these settings with it)
+    old = _set_plan(conn, BM25_PLAN)
+    rows = conn.execute(text(joined if filters.active else top), params).all()
+    if len(rows) < n and not filters.active:
+        rows = conn.execute(text(joined), params).all()
+    _set_plan(conn, old)
     return [Candidate(int(r[0]), float(r[1])) for r in rows]
 
 
@@ -208,10 +273,17 @@ def document_support(cands: list[Candidate], doc_of: dict[int, int], alpha: floa
     return sorted(boosted, key=lambda c: (-c.score, min(c.ranks.values())))
 
 
+def hybrid_pool(n: int) -> int:
+    """How many candidates hybrid search takes from each of vector and keyword search."""
+    return max(60, 4 * n)
+
+
 def search(session: Session, index: IndexInfo, *, query: str, query_vec: np.ndarray | None,
-           k: int, mode: str, filters: Filters | None = None, candidates: int | None = None
-           ) -> list[Candidate]:
-    """Top candidates of the mode (``candidates`` of them, default ``k``)."""
+           k: int, mode: str, filters: Filters | None = None, candidates: int | None = None,
+           keyword: list[Candidate] | None = None) -> list[Candidate]:
+    """Top candidates of the mode (``candidates`` of them, default ``k``). ``keyword``: for
+    hybrid, the BM25 list already found (``keyword_search`` with ``hybrid_pool(n)``; the
+    service runs it on a second connection while the question is embedded)."""
     if mode not in MODES:
         raise ValueError(f"Unknown search mode {mode!r}: use {', '.join(MODES)}.")
     n = candidates or k
@@ -226,9 +298,11 @@ def search(session: Session, index: IndexInfo, *, query: str, query_vec: np.ndar
         for rank, c in enumerate(out, 1):
             c.ranks["vector"], c.scores["vector"] = rank, c.score
         return out
-    pool = max(60, 4 * n)
-    fused = fuse({"vector": vector_search(session, index, query_vec, pool, filters),
-                  "keyword": keyword_search(session, index, query, pool, filters)})
+    pool = hybrid_pool(n)
+    vector = vector_search(session, index, query_vec, pool, filters)
+    if keyword is None:
+        keyword = keyword_search(session, index, query, pool, filters)
+    fused = fuse({"vector": vector, "keyword": keyword})
     if DOC_SUPPORT > 0 and fused:
         doc_of: dict[int, int] = dict(session.execute(text(
             "SELECT id, document_id FROM kb_chunks WHERE id = ANY(:ids)"),

@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import threading
 import uuid
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -616,6 +618,27 @@ def _rerank(actor: Actor, model: str, query: str, hits: list[SearchHit]) -> list
     return sorted(hits, key=lambda h: -h.score)
 
 
+_side: ThreadPoolExecutor | None = None
+_side_lock = threading.Lock()
+
+
+def _side_pool() -> ThreadPoolExecutor:
+    """Threads that run the keyword half of hybrid searches (each on its own connection)."""
+    global _side
+    if _side is None:
+        with _side_lock:
+            if _side is None:
+                _side = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kb-bm25")
+    return _side
+
+
+def _keyword_candidates(info: Any, query: str, n: int, flt: Any) -> list[Any]:
+    from backend.knowledge import retrieval
+
+    with session_scope() as session:
+        return retrieval.keyword_search(session, info, query, n, flt)
+
+
 def search(*, actor: Actor, kb: str | int, query: str, k: int = 5, mode: str = "hybrid",
            filters: dict[str, Any] | None = None, rerank: str | None = None,
            threshold: float | None = None, neighbors: int = 0) -> list[SearchHit]:
@@ -653,13 +676,26 @@ def search(*, actor: Actor, kb: str | int, query: str, k: int = 5, mode: str = "
                                    n_chunks=int(row[3]), total_length=int(row[4]),
                                    same_dim_chunks=int(row[6]))
         qvec = None
+        keyword: Future[list[retrieval.Candidate]] | None = None
+        if mode == "hybrid":
+            # BM25 on a second connection while the question is embedded and the vector search
+            # runs (onnxruntime and psycopg let go of the GIL): hybrid takes about the longer
+            # of the two, not their sum
+            keyword = _side_pool().submit(_keyword_candidates, info, query,
+                                          retrieval.hybrid_pool(pool), flt)
         if mode != "keyword":
             if row[5] is not None:
                 # a registered model may be an endpoint: no transaction stays open across it
                 session.commit()
-            qvec = embedder_for_index(actor, row[5]).embed([query])[0]
+            try:
+                qvec = embedder_for_index(actor, row[5]).embed([query])[0]
+            except BaseException:
+                if keyword is not None:
+                    keyword.cancel()
+                raise
         cands = retrieval.search(session, info, query=query, query_vec=qvec, k=k, mode=mode,
-                                 filters=flt, candidates=pool)
+                                 filters=flt, candidates=pool,
+                                 keyword=keyword.result() if keyword is not None else None)
         if not cands:
             return []
         # the hits' rows (and, for hybrid, their cosine similarity) in one query

@@ -1,0 +1,242 @@
+"""Keyword search is exact Okapi BM25: the statement ``retrieval.keyword_search`` sends (each
+term's postings merged in chunk order and summed per chunk, shares rounded to 2^-30 so sums are
+exact) returns the same top k, ids and scores, as BM25 worked out here from the stored postings
+(and, up to the order of equal scores, as the plain statement that hashes every posting), on
+the real Postgres.
+
+The base is written by ``store.write_chunks`` (the path ingest takes) with skewed term
+frequencies: a few words in nearly every chunk, a long tail of rare ones, words repeated up to
+a dozen times, chunk lengths from 2 to 80 terms, runs of identical chunks (exact ties that cross
+the cut-off), and the best chunks of a question disabled (the short list runs out, and the
+statement that joins every scored chunk decides)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from backend.accounts.actor import Actor
+from backend.db import session_scope
+from backend.knowledge import retrieval
+from backend.knowledge.store import write_chunks
+from backend.knowledge.terms import terms
+from backend.models.knowledge import KnowledgeChunk, KnowledgeDocument, KnowledgeIndex
+from backend.services import knowledge as kbs
+
+SYSTEM = Actor.system()
+VOCAB = [f"w{i}" for i in range(600)]
+QUERIES = [
+    "w0",  # in most chunks: thousands of exact ties
+    "w0 w1 w2 w3 w5 w8 w13 w21 w34 w55 w89 w144 w233 w377",  # long, mostly common words
+    "w590 w0 w1",  # one rare word beside common ones
+    "w3 w3 w9 w9 w9 w40",  # query term frequencies
+    "w17 nothingsuchhere w2",  # a word the base does not have
+    "w7 w11",
+    "w450 w451 w452 w453",  # rare words only
+]
+
+
+def chunk_texts(rng: random.Random) -> list[str]:
+    weights = [1 / (r + 1) ** 1.05 for r in range(len(VOCAB))]
+    out = []
+    for _ in range(1400):
+        n = rng.choice([2, 3, 5, 8, 12, 20, 30, 40, 60, 80])
+        words = rng.choices(VOCAB, weights=weights, k=n)
+        if rng.random() < 0.15:  # a word said again and again
+            words += [rng.choice(words)] * rng.randint(2, 12)
+        rng.shuffle(words)
+        out.append(" ".join(words))
+    # identical chunks, and the same words in another order: equal scores for every question
+    twin = "w0 w1 w2 w3 w5 w8 w13 w21 w7 w11 w9 w3"
+    out += [twin] * 25 + [" ".join(reversed(twin.split()))] * 15
+    out += ["w0 w7 w11"] * 40
+    rng.shuffle(out)
+    return out
+
+
+@dataclass
+class Bm25Base:
+    kb_id: int
+    info: retrieval.IndexInfo
+
+
+@pytest.fixture(scope="module")
+def bm25_base() -> Iterator[Bm25Base]:
+    kb = kbs.create_knowledge_base(actor=SYSTEM, name="bm25-exact")
+    index_id = int(kb.index["id"])
+    rng = random.Random(7)
+    texts = chunk_texts(rng)
+    vectors = np.random.default_rng(7).standard_normal((len(texts), 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    with session_scope() as s:
+        ix = s.get(KnowledgeIndex, index_id)
+        assert ix is not None
+        for d, part in enumerate(range(0, len(texts), 500)):
+            doc = KnowledgeDocument(kb_id=kb.id, source=f"part{d}.txt", file_type="txt",
+                                    sha256=hashlib.sha256(str(d).encode()).hexdigest(),
+                                    stored_path="", status="ready")
+            s.add(doc)
+            s.flush()
+            batch = texts[part:part + 500]
+            write_chunks(s, index=ix, document_id=doc.id, texts=batch, embed_texts=batch,
+                         vectors=vectors[part:part + 500],
+                         metas=[{"source": doc.source, "file_type": "txt"}] * len(batch))
+    with session_scope() as s:
+        row = s.get(KnowledgeIndex, index_id)
+        assert row is not None
+        info = retrieval.IndexInfo(id=index_id, dim=384, language="en",
+                                   n_chunks=int(row.n_chunks),
+                                   total_length=int(row.total_length))
+    yield Bm25Base(kb.id, info)
+    kbs.delete_knowledge_base(actor=SYSTEM, kb=kb.id)
+
+
+def reference(info: retrieval.IndexInfo, query: str, n: int) -> list[tuple[int, float]]:
+    """BM25 of every enabled chunk from its stored postings, summed exactly (math.fsum)."""
+    q = Counter(terms(query))
+    with session_scope() as s:
+        rows = s.execute(text(
+            "SELECT ct.chunk_id, ct.term, ct.tf, ct.dl FROM kb_chunk_terms ct JOIN kb_chunks c "
+            "ON c.id = ct.chunk_id WHERE ct.index_id = :i AND ct.term = ANY(:t) AND c.enabled"),
+            {"i": info.id, "t": list(q)}).all()
+        dfs = dict(s.execute(text("SELECT term, df FROM kb_term_stats WHERE index_id = :i AND "
+                                  "term = ANY(:t)"), {"i": info.id, "t": list(q)}).all())
+        lengths = s.execute(text("SELECT count(*), sum(length) FROM kb_chunks WHERE index_id "
+                                 "= :i"), {"i": info.id}).one()
+    assert (info.n_chunks, info.total_length) == (lengths[0], lengths[1])
+    avgdl = info.total_length / info.n_chunks
+    shares: dict[int, list[float]] = {}
+    for cid, term, tf, dl in rows:
+        df = dfs[term]
+        idf = math.log(1 + (info.n_chunks - df + 0.5) / (df + 0.5))
+        shares.setdefault(cid, []).append(
+            idf * q[term] * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * dl / avgdl)))
+    scores = {cid: math.fsum(v) for cid, v in shares.items()}
+    return sorted(scores.items(), key=lambda x: (-x[1], x[0]))[:n]
+
+
+def full_scoring_sql(info: retrieval.IndexInfo, query: str, n: int) -> list[tuple[int, float]]:
+    """The plain statement: every posting scored and hashed per chunk, then sorted."""
+    q = Counter(terms(query))
+    with session_scope() as s:
+        rows = s.execute(text(
+            "WITH q AS (SELECT * FROM unnest(CAST(:t AS text[]), CAST(:qtf AS int[])) "
+            "AS q(term, qtf)), st AS (SELECT s.term, q.qtf, ln(1 + (:N - s.df + 0.5) / "
+            "(s.df + 0.5)) AS idf FROM kb_term_stats s JOIN q ON q.term = s.term "
+            "WHERE s.index_id = :i AND s.df > 0), sc AS (SELECT ct.chunk_id, sum(st.idf * "
+            "st.qtf * ct.tf * 2.2 / (ct.tf + 1.2 * (0.25 + 0.75 * ct.dl / :avgdl))) AS score "
+            "FROM kb_chunk_terms ct JOIN st ON st.term = ct.term WHERE ct.index_id = :i "
+            "GROUP BY ct.chunk_id) SELECT sc.chunk_id, sc.score FROM sc JOIN kb_chunks c ON "
+            "c.id = sc.chunk_id WHERE c.enabled ORDER BY sc.score DESC, sc.chunk_id LIMIT :n"),
+            {"t": list(q), "qtf": list(q.values()), "N": float(info.n_chunks), "i": info.id,
+             "avgdl": info.total_length / info.n_chunks, "n": n}).all()
+    return [(int(a), float(b)) for a, b in rows]
+
+
+def fast(info: retrieval.IndexInfo, query: str, n: int) -> list[tuple[int, float]]:
+    with session_scope() as s:
+        got = [(c.chunk_id, c.score) for c in retrieval.keyword_search(s, info, query, n)]
+        # the planner settings are put back for the rest of the transaction
+        assert s.execute(text("SELECT current_setting('enable_hashagg')")).scalar() == "on"
+    return got
+
+
+def assert_same(got: list[tuple[int, float]], want: list[tuple[int, float]]) -> None:
+    assert [c for c, _ in got] == [c for c, _ in want]
+    for (_, a), (_, b) in zip(got, want, strict=True):
+        assert a == pytest.approx(b, rel=1e-9, abs=2e-8)
+
+
+def assert_same_up_to_ties(got: list[tuple[int, float]], want: list[tuple[int, float]]
+                           ) -> None:
+    """The plain statement adds a chunk's shares in the order its plan reads them (here the
+    chunk's own word order), so two chunks with equal scores may differ in the last bit and
+    swap places: the same scores, and the same chunks within each run of equal scores (the
+    last run may be cut anywhere)."""
+    assert len(got) == len(want)
+    for (_, a), (_, b) in zip(got, want, strict=True):
+        assert a == pytest.approx(b, rel=1e-9, abs=2e-8)
+    runs: list[list[int]] = []
+    for i, (_, score) in enumerate(want):
+        if runs and abs(want[runs[-1][0]][1] - score) < 1e-9:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    for run in runs[:-1]:
+        assert {got[i][0] for i in run} == {want[i][0] for i in run}
+
+
+def test_skewed_base_has_common_words_ties_and_repeats(bm25_base: Bm25Base) -> None:
+    info = bm25_base.info
+    with session_scope() as s:
+        dfs = dict(s.execute(text("SELECT term, df FROM kb_term_stats WHERE index_id = :i"),
+                             {"i": info.id}).all())
+        max_tf = s.execute(text("SELECT max(tf) FROM kb_chunk_terms WHERE index_id = :i"),
+                           {"i": info.id}).scalar()
+    assert dfs["w0"] > info.n_chunks * 0.6 and dfs["w590"] < 10
+    assert max_tf >= 10
+    top = reference(info, "w0 w7 w11", 60)
+    assert len({round(sc, 9) for _, sc in top}) < len(top) - 30  # runs of exact ties
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_keyword_top_k_equals_full_scoring(bm25_base: Bm25Base, query: str) -> None:
+    info = bm25_base.info
+    for n in (1, 10, 60, 300):
+        want = reference(info, query, n)
+        got = fast(info, query, n)
+        assert_same(got, want)
+        assert_same_up_to_ties(full_scoring_sql(info, query, n), want)
+        if "w0" in query:
+            assert len(got) == n
+
+
+def test_disabled_best_chunks_fall_back_to_the_exact_enabled_top_k(bm25_base: Bm25Base) -> None:
+    info = bm25_base.info
+    query = "w0 w1 w2 w3 w5 w8 w13 w21 w34 w55 w89 w144 w233 w377"
+    n = 10
+    best = [c for c, _ in reference(info, query, 2 * n + 10 + 5)]
+    with session_scope() as s:
+        s.execute(text("UPDATE kb_chunks SET enabled = false WHERE id = ANY(:ids)"),
+                  {"ids": best})
+    try:
+        want = reference(info, query, n)
+        assert not set(best) & {c for c, _ in want}
+        got = fast(info, query, n)
+        assert len(got) == n
+        assert_same(got, want)
+        # with a filter, the same statement that joins every scored chunk
+        with session_scope() as s:
+            flt = retrieval.Filters(file_types=["txt"])
+            assert_same([(c.chunk_id, c.score) for c in
+                         retrieval.keyword_search(s, info, query, n, flt)], want)
+    finally:
+        with session_scope() as s:
+            s.execute(text("UPDATE kb_chunks SET enabled = true WHERE id = ANY(:ids)"),
+                      {"ids": best})
+
+
+def test_hybrid_runs_bm25_beside_the_embedding_with_the_same_result(bm25_base: Bm25Base
+                                                                    ) -> None:
+    """The service runs the keyword half on a second connection while it embeds the question;
+    the fused list is the one the sequential search gives."""
+    query = "w0 w7 w11 w3"
+    hits = kbs.search(actor=SYSTEM, kb=bm25_base.kb_id, query=query, k=40, mode="hybrid")
+    qvec = kbs.embedder_for_index(SYSTEM, None).embed([query])[0]
+    with session_scope() as s:
+        info = bm25_base.info
+        info.same_dim_chunks = None
+        seq = retrieval.search(s, info, query=query, query_vec=qvec, k=40, mode="hybrid")
+        n_chunks = s.query(KnowledgeChunk).filter(KnowledgeChunk.index_id == info.id).count()
+    assert n_chunks == info.n_chunks
+    assert [h.chunk_id for h in hits] == [c.chunk_id for c in seq]
+    assert [h.score for h in hits] == pytest.approx([c.score for c in seq])
+    assert any("keyword" in h.metadata["ranks"] for h in hits)
