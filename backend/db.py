@@ -29,13 +29,17 @@ def get_engine() -> Engine:
     return engine_for(database_url())
 
 
-@contextmanager
-def session_scope() -> Iterator[Session]:
-    """A session that commits on success and rolls back on error: no half-written rows."""
+def _session() -> Session:
     url = database_url()
     if url not in _factories:
         _factories[url] = sessionmaker(bind=engine_for(url), expire_on_commit=False)
-    session = _factories[url]()
+    return _factories[url]()
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """A session that commits on success and rolls back on error: no half-written rows."""
+    session = _session()
     try:
         yield session
         session.commit()
@@ -52,3 +56,19 @@ def dispose_engines() -> None:
         engine.dispose()
     _engines.clear()
     _factories.clear()
+
+
+@contextmanager
+def read_scope() -> Iterator[Session]:
+    """A session that only reads, on a connection in autocommit mode: no BEGIN and COMMIT round
+    trips around its statements. Each statement sees what was committed when it started, as in
+    a READ COMMITTED transaction (Postgres' default); read what must agree in one statement.
+    Writing through it is an error (``flush`` refuses)."""
+    session = _session()
+    try:
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        yield session
+        if session.new or session.dirty or session.deleted:
+            raise RuntimeError("read_scope is for reads; write in session_scope.")
+    finally:
+        session.close()

@@ -3,16 +3,20 @@
 1. Overhead. The same tiny model, prompt and settings (greedy, a fixed number of new tokens)
    through ``backend.services.agents.stream_agent`` (a LangGraph tool loop with no tool to call,
    conversation, messages and trace stored in Postgres) and through
-   ``backend.services.chat.stream_chat`` directly, both on a real gpu-queue worker. Runs
-   alternate; the ratios are medians of paired runs: time to first token and total time
-   (agent / stream_chat). ``agent_overhead_ratio`` is the total-time ratio.
+   ``backend.services.chat.stream_chat`` directly, both on a real gpu-queue worker. After a
+   warm-up (``--warmup`` runs of each path: the worker loads the model, and Postgres and psycopg
+   settle on prepared statements, which psycopg makes at a query's fifth run, for both paths'
+   queries), runs alternate, each round in the opposite order to the one before; the ratios are
+   medians of the paired runs' ratios: time to first token and total time (agent /
+   stream_chat). ``agent_overhead_ratio`` is the total-time ratio.
 2. Load. The bot is published and served by the API (uvicorn in this process); 50 clients
    (threads with the official ``openai`` client) stream an answer at once. Reported: errors, and
    the 95th percentile of their time to first token against one client alone.
 
-Run: ``.venv/bin/python bench/agents.py [--tokens 64] [--rounds 15] [--clients 50]``. It starts
+Run: ``.venv/bin/python bench/agents.py [--tokens 64] [--rounds 30] [--clients 50]``. It starts
 its own embedded Postgres, Redis and worker under a temporary folder and stops them at the end.
-The last line is a JSON object.
+The last line is a JSON object (with the load average before and after: the machine's other
+work inflates the timings).
 """
 
 from __future__ import annotations
@@ -105,7 +109,8 @@ def client_ttft(url: str, key: str, bot: str) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tokens", type=int, default=64, help="New tokens per answer.")
-    ap.add_argument("--rounds", type=int, default=15, help="Measured runs of each path.")
+    ap.add_argument("--rounds", type=int, default=30, help="Measured runs of each path.")
+    ap.add_argument("--warmup", type=int, default=6, help="Unmeasured runs of each path first.")
     ap.add_argument("--clients", type=int, default=50,
                     help="Concurrent API clients (0: measure the overhead only).")
     args = ap.parse_args()
@@ -135,8 +140,10 @@ def main() -> None:
         worker = start_worker(env, data_dir / "bench-worker.log")
         print(f"tiny model {folder}; {args.tokens} new tokens per answer; one gpu worker")
 
-        chat_run(model, params)  # warm: the worker loads the model
-        agent_run(bot.name)
+        load_before = os.getloadavg()[0]
+        for _ in range(max(1, args.warmup)):  # the first loads the model on the worker
+            chat_run(model, params)
+            agent_run(bot.name)
         c_ttft, c_total, a_ttft, a_total = [], [], [], []
         for i in range(args.rounds):
             for path in (("chat", "agent") if i % 2 == 0 else ("agent", "chat")):
@@ -149,14 +156,16 @@ def main() -> None:
         med = statistics.median
         ttft_ratio = med(a / c for a, c in zip(a_ttft, c_ttft, strict=True))
         total_ratio = med(a / c for a, c in zip(a_total, c_total, strict=True))
+        load = [round(load_before, 2), round(os.getloadavg()[0], 2)]
         print(f"agent / stream_chat (paired medians): time to first token {ttft_ratio:.3f}x, "
-              f"total {total_ratio:.3f}x")
+              f"total {total_ratio:.3f}x; medians: stream_chat ttft {med(c_ttft) * 1000:.1f} ms, "
+              f"agent ttft {med(a_ttft) * 1000:.1f} ms; load average {load[0]} -> {load[1]}")
 
         if args.clients <= 0:  # the overhead only
             print(json.dumps({"agent_overhead_ratio": round(total_ratio, 3),
                               "agent_ttft_ratio": round(ttft_ratio, 3), "errors": None,
                               "p95_ttft_ratio_50_clients": None, "clients": 0,
-                              "tokens": args.tokens, "rounds": args.rounds}))
+                              "tokens": args.tokens, "rounds": args.rounds, "load": load}))
             return
         server, url = serve_api()
         admin = accounts.create_first_admin(username="bench", password="bench password 1") \
@@ -198,6 +207,7 @@ def main() -> None:
             "clients": args.clients,
             "tokens": args.tokens,
             "rounds": args.rounds,
+            "load": load,
         }
         print(json.dumps(figures))
     finally:

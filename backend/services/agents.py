@@ -39,7 +39,7 @@ from backend.agents.tools import (
     http_tool,
     openapi_operations,
 )
-from backend.db import session_scope
+from backend.db import read_scope, session_scope
 from backend.models.accounts import ApiKey
 from backend.models.agents import (
     Agent,
@@ -911,10 +911,11 @@ def stream_agent(*, actor: Actor, agent: int | str, question: str,
     question = (question or "").replace("\x00", "").strip()
     if not question:
         raise AgentError("Ask a question.")
-    # One session reads everything the turn needs (agent, version, model, conversation, tool
-    # rows). Only reads: everything the turn writes (conversation, both messages, trace) is
-    # written in one transaction when it ends, so nothing delays the first token.
-    with session_scope() as session:
+    # One session reads everything the turn needs (agent, version and model in one statement,
+    # then conversation and tool rows where there are any), in autocommit: no BEGIN and COMMIT
+    # round trips. Only reads: everything the turn writes (conversation, both messages, trace)
+    # is written in one transaction when it ends, so nothing delays the first token.
+    with read_scope() as session:
         a, cfg, number, model_row = _config_for(session, actor, agent, version)
         spec = None
         if llm is None:
