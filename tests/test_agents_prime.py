@@ -209,3 +209,24 @@ def test_on_a_gpu_worker_the_primed_answer_is_stream_chats_and_nothing_is_left(
     from backend.llm.channel import stop_requested
 
     assert stop_requested(r, rid)
+
+
+def test_read_scope_reads_in_autocommit_refuses_writes_and_leaves_the_pool_transactional(
+        ws: dict[str, Any]) -> None:
+    from sqlalchemy import select
+
+    from backend.db import read_scope, session_scope
+    from backend.models.agents import Agent
+
+    def autocommit(session: Any) -> bool:
+        return bool(session.connection().connection.dbapi_connection.autocommit)
+
+    for _ in range(8):  # each goes back to the pool
+        with read_scope() as session:
+            assert autocommit(session)
+            session.execute(select(Agent.id).limit(1)).all()
+    with pytest.raises(RuntimeError, match="for reads"), read_scope() as session:
+        session.add(Agent(name="never", workspace_id=1, config={}))
+    for _ in range(8):
+        with session_scope() as session:
+            assert not autocommit(session)  # writes stay all-or-nothing
