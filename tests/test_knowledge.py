@@ -234,25 +234,77 @@ def test_rrf_fusion_orders_by_reciprocal_ranks() -> None:
     assert fused[0].score == pytest.approx(1 / 63 + 1 / 61)
     assert fused[1].score == pytest.approx(1 / 62 + 1 / 62)
     assert fused[0].ranks == {"vector": 3, "keyword": 1}
-    # the default weighs the keyword list half: the vector list's first stays first
+    # the default weighs the keyword list less: the vector list's first stays first
     assert [c.chunk_id for c in fuse({"vector": [Candidate(1, .9), Candidate(2, .8)],
                                       "keyword": [Candidate(2, 9.0)]})] == [2, 1]
     assert [c.chunk_id for c in fuse({"vector": [Candidate(1, .9)],
                                       "keyword": [Candidate(2, 9.0)]})] == [1, 2]
 
 
-def test_document_support_lifts_a_chunk_whose_page_other_chunks_match() -> None:
-    from backend.knowledge.retrieval import Candidate, document_support
+def test_document_rescore_lifts_a_chunk_of_a_document_about_the_question() -> None:
+    from backend.knowledge.retrieval import Candidate, document_rescore
 
-    cands = [Candidate(1, 0.050, {"vector": 1}), Candidate(2, 0.049, {"vector": 2}),
-             Candidate(3, 0.040, {"vector": 3})]
-    # chunks 2 and 3 come from one document, chunk 1 from another: 2 gains 0.2 * 0.040
-    out = document_support(cands, {1: 10, 2: 20, 3: 20}, alpha=0.2)
-    assert [c.chunk_id for c in out] == [2, 1, 3]
-    assert out[0].score == pytest.approx(0.049 + 0.2 * 0.040)
-    assert out[2].score == pytest.approx(0.040 + 0.2 * 0.049)
-    assert [c.chunk_id for c in document_support(cands, {1: 10, 2: 20, 3: 20}, alpha=0)] == \
-        [1, 2, 3]
+    cands = [Candidate(1, 0.60, document_id=10), Candidate(2, 0.58, document_id=20),
+             Candidate(3, 0.50, document_id=20), Candidate(4, 0.45)]
+    # document 20 is about the question (0.5), document 10 is not (0.1): 0.58 + 0.4 > 0.6 + 0.08
+    out = document_rescore(cands, {10: 0.1, 20: 0.5}, weight=0.8)
+    assert [c.chunk_id for c in out] == [2, 3, 1, 4]
+    assert [c.score for c in out] == [0.58, 0.50, 0.60, 0.45]  # each keeps its own cosine
+    assert out[0].scores["document"] == 0.5 and "document" not in out[3].scores
+    assert [c.chunk_id for c in document_rescore(cands, {10: 0.1, 20: 0.5}, weight=0)] == \
+        [1, 2, 3, 4]
+    # a keyword list: BM25 divided by the list's best, so the weight means the same on any scale
+    bm25 = [Candidate(5, 12.0, document_id=10), Candidate(6, 9.0, document_id=20)]
+    out = document_rescore(bm25, {10: 0.1, 20: 0.5}, weight=1.0, normalise=True)
+    assert [c.chunk_id for c in out] == [6, 5]  # 0.75 + 0.5 > 1.0 + 0.1
+    assert [c.score for c in out] == [9.0, 12.0]
+    out = document_rescore(bm25, {10: 0.1, 20: 0.5}, weight=0.5, normalise=True)
+    assert [c.chunk_id for c in out] == [5, 6]  # 1.0 + 0.05 > 0.75 + 0.25
+
+
+def test_hybrid_weighs_the_document_vector_from_the_enabled_chunks(base: Base) -> None:
+    """The document vector is the mean of the document's enabled chunk vectors, as Postgres
+    computes it for hybrid search, and a hybrid hit carries its document's similarity."""
+    import numpy as np
+
+    from backend.db import session_scope
+    from backend.knowledge import retrieval
+
+    view = kbs.get_knowledge_base(actor=SYSTEM, kb=base.id)
+    index_id = view.index["id"]
+    question = "how do I get rid of limescale in the coffee machine"
+    qvec = kbs.embedder_for_index(SYSTEM, None).embed([question])[0]
+    manual = next(c for c in kbs.list_chunks(actor=SYSTEM, kb=base.id)
+                  if c.source == "manual.md")
+    kbs.update_chunk(actor=SYSTEM, kb=base.id, chunk_id=manual.id, enabled=False)
+    try:
+        with session_scope() as s:
+            rows = s.execute(text("SELECT document_id, embedding, enabled FROM kb_chunks "
+                                  "WHERE index_id = :i"), {"i": index_id}).all()
+            info = retrieval.IndexInfo(id=index_id, dim=384, language="en",
+                                       n_chunks=len(rows), total_length=1)
+            docs = sorted({int(r[0]) for r in rows})
+            got = retrieval.document_similarity(s, info, qvec, docs)
+        assert set(got) == set(docs)
+        for doc in docs:
+            vecs = np.stack([np.asarray(json.loads(r[1]), dtype=np.float64) for r in rows
+                             if r[0] == doc and r[2]])
+            mean = vecs.mean(axis=0)
+            expected = float(mean @ qvec / np.linalg.norm(mean) / np.linalg.norm(qvec))
+            assert got[doc] == pytest.approx(expected, abs=1e-5)
+        # the disabled chunk is left out of its document's vector
+        manual_doc = docs_by_source(base.id)["manual.md"].id
+        with_all = np.stack([np.asarray(json.loads(r[1]), dtype=np.float64) for r in rows
+                             if r[0] == manual_doc]).mean(axis=0)
+        assert got[manual_doc] != pytest.approx(
+            float(with_all @ qvec / np.linalg.norm(with_all) / np.linalg.norm(qvec)), abs=1e-5)
+        hits = kbs.search(actor=SYSTEM, kb=base.id, query=question, k=5)
+        assert hits[0].source == "manual.md"
+        for h in hits:
+            assert h.metadata["scores"]["document"] == pytest.approx(got[h.document_id],
+                                                                     abs=1e-5)
+    finally:
+        kbs.update_chunk(actor=SYSTEM, kb=base.id, chunk_id=manual.id, enabled=True)
 
 
 # --------------------------------------------------------------- dedup, replace, delete
