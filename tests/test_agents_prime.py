@@ -230,3 +230,45 @@ def test_read_scope_reads_in_autocommit_refuses_writes_and_leaves_the_pool_trans
     for _ in range(8):
         with session_scope() as session:
             assert not autocommit(session)  # writes stay all-or-nothing
+
+
+def test_one_read_finds_the_agent_its_version_and_that_versions_model(
+        ws: dict[str, Any], tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from backend.services import chat
+
+    builder = ws["builder"]
+    second = models.add_local_model(actor=builder, name=f"tiny2-{uuid.uuid4().hex[:6]}",
+                                    source=str(tiny_model_dir)).name
+    a = agents.create_agent(actor=builder, name=f"versions-{uuid.uuid4().hex[:6]}",
+                            config={"model": ws["model"], "system_prompt": "one"})
+    agents.publish_agent(actor=builder, agent=a.id)
+    agents.update_agent(actor=builder, agent=a.id,
+                        config={"model": second, "system_prompt": "two"})
+    used: list[tuple[str, str]] = []
+
+    def chat_model(*, actor: Any, model: Any, placement: str = "worker",
+                   **settings: Any) -> StudioChatModel:
+        script = Script("ok")
+        llm = script.model()
+        used.append((model.name, ""))
+        real_open = llm.open_stream
+
+        def open_stream(m: list[dict[str, Any]], p: dict[str, Any], t: Any) -> Any:
+            used[-1] = (used[-1][0], m[0]["content"])
+            return real_open(m, p, t)
+
+        llm.open_stream = open_stream
+        return llm
+
+    monkeypatch.setattr(chat, "chat_model", chat_model)
+    for ref in (a.id, str(a.id), a.name):
+        agents.run_agent(actor=builder, agent=ref, question="hi")  # published: version 1
+        agents.run_agent(actor=builder, agent=ref, question="hi", version="draft")
+        agents.run_agent(actor=builder, agent=ref, question="hi", version=1)
+    assert used == [(ws["model"], "one"), (second, "two"), (ws["model"], "one")] * 3
+    with pytest.raises(agents.AgentError, match="no version 9"):
+        agents.run_agent(actor=builder, agent=a.id, question="hi", version=9)
+    elsewhere = actor_of(make_user(Role.builder, [make_workspace("away")], prefix="away"),
+                         make_workspace("away2"))
+    with pytest.raises(agents.AgentNotFound):
+        agents.run_agent(actor=elsewhere, agent=a.id, question="hi")

@@ -17,9 +17,11 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import and_, delete, false, func, or_, select
+from sqlalchemy import Integer, and_, bindparam, delete, false, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -803,60 +805,97 @@ def _system_prompt(actor: Actor, cfg: AgentConfig) -> str:
     return cfg.system_prompt
 
 
-def _load_for_run(session: Session, actor: Actor, agent: int | str, version: str | int
-                  ) -> tuple[Agent, AgentVersion | None, RegisteredModel | None]:
-    """The agent (found as ``_load`` finds it), the version asked for ("published" or a
-    number; None for "draft" or when there is none) and the model its config names (None when
-    the name finds no model in the agent's workspace), in one query."""
+@dataclass
+class _RunRow:
+    """What a turn reads of its agent, the version asked for and the model the config names."""
+
+    id: int
+    name: str
+    workspace_id: int
+    config: dict[str, Any]
+    published_version: int | None
+    version: int | None  # the version's number, None for the draft or when there is none
+    version_config: dict[str, Any] | None
+    model: Any  # the model's columns (what ``models.spec_of`` reads), None when none matched
+
+
+_MODEL_COLUMNS = ("name", "kind", "source", "base_url", "remote_model", "api_key_encrypted",
+                  "capabilities", "default_params")
+
+
+@cache
+def _run_statement(version: str, by: str) -> Any:
+    """The one statement a turn reads its agent with: columns only (no ORM objects to build),
+    made once per kind of lookup ("draft", "published" or "number"; by "id" or "name")."""
     if version == "draft":
         wanted: Any = false()
         model_name: Any = Agent.config["model"].astext
     else:
-        number = Agent.published_version if version == "published" else int(version)
+        number: Any = Agent.published_version if version == "published" \
+            else bindparam("number", type_=Integer)
         wanted = AgentVersion.version == number
         model_name = AgentVersion.config["model"].astext
-    stmt = (select(Agent, AgentVersion, RegisteredModel).select_from(Agent)
+    stmt = (select(Agent.id, Agent.name, Agent.workspace_id, Agent.config,
+                   Agent.published_version, AgentVersion.version.label("v_version"),
+                   AgentVersion.config.label("v_config"),
+                   *(getattr(RegisteredModel, c).label(f"m_{c}") for c in _MODEL_COLUMNS))
+            .select_from(Agent)
             .outerjoin(AgentVersion, and_(AgentVersion.agent_id == Agent.id, wanted))
             .outerjoin(RegisteredModel, and_(RegisteredModel.workspace_id == Agent.workspace_id,
                                              RegisteredModel.name == model_name)))
+    if by == "id":
+        return stmt.where(Agent.id == bindparam("ref"))
+    return stmt.where(Agent.name == bindparam("ref"), Agent.workspace_id == bindparam("ws"))
+
+
+def _load_for_run(session: Session, actor: Actor, agent: int | str, version: str | int
+                  ) -> _RunRow:
+    """The agent (found as ``_load`` finds it), the version asked for ("published" or a
+    number) and the model its config names, in one statement."""
+    kind = version if version in ("draft", "published") else "number"
+    params: dict[str, Any] = {} if kind != "number" else {"number": int(version)}
     found: Any = None
     if isinstance(agent, int) or (isinstance(agent, str) and agent.strip().isdigit()):
-        found = session.execute(stmt.where(Agent.id == int(agent))).first()
-        if found is not None and found[0].workspace_id != actor.workspace_id \
+        found = session.execute(_run_statement(kind, "id"), {**params, "ref": int(agent)}).first()
+        if found is not None and found.workspace_id != actor.workspace_id \
                 and not actor.is_admin:
             found = None
     if found is None and isinstance(agent, str):
-        found = session.execute(stmt.where(Agent.name == agent.strip(),
-                                           Agent.workspace_id == actor.workspace_id)).first()
+        found = session.execute(_run_statement(kind, "name"), {
+            **params, "ref": agent.strip(), "ws": actor.workspace_id}).first()
     if found is None:
         raise AgentNotFound(f"No agent {agent!r} in this workspace. `studio agents list` shows "
                             "them.")
-    return found[0], found[1], found[2]
+    model = SimpleNamespace(**{c: getattr(found, f"m_{c}") for c in _MODEL_COLUMNS}) \
+        if found.m_name is not None else None
+    return _RunRow(id=found.id, name=found.name, workspace_id=found.workspace_id,
+                   config=found.config, published_version=found.published_version,
+                   version=found.v_version, version_config=found.v_config, model=model)
 
 
 def _config_for(session: Session, actor: Actor, agent: int | str, version: str | int
-                ) -> tuple[Agent, AgentConfig, int | None, RegisteredModel | None]:
-    """The agent, the config of the version asked for, its number (None for the draft) and
-    the model the config names when it names one by name (else None: look it up)."""
-    a, row, model = _load_for_run(session, actor, agent, version)
-    if version == "published" and row is not None:
-        cfg = {k: v for k, v in row.config.items() if not k.startswith("_")}
-        return a, AgentConfig.from_dict(cfg), row.version, model
+                ) -> tuple[_RunRow, AgentConfig, int | None]:
+    """The agent, the config of the version asked for and its number (None for the draft);
+    ``row.model`` is the model the config names when a model has that name."""
+    a = _load_for_run(session, actor, agent, version)
+    if version == "published" and a.version_config is not None:
+        cfg = {k: v for k, v in a.version_config.items() if not k.startswith("_")}
+        return a, AgentConfig.from_dict(cfg), a.version
     if version == "draft":
         if not actor.has_role(Role.builder):
             raise PermissionDenied(f"{actor.username} ({actor.role.value}) may not chat with "
                                    "drafts: it needs the builder role. Ask an admin.")
-        return a, AgentConfig.from_dict(a.config), None, model
+        return a, AgentConfig.from_dict(a.config), None
     number = a.published_version if version == "published" else int(version)
     if number is None:
         if not actor.has_role(Role.builder):
             raise AgentNotFound(f"No published bot {agent!r} in this workspace.")
         raise AgentError(f"The agent {a.name!r} is not published yet; publish it first "
                          "(`studio agents publish`).")
-    if row is None:
+    if a.version_config is None:
         raise AgentError(f"The agent {a.name!r} has no version {number}.")
-    cfg = {k: v for k, v in row.config.items() if not k.startswith("_")}
-    return a, AgentConfig.from_dict(cfg), number, model
+    cfg = {k: v for k, v in a.version_config.items() if not k.startswith("_")}
+    return a, AgentConfig.from_dict(cfg), number
 
 
 class AgentRun:
@@ -916,15 +955,15 @@ def stream_agent(*, actor: Actor, agent: int | str, question: str,
     # round trips. Only reads: everything the turn writes (conversation, both messages, trace)
     # is written in one transaction when it ends, so nothing delays the first token.
     with read_scope() as session:
-        a, cfg, number, model_row = _config_for(session, actor, agent, version)
+        a, cfg, number = _config_for(session, actor, agent, version)
         spec = None
         if llm is None:
             from backend.services.models import model_spec, spec_of
 
-            # the model came with the agent (one query) when the config names it by name
+            # the model came with the agent (one statement) when the config names it by name
             ref = cfg.model.strip()
-            if model_row is not None and model_row.name == ref and not ref.isdigit():
-                spec = spec_of(model_row, "chat")
+            if a.model is not None and a.model.name == ref and not ref.isdigit():
+                spec = spec_of(a.model, "chat")
             else:
                 spec = model_spec(actor=actor, model=cfg.model, capability="chat",
                                   session=session)

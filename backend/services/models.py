@@ -215,8 +215,10 @@ def model_spec(*, actor: Actor, model: int | str, capability: str | None = None,
     return spec_of(_load(session, actor, model), capability)
 
 
-def spec_of(row: RegisteredModel, capability: str | None = None) -> ModelSpec:
-    """``model_spec`` for a row already read (in the caller's query)."""
+def spec_of(row: RegisteredModel | Any, capability: str | None = None) -> ModelSpec:
+    """``model_spec`` for a model already read in the caller's statement: a row, or its
+    columns (name, kind, source, base_url, remote_model, api_key_encrypted, capabilities,
+    default_params) as attributes."""
     if capability and capability not in (row.capabilities or []):
         raise ValueError(
             f"The model {row.name!r} is not registered for {capability}; its capabilities "
