@@ -191,11 +191,11 @@ def bm25_scores_sql(weights: list[tuple[str, float]], params: dict[str, Any],
                    "bm25_c2": BM25_K1 * BM25_B / avgdl})
     parts = []
     for j, (term, weight) in enumerate(weights):
-        params[f"bm25_t{j}"], params[f"bm25_w{j}"] = term, weight
+        # (the weight comes scaled: multiplying by a power of two first rounds the same)
+        params[f"bm25_t{j}"], params[f"bm25_w{j}"] = term, weight * BM25_SCALE
         parts.append(
             f"(SELECT ct.chunk_id, round(CAST(:bm25_w{j} AS float8) * ct.tf / (ct.tf + "
-            "CAST(:bm25_c1 AS float8) + CAST(:bm25_c2 AS float8) * ct.dl) * "
-            f"{BM25_SCALE}) AS v "
+            "CAST(:bm25_c1 AS float8) + CAST(:bm25_c2 AS float8) * ct.dl)) AS v "
             f"FROM kb_chunk_terms ct WHERE ct.index_id = :i AND ct.term = :bm25_t{j} "
             "ORDER BY ct.chunk_id)")
     return (f"SELECT p.chunk_id, sum(p.v) / {BM25_SCALE} AS score FROM ("
