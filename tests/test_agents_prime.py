@@ -83,6 +83,34 @@ def test_a_primed_call_is_read_by_the_same_call_and_dropped_by_another() -> None
                    "read other t=0"]
 
 
+def test_a_turn_primes_its_tool_loops_first_call_with_the_tools_bound() -> None:
+    from backend.agents.config import AgentConfig
+    from backend.agents.runtime import Tracer, Turn
+    from backend.agents.tools import BUILTIN_TOOLS
+
+    log: list[str] = []
+    sent_tools: list[Any] = []
+    llm = _model(log)
+    opener = llm.open_stream
+
+    def open_stream(m: list[dict[str, Any]], p: dict[str, Any], t: Any) -> Any:
+        sent_tools.append(t)
+        return opener(m, p, t)
+
+    llm.open_stream = open_stream
+    pieces: list[str] = []
+    turn = Turn(llm, AgentConfig.from_dict({"model": "rec", "max_steps": 3}), question="q",
+                system="sys", tools=[BUILTIN_TOOLS["calculator"]()], tracer=Tracer(),
+                on_token=pieces.append)
+    assert turn.prime()
+    assert log == ["open q t=0", "start q t=0"]
+    result = turn.run()
+    # the graph's first call (tools bound) read the primed stream: one request in all
+    assert result.answer == "".join(pieces) == "q t=0"
+    assert log == ["open q t=0", "start q t=0", "read q t=0"]
+    assert sent_tools[0] and sent_tools[0][0]["function"]["name"] == "calculator"
+
+
 def test_priming_is_off_unless_the_model_is_primable_and_failures_surface_at_the_call() -> None:
     script = Script("answer")
     llm = script.model()  # not primable: opening has side effects (it plays a reply)

@@ -536,13 +536,17 @@ class Turn:
             self._primed = None
         return self._primed is not None
 
+    def discard(self) -> None:
+        """Drop a call sent ahead that nothing read (the run ended, or never started)."""
+        if self._primed is not None:
+            unprime(self._primed)
+            self._primed = None
+
     def run(self) -> TurnResult:
         try:
             return self._run()
         finally:
-            if self._primed is not None:
-                unprime(self._primed)  # a call sent ahead that the run did not read
-                self._primed = None
+            self.discard()
 
     def _run(self) -> TurnResult:
         config, tracer, question = self.config, self.tracer, self.question

@@ -1039,7 +1039,11 @@ def stream_agent(*, actor: Actor, agent: int | str, question: str,
         run._error = error
         run._queue.put(AgentRun._END)
 
-    threading.Thread(target=work, name=f"agent-{agent_id}", daemon=True).start()
+    try:
+        threading.Thread(target=work, name=f"agent-{agent_id}", daemon=True).start()
+    except BaseException:
+        turn.discard()
+        raise
     return run
 
 
