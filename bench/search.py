@@ -16,6 +16,9 @@ passage (text that is not in the index, whose neighbours are). Measured:
   ``ef_search`` of ``--ef`` (the default one is the code's ``retrieval.EF_SEARCH``);
 - the SQL of each mode alone (vector, keyword BM25, hybrid) with the query vector given;
 - the query embedding alone;
+- the CPU time of each mode's SQL and of the embedding (this process plus, read from
+  /proc/<pid>/schedstat, the Postgres backend's): on a busy machine wall times grow with the
+  load, CPU times far less, so they tell what a quiet machine would show;
 - each mode through the service ``backend.services.knowledge.search`` (embedding included).
 
 Run: ``python bench/search.py [--chunks 100000] [--ef 40,64,100,200]``; ``--chunks 5000`` for a
@@ -200,6 +203,14 @@ def bulk_load(kb_id: int, index_id: int, passages: list[tuple[str, str]], vecs: 
         raw.close()
 
 
+def backend_cpu_ns(pid: int) -> int | None:
+    """CPU time a local Postgres backend has run (Linux: /proc/<pid>/schedstat), or None."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def stop_services() -> None:
     """Stop this run's embedded Postgres and Redis before their folder is removed."""
     from backend.config import get_settings
@@ -317,12 +328,13 @@ def main() -> int:
         first = time.perf_counter()
         emb.embed(["the first query after start-up"])
         first_embed_ms = (time.perf_counter() - first) * 1000
-        embed_ms = []
+        embed_ms, embed_cpu_ms = [], []
         qvecs = []
         for q in qs:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             qvecs.append(emb.embed([q])[0])
             embed_ms.append((time.perf_counter() - t) * 1000)
+            embed_cpu_ms.append((time.process_time() - c) * 1000)
         info = retrieval.IndexInfo(id=index_id, dim=384, language="en", n_chunks=n,
                                    total_length=total_len)
 
@@ -368,14 +380,22 @@ def main() -> int:
                 f"{sweep[ef]['p95']} ms")
 
         # each mode's SQL alone, as the service runs it (the code's ef_search)
+        # and the CPU time they take (this process + the Postgres backend), which a busy
+        # machine inflates far less than the wall time
         sql_ms: dict[str, list[float]] = {"vector": [], "keyword": [], "hybrid": []}
+        cpu_ms: dict[str, list[float]] = {"vector": [], "keyword": [], "hybrid": []}
         for _ in range(args.rounds):
             for q, qv in zip(qs, qvecs, strict=True):
                 for mode in sql_ms:
                     with session_scope() as s:
+                        pid = int(s.execute(text("SELECT pg_backend_pid()")).scalar() or 0)
+                        b0, c0 = backend_cpu_ns(pid), time.process_time()
                         t = time.perf_counter()
                         retrieval.search(s, info, query=q, query_vec=qv, k=10, mode=mode)
                         sql_ms[mode].append((time.perf_counter() - t) * 1000)
+                        b1, c1 = backend_cpu_ns(pid), time.process_time()
+                        if b0 is not None and b1 is not None:
+                            cpu_ms[mode].append((c1 - c0) * 1000 + (b1 - b0) / 1e6)
         if args.explain:
             explain(info, qs[0], qvecs[0], hnsw_sql)
 
@@ -416,7 +436,9 @@ def main() -> int:
         "hnsw_recall_at_10": chosen["recall_at_10"], "ef_search": default_ef,
         "service_ms": {m: summary(v) for m, v in svc_ms.items()},
         "sql_ms": {m: summary(v) for m, v in sql_ms.items()},
-        "embed_ms": summary(embed_ms), "first_embed_ms": round(first_embed_ms, 1),
+        "sql_cpu_ms": {m: summary(v) for m, v in cpu_ms.items() if v},
+        "embed_ms": summary(embed_ms), "embed_cpu_ms": summary(embed_cpu_ms),
+        "first_embed_ms": round(first_embed_ms, 1),
         "exact_scan_ms": summary(exact_ms),
         "ef_sweep": {str(k): v for k, v in sweep.items()},
         "statements_per_search": statements, "hnsw_used": uses_hnsw, "load": round(os.getloadavg()[0], 2),
@@ -430,11 +452,14 @@ def main() -> int:
               f"ms p95 {v['p95']} ms{mark}")
     print(f"  exact scan: p50 {figures['exact_scan_ms']['p50']} ms")
     print(f"  query embedding: p50 {figures['embed_ms']['p50']} ms p95 "
-          f"{figures['embed_ms']['p95']} ms (first call {figures['first_embed_ms']} ms)")
+          f"{figures['embed_ms']['p95']} ms (first call {figures['first_embed_ms']} ms); CPU "
+          f"p50 {figures['embed_cpu_ms']['p50']} / p95 {figures['embed_cpu_ms']['p95']} ms")
     for mode in ("vector", "keyword", "hybrid"):
         a, b = figures["sql_ms"][mode], figures["service_ms"][mode]
-        print(f"  {mode:>7}: SQL p50 {a['p50']} / p95 {a['p95']} ms; service p50 {b['p50']} / "
-              f"p95 {b['p95']} ms")
+        cpu = figures["sql_cpu_ms"].get(mode)
+        print(f"  {mode:>7}: SQL p50 {a['p50']} / p95 {a['p95']} ms"
+              + (f" (CPU p50 {cpu['p50']} / p95 {cpu['p95']} ms)" if cpu else "")
+              + f"; service p50 {b['p50']} / p95 {b['p95']} ms")
     print(f"  SQL statements per search (plus the pool's ping and the commit): {statements}")
     print(json.dumps(figures))
     return 0
