@@ -2,7 +2,9 @@
 registry's ``StudioChatModel``).
 
 - **tools**: a model node and a tool node in a loop (the model asks for tools, their results go
-  back to it, it answers), bounded by ``max_steps`` model calls. A failing tool returns its error
+  back to it, it answers), bounded by ``max_steps`` model calls. A turn makes the first model
+  call itself, as the model node would, and enters the graph after it only when it asks for
+  tools (``_Run.run_tool_loop``). A failing tool returns its error
   to the model as the tool's message instead of ending the run.
 - **plan**: plan-and-execute. The model writes a numbered plan; each step runs as a small tool
   loop; a step whose tool fails makes the model revise the rest of the plan; at the end the
@@ -240,11 +242,15 @@ def _loop_act(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]
     return {"messages": out}
 
 
-def _loop_route(state: LoopState, runtime: Runtime[LoopContext]) -> str:
+def _next_step(state: LoopState | dict[str, Any], ctx: LoopContext) -> str:
     last = state["messages"][-1]
-    if isinstance(last, AIMessage) and last.tool_calls and state["steps"] < runtime.context.max_steps:
+    if isinstance(last, AIMessage) and last.tool_calls and state["steps"] < ctx.max_steps:
         return "tools"
     return END
+
+
+def _loop_route(state: LoopState, runtime: Runtime[LoopContext]) -> str:
+    return _next_step(state, runtime.context)
 
 
 @cache
@@ -284,6 +290,18 @@ def unprime(primed: Any) -> None:
         drop()
 
 
+@cache
+def _compiled_tool_loop_after_first_call() -> Any:
+    """The tool loop entered after its first model call: the route, then as before."""
+    graph = StateGraph(LoopState, context_schema=LoopContext)
+    graph.add_node("agent", _loop_agent)
+    graph.add_node("tools", _loop_act)
+    graph.add_conditional_edges(START, _loop_route, {"tools": "tools", END: END})
+    graph.add_conditional_edges("agent", _loop_route, {"tools": "tools", END: END})
+    graph.add_edge("tools", "agent")
+    return graph.compile()
+
+
 class _Run:
     """A compiled graph with one run's context: ``invoke(state)`` runs it."""
 
@@ -295,6 +313,20 @@ class _Run:
         # one node runs at a time in these graphs (max_concurrency 1 also spares LangGraph
         # sizing a thread pool on every run); max_steps and the plan's limits end a run
         return self.graph.invoke(state, {"max_concurrency": 1}, context=self.context)
+
+    def run_tool_loop(self, state: dict[str, Any]) -> dict[str, Any]:
+        """The tool loop from ``state`` (steps 0): its first model call is made here, as its
+        agent node would make it, and the graph runs only when that call asks for tools; an
+        answer that needs none spares LangGraph's run set-up on the way to its first token."""
+        ctx = self.context
+        assert isinstance(ctx, LoopContext) and state["steps"] == 0
+        ai = call_model(_loop_model(ctx, 0), list(state["messages"]), ctx.tracer,
+                        name=ctx.name, on_token=ctx.on_token)
+        after = {"messages": [*state["messages"], ai], "steps": 1}
+        if _next_step(after, ctx) == END:
+            return after
+        return _compiled_tool_loop_after_first_call().invoke(
+            after, {"max_concurrency": 1}, context=ctx)  # type: ignore[no-any-return]
 
     def first_call(self, state: dict[str, Any]) -> tuple[Any, list[BaseMessage]] | None:
         """The tool loop's first model call from ``state``: (model, messages)."""
@@ -585,7 +617,7 @@ class Turn:
         else:
             self.prime()  # after retrieval, when the prompt needed it
             loop, start = self._loop_start()
-            loop.invoke(start)
+            loop.run_tool_loop(start)
             plan = []
         answer = "".join(self.pieces)
         if not answer.strip():
