@@ -298,19 +298,6 @@ def test_hybrid_weighs_the_document_vector_from_the_enabled_chunks(base: Base) -
                              if r[0] == manual_doc]).mean(axis=0)
         assert got[manual_doc] != pytest.approx(
             float(with_all @ qvec / np.linalg.norm(with_all) / np.linalg.norm(qvec)), abs=1e-5)
-        # long documents: only their first DOC_VECTOR_CHUNKS chunks (by order) count
-        with session_scope() as s:
-            first = dict(s.execute(text(
-                "SELECT document_id, 1 - (embedding <=> CAST(:q AS vector)) FROM kb_chunks "
-                "WHERE index_id = :i AND ord = 0 AND enabled"),
-                {"i": index_id, "q": "[" + ",".join(map(str, qvec)) + "]"}).all())
-            old_cap = retrieval.DOC_VECTOR_CHUNKS
-            retrieval.DOC_VECTOR_CHUNKS = 1
-            try:
-                capped = retrieval.document_similarity(s, info, qvec, docs)
-            finally:
-                retrieval.DOC_VECTOR_CHUNKS = old_cap
-        assert capped == pytest.approx(first, abs=1e-5) and len(capped) >= 7
         hits = kbs.search(actor=SYSTEM, kb=base.id, query=question, k=5)
         assert hits[0].source == "manual.md"
         for h in hits:

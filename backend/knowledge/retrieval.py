@@ -4,7 +4,8 @@ statistics kept at ingest) and hybrid (reciprocal rank fusion of the two).
 Scores: vector = cosine similarity; keyword = BM25; hybrid = the weighted RRF sum
 (``weight / (RRF_K + rank)`` per list; the keyword list counts 0.3). Before fusing, hybrid
 re-orders both lists with the *document vector* of each chunk's document (the mean of the
-document's enabled chunk vectors, computed in SQL for the documents in the lists): the vector
+document's enabled chunk vectors, kept per index in ``kb_document_vectors`` by every chunk
+write and read by key for the documents in the lists): the vector
 list by cosine + ``DOC_VECTOR_WEIGHT`` x the cosine of the question to the document vector,
 the keyword list by BM25 / the list's best BM25 + ``KEYWORD_DOC_WEIGHT`` x that cosine. A
 chunk of a page that is about the question as a whole moves up; one that only shares some words
@@ -40,9 +41,6 @@ WEIGHTS = {"vector": 1.0, "keyword": 0.3}
 # best BM25 + KEYWORD_DOC_WEIGHT x that cosine
 DOC_VECTOR_WEIGHT = 0.8
 KEYWORD_DOC_WEIGHT = 1.0
-# a document vector is the mean of the document's first this many chunks (by order), so its
-# cost stays bounded on long documents (an index range scan per document)
-DOC_VECTOR_CHUNKS = 100
 BM25_K1 = 1.2
 BM25_B = 0.75
 EF_SEARCH = 100
@@ -270,19 +268,18 @@ def fuse(lists: dict[str, list[Candidate]], k: int = RRF_K,
 
 def document_similarity(session: Session, index: IndexInfo, query_vec: np.ndarray,
                         document_ids: list[int]) -> dict[int, float]:
-    """Cosine of the question to each document's vector: the mean of the vectors of the
-    enabled ones among its first ``DOC_VECTOR_CHUNKS`` chunks in this index (all of them in most documents; on
-    bench/retrieval.py the cap costs 0.006 MRR@10 against all chunks, and it bounds the rows
-    read on long documents). pgvector's ``sum`` has the mean's direction (the cosine distance
-    normalises it) and costs less than its ``avg``, which accumulates in float8 arrays."""
+    """Cosine of the question to each document's vector: the mean of the vectors of all its
+    enabled chunks in this index. ``kb_document_vectors`` keeps their sum (the mean's direction;
+    the cosine distance normalises it) up to date on every chunk write, so this reads one row per
+    candidate document by key rather than summing chunks at query time."""
     if not document_ids:
         return {}
     rows = session.execute(text(
-        "SELECT c.document_id, 1 - (sum(c.embedding) <=> CAST(:q AS vector)) FROM kb_chunks c "
-        "WHERE c.index_id = :i AND c.document_id = ANY(:docs) AND c.ord < :cap "
-        "AND c.dim = :d AND c.enabled GROUP BY c.document_id"),
+        "SELECT v.document_id, 1 - (v.embedding <=> CAST(:q AS vector)) "
+        "FROM kb_document_vectors v "
+        "WHERE v.index_id = :i AND v.document_id = ANY(:docs) AND v.dim = :d"),
         {"q": vector_literal(query_vec), "i": index.id, "d": int(index.dim),
-         "docs": sorted(set(document_ids)), "cap": DOC_VECTOR_CHUNKS}).all()
+         "docs": sorted(set(document_ids))}).all()
     return {int(r[0]): float(r[1]) for r in rows if r[1] is not None}
 
 

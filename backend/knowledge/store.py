@@ -1,5 +1,6 @@
-"""Writing and removing a document's chunks with their BM25 statistics, inside the caller's
-transaction (one document, one transaction: nothing half-indexed survives a crash)."""
+"""Writing and removing a document's chunks with their BM25 statistics and its document vector,
+inside the caller's transaction (one document, one transaction: nothing half-indexed survives a
+crash). Whoever changes chunks another way (``enabled``) calls ``refresh_document_vectors``."""
 
 from __future__ import annotations
 
@@ -61,7 +62,32 @@ def write_chunks(session: Session, *, index: KnowledgeIndex, document_id: int,
     session.execute(update(KnowledgeIndex).where(KnowledgeIndex.id == index.id).values(
         n_chunks=KnowledgeIndex.n_chunks + len(ids),
         total_length=KnowledgeIndex.total_length + sum(lengths)))
+    refresh_document_vectors(session, [(index.id, document_id)])
     return ids
+
+
+def refresh_document_vectors(session: Session, pairs: Sequence[tuple[int, int]]) -> None:
+    """Recompute the stored vector of each ``(index_id, document_id)`` from its enabled chunks
+    (their sum: the direction of their mean) after its chunks changed; a document with no
+    enabled chunk left has no row. Reads the chunks as this transaction sees them."""
+    keys = sorted({(int(i), int(d)) for i, d in pairs})
+    if not keys:
+        return
+    session.flush()  # chunk edits made through the ORM
+    params = {"ix": [i for i, _ in keys], "docs": [d for _, d in keys]}
+    keyed = "SELECT * FROM unnest(CAST(:ix AS bigint[]), CAST(:docs AS bigint[])) AS k(i, d)"
+    session.execute(text(
+        "INSERT INTO kb_document_vectors (index_id, document_id, dim, embedding, n_chunks) "
+        "SELECT c.index_id, c.document_id, min(c.dim), sum(c.embedding), count(*) "
+        f"FROM kb_chunks c JOIN ({keyed}) k ON c.index_id = k.i AND c.document_id = k.d "
+        "WHERE c.enabled GROUP BY c.index_id, c.document_id ORDER BY 1, 2 "
+        "ON CONFLICT (index_id, document_id) DO UPDATE SET dim = excluded.dim, "
+        "embedding = excluded.embedding, n_chunks = excluded.n_chunks"), params)
+    session.execute(text(
+        f"DELETE FROM kb_document_vectors v USING ({keyed}) k "
+        "WHERE v.index_id = k.i AND v.document_id = k.d AND NOT EXISTS ("
+        "SELECT 1 FROM kb_chunks c WHERE c.index_id = k.i AND c.document_id = k.d "
+        "AND c.enabled)"), params)
 
 
 def _copy_terms(session: Session, rows: Sequence[tuple[int, str, int, int, int]]) -> None:
@@ -100,6 +126,9 @@ def remove_chunks(session: Session, *, chunk_ids: Sequence[int]) -> int:
     session.execute(select(KnowledgeIndex.id).where(KnowledgeIndex.id.in_(
         select(KnowledgeChunk.index_id).where(KnowledgeChunk.id.in_(ids)).distinct()
     )).order_by(KnowledgeIndex.id).with_for_update()).all()
+    docs = [(int(i), int(d)) for i, d in session.execute(
+        select(KnowledgeChunk.index_id, KnowledgeChunk.document_id)
+        .where(KnowledgeChunk.id.in_(ids)).distinct()).all()]
     per_index = session.execute(
         select(KnowledgeChunk.index_id, text("count(*)"), text("coalesce(sum(length), 0)"))
         .where(KnowledgeChunk.id.in_(ids)).group_by(KnowledgeChunk.index_id)).all()
@@ -113,6 +142,7 @@ def remove_chunks(session: Session, *, chunk_ids: Sequence[int]) -> int:
             n_chunks=KnowledgeIndex.n_chunks - int(n),
             total_length=KnowledgeIndex.total_length - int(total)))
     session.execute(delete(KnowledgeChunk).where(KnowledgeChunk.id.in_(ids)))
+    refresh_document_vectors(session, docs)
     return len(ids)
 
 
@@ -144,3 +174,4 @@ def rewrite_chunk(session: Session, *, chunk: KnowledgeChunk, index: KnowledgeIn
     chunk.length = length
     chunk.embedding = np.asarray(vector, dtype=np.float32)
     chunk.edited = True
+    refresh_document_vectors(session, [(chunk.index_id, chunk.document_id)])

@@ -28,6 +28,7 @@ from backend.models.jobs import Job, JobLog, JobMetric, JobStatus, Worker
 from backend.models.knowledge import (
     ChunkTerm,
     DocumentStatus,
+    DocumentVector,
     KnowledgeBase,
     KnowledgeChunk,
     KnowledgeDocument,
@@ -69,6 +70,7 @@ __all__ = [
     "DocumentStatus",
     "KnowledgeBase",
     "KnowledgeChunk",
+    "DocumentVector",
     "KnowledgeDocument",
     "KnowledgeIndex",
     "TermStat",

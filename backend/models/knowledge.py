@@ -147,6 +147,26 @@ class KnowledgeChunk(Base):
     )
 
 
+class DocumentVector(Base):
+    """A document's vector in an index: the sum of its enabled chunks' vectors (the direction of
+    their mean, which is all a cosine needs) and how many there are. Kept by
+    ``backend.knowledge.store`` in the transaction that changes the chunks, so hybrid search reads
+    one row per candidate document instead of summing its chunks at query time. No row when the
+    document has no enabled chunk in the index."""
+
+    __tablename__ = "kb_document_vectors"
+
+    index_id: Mapped[int] = mapped_column(
+        ForeignKey("kb_indexes.id", ondelete="CASCADE"), primary_key=True
+    )
+    document_id: Mapped[int] = mapped_column(
+        ForeignKey("kb_documents.id", ondelete="CASCADE"), primary_key=True
+    )
+    dim: Mapped[int] = mapped_column(SmallInteger)
+    embedding: Mapped[Any] = mapped_column(Vector())
+    n_chunks: Mapped[int] = mapped_column(Integer)
+
+
 class ChunkTerm(Base):
     """A term's frequency in a chunk (and the chunk's length, so BM25 needs no join)."""
 

@@ -803,7 +803,7 @@ def update_chunk(*, actor: Actor, kb: int | str, chunk_id: int, text: str | None
     """Edit a chunk's text (re-embedded, keyword statistics updated) or enable/disable it
     (a disabled chunk is never returned by search)."""
     from backend.knowledge.splitting import ChunkDraft
-    from backend.knowledge.store import rewrite_chunk
+    from backend.knowledge.store import refresh_document_vectors, rewrite_chunk
 
     actor.require_role(Role.builder, "edit chunks")
     with session_scope() as session:
@@ -837,6 +837,7 @@ def update_chunk(*, actor: Actor, kb: int | str, chunk_id: int, text: str | None
         if enabled is not None and enabled != chunk.enabled:
             chunk.enabled = bool(enabled)
             changes["enabled"] = chunk.enabled
+            refresh_document_vectors(session, [(chunk.index_id, chunk.document_id)])
         if changes:
             record(actor, "update", "kb_chunk", chunk.id, changes, session=session)
         session.flush()
