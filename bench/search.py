@@ -128,8 +128,9 @@ def copy_field(x: str) -> str:
 
 
 def bulk_load(kb_id: int, index_id: int, passages: list[tuple[str, str]], vecs: Any) -> int:
-    """Documents (one per source), chunks with their term counts, document frequencies and the
-    index's totals, by COPY; the HNSW index is dropped for the load and built after it."""
+    """Documents (one per source), chunks with their term counts, document frequencies, the
+    index's totals and the document vectors, by COPY / one aggregate; the HNSW index is dropped
+    for the load and built after it."""
     from backend.db import get_engine
     from backend.knowledge.store import vector_literal
     from backend.knowledge.terms import term_counts
@@ -186,6 +187,11 @@ def bulk_load(kb_id: int, index_id: int, passages: list[tuple[str, str]], vecs: 
                     (first_id + len(passages),))
         cur.execute("UPDATE kb_indexes SET n_chunks = %s, total_length = %s WHERE id = %s",
                     (len(passages), total_len, index_id))
+        # each document's vector, as backend.knowledge.store keeps it on write
+        cur.execute("INSERT INTO kb_document_vectors (index_id, document_id, dim, embedding, "
+                    "n_chunks) SELECT index_id, document_id, min(dim), sum(embedding), count(*) "
+                    "FROM kb_chunks WHERE index_id = %s AND enabled "
+                    "GROUP BY index_id, document_id", (index_id,))
         raw.commit()
         t = time.perf_counter()
         cur.execute("SET maintenance_work_mem = '1GB'")
@@ -194,7 +200,8 @@ def bulk_load(kb_id: int, index_id: int, passages: list[tuple[str, str]], vecs: 
         # as autovacuum leaves a table after a large insert: visibility map set (index-only
         # scans of the BM25 postings), statistics current
         raw.driver_connection.autocommit = True
-        for table in ("kb_documents", "kb_chunks", "kb_chunk_terms", "kb_term_stats"):
+        for table in ("kb_documents", "kb_chunks", "kb_chunk_terms", "kb_term_stats",
+                      "kb_document_vectors"):
             cur.execute(f"VACUUM ANALYZE {table}")
         raw.driver_connection.autocommit = False
         log(f"HNSW index built in {time.perf_counter() - t:.0f} s")
