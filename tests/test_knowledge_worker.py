@@ -134,3 +134,64 @@ def test_int8_embedder_stays_close_to_float(tmp_path, monkeypatch) -> None:  # t
     finally:
         monkeypatch.undo()
         reset_settings()
+
+
+def test_bf16_embedder_keeps_the_float_vectors(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """STUDIO_EMBEDDING_BACKEND=bf16 (auto's choice on CPUs with bfloat16 arithmetic): the
+    matrix products in bfloat16, the vectors within cosine 0.9999 of sentence-transformers'
+    float32 ones, so an index built with either keeps working with the other."""
+    import numpy as np
+
+    from backend.config import reset_settings
+    from backend.knowledge import embedding
+    from backend.llm.embeddings import LocalEmbedder
+
+    monkeypatch.setattr(embedding, "_cached", None)
+    monkeypatch.setenv("STUDIO_EMBEDDING_BACKEND", "bf16")
+    reset_settings()
+    try:
+        emb = embedding.bundled_embedder()
+        assert isinstance(emb, embedding.Bf16MiniLM) and emb.variant == "torch-bf16"
+        texts = ["How do I read a file line by line?", "Der Zug fährt um acht Uhr.",
+                 "员工出差的住宿费用每晚不超过五百元。", "x " * 400,
+                 "os.walk(top, topdown=True) yields a 3-tuple (dirpath, dirnames, filenames) for "
+                 "each directory in the tree rooted at top."]
+        ref = LocalEmbedder(None, device_preference="cpu").embed(texts)
+        got = emb.embed(texts)
+        assert got.shape == ref.shape and got.dtype == np.float32
+        assert float(np.min(np.sum(ref * got, axis=1))) > embedding.BF16_MIN_COSINE
+        # one text alone or in a batch of others (padding): the same vector
+        alone = emb.embed(texts[:1])
+        assert float(alone[0] @ got[0]) > 0.99999
+        assert emb.embed([]).shape == (0, 384)
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+
+
+def test_auto_backend_takes_bf16_only_where_the_cpu_computes_it(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """auto: bfloat16 where the CPU has it in hardware (emulated bfloat16 is slower than float32);
+    onnx and torch keep float32."""
+    from backend.config import reset_settings
+    from backend.knowledge import embedding
+
+    made: list[str] = []
+    monkeypatch.setattr(embedding, "_bf16_embedder", lambda: made.append("bf16") or "bf16")
+    monkeypatch.setattr(embedding, "_onnx_embedder", lambda: made.append("onnx") or "onnx")
+    try:
+        for backend, native, want in [("auto", True, "bf16"), ("auto", False, "onnx"),
+                                      ("bf16", False, "bf16"), ("onnx", True, "onnx")]:
+            monkeypatch.setattr(embedding, "_cached", None)
+            monkeypatch.setattr(embedding, "native_bf16", lambda n=native: n)
+            monkeypatch.setenv("STUDIO_EMBEDDING_BACKEND", backend)
+            reset_settings()
+            assert embedding.bundled_embedder() == want, (backend, native)
+        monkeypatch.setattr(embedding, "_cached", None)
+        monkeypatch.setattr(embedding, "_bf16_embedder", lambda: None)  # probe failed
+        monkeypatch.setenv("STUDIO_EMBEDDING_BACKEND", "auto")
+        monkeypatch.setattr(embedding, "native_bf16", lambda: True)
+        reset_settings()
+        assert embedding.bundled_embedder() == "onnx"
+    finally:
+        monkeypatch.undo()
+        reset_settings()

@@ -108,6 +108,8 @@ def studio_model_id(inner: Any) -> str:
     parts = [kind, str(getattr(inner, "name", "")), f"max_len={getattr(inner, 'max_len', '')}"]
     if kind == "OnnxMiniLM":
         parts.append(f"export=v{embedding.EXPORT_VERSION}")
+    if getattr(inner, "variant", ""):  # onnx-fp32 / onnx-int8 / torch-bf16: different vectors
+        parts.append(f"variant={inner.variant}")
     model = getattr(inner, "model_path", None) or getattr(inner, "source", None)
     if model:
         parts.append(str(model))
