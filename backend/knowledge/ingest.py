@@ -5,6 +5,14 @@ rows already there: same name and same content -> nothing to do (a retry skips f
 same content under another name -> a duplicate, stored once; same name, new content -> the new
 chunks replace the old ones in the transaction that writes them. A file that fails is marked
 failed with its reason; the others go on.
+
+The work is pipelined, each document still written in its own transaction: files are parsed
+and split one after another; their chunks are embedded a few documents at a time (about one
+embedding batch, sorted by length across the documents, so short last chunks of documents do
+not make batches of their own); and while the next documents are parsed and embedded, a writer
+thread stores the embedded ones (term counting, chunk rows, HNSW and BM25 upkeep in Postgres).
+The embedder releases the GIL and Postgres is another process, so the store overlaps the
+embedding instead of following it.
 """
 
 from __future__ import annotations
@@ -13,7 +21,8 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -88,62 +97,94 @@ def embed_in_batches(embedder: TextEmbedder, texts: list[str], batch: int = 256,
     return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
 
+def _active_index(kb_id: int) -> KnowledgeIndex:
+    """The base's active index, detached from its session."""
+    with session_scope() as session:
+        kb = session.get(KnowledgeBase, kb_id)
+        index = session.get(KnowledgeIndex, kb.active_index_id) if kb is not None and \
+            kb.active_index_id is not None else None
+        if index is None:
+            raise LookupError("the knowledge base was deleted meanwhile")
+        session.expunge(index)
+        return index
+
+
+def _store(*, kb_id: int, document_id: int, index_id: int, doc: ParsedDocument,
+           drafts: list[ChunkDraft], embed_texts: list[str], vectors: np.ndarray,
+           metas: list[dict[str, Any]], new_values: dict[str, Any]) -> tuple[int, int] | None:
+    """In one transaction that holds the base's row (a re-index switches indexes under the same
+    lock): take the document's old chunks out of every index of the base (an index being built
+    by a re-index then indexes this version again), write the new chunks into the index they
+    were prepared for and mark the document ready. None when that index is no longer the
+    active one (nothing written: prepare the document again)."""
+    with session_scope() as session:
+        kb = session.get(KnowledgeBase, kb_id, with_for_update={"read": True})
+        if kb is None:
+            raise LookupError("the knowledge base was deleted meanwhile")
+        if kb.active_index_id != index_id:
+            return None  # a re-index switched indexes while this file was embedded
+        row = session.get(KnowledgeDocument, document_id, with_for_update=True)
+        if row is None:
+            raise LookupError("the document was deleted meanwhile")
+        # every index of the base, in id order (the order every writer locks them in)
+        indexes = session.execute(select(KnowledgeIndex).where(
+            KnowledgeIndex.kb_id == kb_id).order_by(KnowledgeIndex.id).with_for_update()
+        ).scalars().all()
+        target = next(ix for ix in indexes if ix.id == index_id)
+        remove_document_chunks(session, document_id=document_id)
+        write_chunks(session, index=target, document_id=document_id,
+                     texts=[d.text for d in drafts], embed_texts=embed_texts,
+                     vectors=vectors, metas=metas)
+        for key, value in new_values.items():
+            setattr(row, key, value)
+        row.status = DocumentStatus.ready.value
+        row.error = None
+        row.title = doc.title[:500]
+        row.chunk_count = len(drafts)
+        row.char_count = doc.char_count
+        row.meta = {**(row.meta or {}), **doc.meta}
+        return len(drafts), doc.char_count
+
+
 def index_document(*, kb_id: int, document_id: int, path: Path, file_type: str, source: str,
                    embedder_for_index: Callable[[KnowledgeIndex], TextEmbedder],
                    new_values: dict[str, Any], check: Callable[[], None] | None = None
                    ) -> tuple[int, int]:
-    """Parse, split and embed for the base's active index outside any transaction; then, in one
-    transaction that holds the base's row (a re-index switches indexes under the same lock),
-    take the document's old chunks out of every index of the base (an index being built by a
-    re-index then indexes this version again), write the new chunks into the active index and
-    mark the document ready. If a re-index switched the active index meanwhile, the document is
-    prepared again for the new one. Returns (chunks, characters)."""
-    prepared_for: int | None = None
+    """One document alone: parse, split and embed for the base's active index outside any
+    transaction, then store it (``_store``). If a re-index switched the active index
+    meanwhile, the document is prepared again for the new one. Returns (chunks, characters)."""
     for _ in range(5):
-        with session_scope() as session:
-            kb = session.get(KnowledgeBase, kb_id)
-            index = session.get(KnowledgeIndex, kb.active_index_id) if kb is not None and \
-                kb.active_index_id is not None else None
-            if index is None:
-                raise LookupError("the knowledge base was deleted meanwhile")
-            session.expunge(index)
-        if prepared_for != index.id:
-            doc, drafts = prepare(path, file_type, source, chunk_size=index.chunk_size,
-                                  chunk_overlap=index.chunk_overlap, splitter=index.splitter)
-            embed_texts = [d.embed_text(doc.title) for d in drafts]
-            vectors = embed_in_batches(embedder_for_index(index), embed_texts, should_stop=check)
-            metas = chunk_metas(doc, drafts, source=source, file_type=file_type,
-                                document_id=document_id)
-            prepared_for = index.id
-        with session_scope() as session:
-            kb = session.get(KnowledgeBase, kb_id, with_for_update={"read": True})
-            if kb is None:
-                raise LookupError("the knowledge base was deleted meanwhile")
-            if kb.active_index_id != prepared_for:
-                continue  # a re-index switched indexes while this file was embedded
-            row = session.get(KnowledgeDocument, document_id, with_for_update=True)
-            if row is None:
-                raise LookupError("the document was deleted meanwhile")
-            # every index of the base, in id order (the order every writer locks them in)
-            indexes = session.execute(select(KnowledgeIndex).where(
-                KnowledgeIndex.kb_id == kb_id).order_by(KnowledgeIndex.id).with_for_update()
-            ).scalars().all()
-            target = next(ix for ix in indexes if ix.id == prepared_for)
-            remove_document_chunks(session, document_id=document_id)
-            write_chunks(session, index=target, document_id=document_id,
-                         texts=[d.text for d in drafts], embed_texts=embed_texts,
-                         vectors=vectors, metas=metas)
-            for key, value in new_values.items():
-                setattr(row, key, value)
-            row.status = DocumentStatus.ready.value
-            row.error = None
-            row.title = doc.title[:500]
-            row.chunk_count = len(drafts)
-            row.char_count = doc.char_count
-            row.meta = {**(row.meta or {}), **doc.meta}
-            return len(drafts), doc.char_count
+        index = _active_index(kb_id)
+        doc, drafts = prepare(path, file_type, source, chunk_size=index.chunk_size,
+                              chunk_overlap=index.chunk_overlap, splitter=index.splitter)
+        embed_texts = [d.embed_text(doc.title) for d in drafts]
+        vectors = embed_in_batches(embedder_for_index(index), embed_texts, should_stop=check)
+        metas = chunk_metas(doc, drafts, source=source, file_type=file_type,
+                            document_id=document_id)
+        done = _store(kb_id=kb_id, document_id=document_id, index_id=index.id, doc=doc,
+                      drafts=drafts, embed_texts=embed_texts, vectors=vectors, metas=metas,
+                      new_values=new_values)
+        if done is not None:
+            return done
     raise RuntimeError("the knowledge base switched indexes again and again while this file was "
                        "indexed; retry the job")
+
+
+@dataclass
+class _Prepared:
+    """A parsed and split document waiting for its vectors and its transaction."""
+
+    item: FileItem
+    path: Path
+    document_id: int
+    replace: bool
+    index: KnowledgeIndex
+    doc: ParsedDocument
+    drafts: list[ChunkDraft]
+    embed_texts: list[str]
+    new_values: dict[str, Any]
+    vectors: np.ndarray | None = None
+    store: Future[tuple[int, int] | None] | None = field(default=None, repr=False)
 
 
 def _expand(items: list[FileItem], work: Path, *, max_bytes: int) -> list[FileItem]:
@@ -186,7 +227,10 @@ class IngestReport:
 def ingest_files(ctx: JobContext, *, kb_id: int, items: list[FileItem],
                  embedder_for_index: Callable[[KnowledgeIndex], TextEmbedder],
                  max_bytes: int, job_id: int | None = None,
-                 keep_dir: Path | None = None) -> IngestReport:
+                 keep_dir: Path | None = None, group_texts: int = 64) -> IngestReport:
+    """Index ``items`` into the base's active index (see the module's docstring for the
+    pipeline). ``group_texts``: documents are embedded together until they hold this many
+    chunks."""
     started = time.perf_counter()
     report = IngestReport()
     work = ctx.run_dir / "unpacked"
@@ -204,58 +248,141 @@ def ingest_files(ctx: JobContext, *, kb_id: int, items: list[FileItem],
             embedders[ix.id] = embedder_for_index(ix)
         return embedders[ix.id]
 
-    for i, item in enumerate(items):
-        ctx.check_cancelled()
-        ctx.progress(i / max(1, total), "file {current}/{total}: {name}", current=i + 1,
-                     total=total, name=item.source[-80:])
-        path = Path(item.stored_path)
-        if not item.error and not item.sha256:
-            item.sha256 = sha256_of(path)
-            item.size = path.stat().st_size
-        if keep_dir is not None and not item.error and not path.is_relative_to(keep_dir):
-            # members of archives: keep a copy beside the uploads (re-index needs them)
-            keep_dir.mkdir(parents=True, exist_ok=True)
-            kept = keep_dir / f"{item.sha256}{path.suffix}"
-            if not kept.exists():
-                kept.write_bytes(path.read_bytes())
-            path = kept
-            item.stored_path = str(kept)
-        doc_id, action = _plan(kb_id, item, job_id)
-        if action == "unchanged":
-            report.unchanged += 1
-            continue
-        if action == "duplicate":
-            report.duplicates += 1
-            continue
-        if action == "failed":
-            report.failed += 1
-            continue
-        replace = action == "replace"
-        try:
-            n, chars = index_document(
-                kb_id=kb_id, document_id=doc_id, path=path, file_type=item.file_type,
-                source=item.source, embedder_for_index=embedder_of,
-                new_values={"sha256": item.sha256, "size": item.size,
-                            "stored_path": item.stored_path, "file_type": item.file_type,
-                            "job_id": job_id},
-                check=ctx.check_cancelled)
-        except (DocumentError, ValueError, OSError, LookupError) as exc:
+    def failed(p_item: FileItem, doc_id: int, exc: BaseException, *, replace: bool) -> None:
+        if type(exc).__name__ in ("JobCancelled", "JobInterrupted"):
+            raise exc
+        if isinstance(exc, (DocumentError, ValueError, OSError, LookupError)):
             _mark_failed(doc_id, str(exc), replace=replace)
-            ctx.log(f"{item.source}: {exc}", level="WARNING")
-            report.failed += 1
-            continue
-        except Exception as exc:
-            if type(exc).__name__ in ("JobCancelled", "JobInterrupted"):
-                raise
-            log.exception("ingest of %s failed", item.source)
-            _mark_failed(doc_id, f"{item.source} could not be indexed ({type(exc).__name__}: "
+            ctx.log(f"{p_item.source}: {exc}", level="WARNING")
+        else:
+            log.error("ingest of %s failed", p_item.source, exc_info=exc)
+            _mark_failed(doc_id, f"{p_item.source} could not be indexed ({type(exc).__name__}: "
                                  f"{exc}).", replace=replace)
-            report.failed += 1
-            continue
+        report.failed += 1
+
+    def done(n: int, chars: int) -> None:
         report.ingested += 1
         report.chunks += n
         report.characters += chars
-        ctx.metric("chunks", report.chunks, i + 1)
+        ctx.metric("chunks", report.chunks, report.ingested + report.failed)
+
+    group: list[_Prepared] = []  # parsed, waiting for vectors
+    writing: list[_Prepared] = []  # embedded, handed to the writer thread
+
+    def finish_writes() -> None:
+        """Wait for the writer's documents, in order, and account for them."""
+        while writing:
+            p = writing.pop(0)
+            assert p.store is not None
+            try:
+                result = p.store.result()
+                if result is None:  # the active index changed: this document alone, again
+                    result = index_document(
+                        kb_id=kb_id, document_id=p.document_id, path=p.path,
+                        file_type=p.item.file_type, source=p.item.source,
+                        embedder_for_index=embedder_of, new_values=p.new_values,
+                        check=ctx.check_cancelled)
+            except Exception as exc:  # noqa: BLE001 - the file fails alone
+                failed(p.item, p.document_id, exc, replace=p.replace)
+                continue
+            done(*result)
+
+    def embed_group(store: ThreadPoolExecutor) -> None:
+        """Embed the waiting documents together, then hand them to the writer (after the
+        previous group's writes: one group in the writer while the next one embeds)."""
+        if not group:
+            return
+        texts = [t for p in group for t in p.embed_texts]
+        try:
+            vectors = embed_in_batches(embedder_of(group[0].index), texts,
+                                       should_stop=ctx.check_cancelled)
+            at = 0
+            for p in group:
+                p.vectors = vectors[at:at + len(p.embed_texts)]
+                at += len(p.embed_texts)
+        except Exception as exc:  # noqa: BLE001 - embed one by one: only a culprit fails
+            if type(exc).__name__ in ("JobCancelled", "JobInterrupted"):
+                raise
+            for p in group:
+                try:
+                    p.vectors = embed_in_batches(embedder_of(p.index), p.embed_texts,
+                                                 should_stop=ctx.check_cancelled)
+                except Exception as one:  # noqa: BLE001
+                    failed(p.item, p.document_id, one, replace=p.replace)
+        finish_writes()
+        for p in group:
+            if p.vectors is None:
+                continue
+            metas = chunk_metas(p.doc, p.drafts, source=p.item.source,
+                                file_type=p.item.file_type, document_id=p.document_id)
+            p.store = store.submit(_store, kb_id=kb_id, document_id=p.document_id,
+                                   index_id=p.index.id, doc=p.doc, drafts=p.drafts,
+                                   embed_texts=p.embed_texts, vectors=p.vectors, metas=metas,
+                                   new_values=p.new_values)
+            writing.append(p)
+        group.clear()
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kb-store") as store:
+        try:
+            for i, item in enumerate(items):
+                ctx.check_cancelled()
+                ctx.progress(i / max(1, total), "file {current}/{total}: {name}",
+                             current=i + 1, total=total, name=item.source[-80:])
+                path = Path(item.stored_path)
+                if not item.error and not item.sha256:
+                    item.sha256 = sha256_of(path)
+                    item.size = path.stat().st_size
+                if keep_dir is not None and not item.error and not path.is_relative_to(keep_dir):
+                    # members of archives: keep a copy beside the uploads (re-index needs them)
+                    keep_dir.mkdir(parents=True, exist_ok=True)
+                    kept = keep_dir / f"{item.sha256}{path.suffix}"
+                    if not kept.exists():
+                        kept.write_bytes(path.read_bytes())
+                    path = kept
+                    item.stored_path = str(kept)
+                if any(p.item.sha256 == item.sha256 or p.item.source == item.source
+                       for p in group + writing):
+                    # the same content (or name) is still on its way: store it first, so this
+                    # one is seen as a duplicate (or unchanged)
+                    embed_group(store)
+                    finish_writes()
+                doc_id, action = _plan(kb_id, item, job_id)
+                if action == "unchanged":
+                    report.unchanged += 1
+                    continue
+                if action == "duplicate":
+                    report.duplicates += 1
+                    continue
+                if action == "failed":
+                    report.failed += 1
+                    continue
+                replace = action == "replace"
+                try:
+                    index = _active_index(kb_id)
+                    doc, drafts = prepare(path, item.file_type, item.source,
+                                          chunk_size=index.chunk_size,
+                                          chunk_overlap=index.chunk_overlap,
+                                          splitter=index.splitter)
+                except Exception as exc:  # noqa: BLE001 - the file fails alone
+                    failed(item, doc_id, exc, replace=replace)
+                    continue
+                if group and group[0].index.id != index.id:
+                    embed_group(store)  # a re-index switched indexes: one embedder per group
+                group.append(_Prepared(
+                    item=item, path=path, document_id=doc_id, replace=replace, index=index,
+                    doc=doc, drafts=drafts, embed_texts=[d.embed_text(doc.title) for d in drafts],
+                    new_values={"sha256": item.sha256, "size": item.size,
+                                "stored_path": item.stored_path, "file_type": item.file_type,
+                                "job_id": job_id}))
+                if sum(len(p.embed_texts) for p in group) >= group_texts:
+                    embed_group(store)
+            embed_group(store)
+            finish_writes()
+        finally:
+            # cancelled or failed: the documents already in the writer finish (each is whole)
+            for p in writing:
+                if p.store is not None:
+                    p.store.cancel()
     report.seconds = round(time.perf_counter() - started, 3)
     ctx.progress(1.0, "done: {ingested} indexed, {failed} failed", ingested=report.ingested,
                  failed=report.failed)
