@@ -1,9 +1,11 @@
 """Ingest speed: the studio's whole ingest against ``SentenceTransformer.encode`` alone.
 
 The studio path is the ``kb_ingest`` job run in this process on pages of Debian's python3-doc
-HTML: parse and clean, split with heading paths, embed (the bundled MiniLM; ONNX unless
-STUDIO_EMBEDDING_BACKEND=torch), store chunks, vectors and BM25 statistics, one transaction per
-page. The baseline encodes exactly the same chunk texts with sentence-transformers (batch 64)
+HTML: parse and clean, split with heading paths, embed (the bundled MiniLM as the studio runs it:
+``auto`` is bfloat16 on CPUs with bfloat16 arithmetic, else the ONNX float32 export; set
+STUDIO_EMBEDDING_BACKEND=onnx|bf16|torch to compare), store chunks, vectors and BM25 statistics,
+one transaction per page (the store of a group of pages overlaps the embedding of the next). The
+baseline encodes exactly the same chunk texts with sentence-transformers (float32, batch 64)
 and does nothing else. Both get the same number of threads.
 
 - ingest_ratio: studio chunks/s over the whole ingest / encode-only chunks/s (goal >= 0.85)
@@ -122,7 +124,7 @@ def main() -> int:
                "printed_1000_pages_s": round(wall_s / printed_pages * 1000, 0),
                "langchain_s": round(langchain_s, 1), "langchain_chunks": langchain_chunks,
                "vs_langchain": round(wall_s / langchain_s, 3),
-               "embedder": type(emb).__name__, "load": round(os.getloadavg()[0], 1)}
+               "embedder": getattr(emb, "variant", "") or type(emb).__name__, "load": round(os.getloadavg()[0], 1)}
     print(f"studio ingest: {n} chunks in {wall_s:.1f} s = {n / wall_s:.1f} chunks/s "
           f"(embedding alone {embed_only_s:.1f} s); SentenceTransformer.encode alone: "
           f"{len(texts) / encode_s:.1f} chunks/s; ratio {ratio:.2f}")
