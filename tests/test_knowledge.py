@@ -307,6 +307,43 @@ def test_hybrid_weighs_the_document_vector_from_the_enabled_chunks(base: Base) -
         kbs.update_chunk(actor=SYSTEM, kb=base.id, chunk_id=manual.id, enabled=True)
 
 
+def test_diversify_moves_a_documents_extra_chunks_behind_other_documents() -> None:
+    from backend.knowledge.retrieval import diversify
+
+    items = [(1, "a"), (2, "a"), (3, "a"), (4, "b"), (5, "a"), (6, None), (7, None), (8, "c")]
+    order = [i for i, _ in diversify(items, lambda it: it[1], 2)]
+    assert order == [1, 2, 4, 6, 7, 8, 3, 5]
+    assert [i for i, _ in diversify(items, lambda it: it[1], 1)] == [1, 4, 6, 7, 8, 2, 3, 5]
+    assert diversify(items, lambda it: it[1], 0) == items
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "vector", "keyword"])
+def test_search_shows_at_most_n_chunks_of_a_document_before_others(base: Base, mode: str
+                                                                  ) -> None:
+    from backend.knowledge.retrieval import PER_DOCUMENT, diversify
+
+    question = "espresso machine cleaning descaling milk frother parking fire"
+    plain = kbs.search(actor=SYSTEM, kb=base.id, query=question, k=15, mode=mode,
+                       per_document=0)
+    # without a limit one document fills the top; the test needs that to mean anything
+    top_docs = Counter(h.document_id for h in plain[:5])
+    assert max(top_docs.values()) > PER_DOCUMENT, top_docs
+    expected = [h.chunk_id for h in diversify(plain, lambda h: h.document_id)][:5]
+    hits = kbs.search(actor=SYSTEM, kb=base.id, query=question, k=5, mode=mode)
+    assert [h.chunk_id for h in hits] == expected
+    assert max(Counter(h.document_id for h in hits).values()) <= PER_DOCUMENT
+    one = kbs.search(actor=SYSTEM, kb=base.id, query=question, k=5, mode=mode,
+                     per_document=1)
+    m = min(5, len({h.document_id for h in plain}))
+    assert len({h.document_id for h in one[:m]}) == m and m >= 3
+    if mode == "hybrid":
+        code, out, err = _cli("kb", "search", base.name, question, "--k", "5",
+                              "--per-document", "0", "--json")
+        assert code == 0, err
+        assert [h["chunk_id"] for h in json.loads(out)["hits"]] == \
+            [h.chunk_id for h in plain[:5]]
+
+
 # --------------------------------------------------------------- dedup, replace, delete
 
 

@@ -229,7 +229,8 @@ def test_hybrid_runs_bm25_beside_the_embedding_with_the_same_result(bm25_base: B
     """The service runs the keyword half on a second connection while it embeds the question;
     the fused list is the one the sequential search gives."""
     query = "w0 w7 w11 w3"
-    hits = kbs.search(actor=SYSTEM, kb=bm25_base.kb_id, query=query, k=40, mode="hybrid")
+    hits = kbs.search(actor=SYSTEM, kb=bm25_base.kb_id, query=query, k=40, mode="hybrid",
+                      per_document=0)
     qvec = kbs.embedder_for_index(SYSTEM, None).embed([query])[0]
     with session_scope() as s:
         info = bm25_base.info

@@ -209,13 +209,17 @@ def search(kb: str, query: str,
            threshold: float = typer.Option(None, "--threshold"),
            rerank: str = typer.Option(None, "--rerank", help="A registered reranker model."),
            neighbors: int = typer.Option(0, "--neighbors", help="Neighbouring chunks to add."),
+           per_document: int = typer.Option(
+               None, "--per-document", min=0,
+               help="At most N chunks of one document before other documents' (default 2; "
+                    "0: no limit)."),
            as_json: bool = JSON_OPTION) -> None:
     """Search a knowledge base. --json prints {"hits": [...]}."""
     filters = {"sources": source or [], "file_types": file_type or [], "heading": heading}
     with service_errors(as_json):
         hits = _svc().search(actor=cli_actor(), kb=kb, query=query, k=k, mode=mode,
                              filters=filters, threshold=threshold, rerank=rerank,
-                             neighbors=neighbors)
+                             neighbors=neighbors, per_document=per_document)
 
     def human(_: Any) -> None:
         for n, h in enumerate(hits, 1):

@@ -641,14 +641,16 @@ def _keyword_candidates(info: Any, query: str, n: int, flt: Any) -> list[Any]:
 
 def search(*, actor: Actor, kb: str | int, query: str, k: int = 5, mode: str = "hybrid",
            filters: dict[str, Any] | None = None, rerank: str | None = None,
-           threshold: float | None = None, neighbors: int = 0) -> list[SearchHit]:
+           threshold: float | None = None, neighbors: int = 0,
+           per_document: int | None = None) -> list[SearchHit]:
     """The ``k`` best chunks for ``query``. ``mode``: hybrid (RRF of vector and BM25), vector,
     keyword. ``filters``: source(s), heading, file_type(s). ``rerank``: a registered
     cross-encoder/reranker reorders the candidates. ``threshold``: drop hits below it, in the
     mode's own score (vector: cosine similarity; keyword: BM25; with rerank: the reranker's);
     for hybrid, whose RRF score is a rank, on the cosine similarity (``metadata['similarity']``).
     ``neighbors``: add the text of that many chunks before and after each hit as
-    ``metadata['context']``."""
+    ``metadata['context']``. ``per_document``: at most that many chunks of one document lead
+    the hits, the others follow them (default ``retrieval.PER_DOCUMENT``; 0: no limit)."""
     from backend.knowledge import retrieval
     from backend.knowledge.terms import highlight_terms, matches
 
@@ -660,6 +662,9 @@ def search(*, actor: Actor, kb: str | int, query: str, k: int = 5, mode: str = "
     k = max(1, min(int(k), 200))
     flt = retrieval.Filters.from_dict(filters)
     pool = k * 4 if rerank else k
+    per_doc = retrieval.PER_DOCUMENT if per_document is None else max(0, int(per_document))
+    # room to move a document's extra chunks behind other documents' (same hybrid lists)
+    fetch = max(pool, 3 * k) if per_doc else pool
     # one session (one connection) for the lookup, the search and the hits: on a busy machine
     # every round trip to Postgres costs a wait for the CPU
     with session_scope() as session:
@@ -694,7 +699,8 @@ def search(*, actor: Actor, kb: str | int, query: str, k: int = 5, mode: str = "
                     keyword.cancel()
                 raise
         cands = retrieval.search(session, info, query=query, query_vec=qvec, k=k, mode=mode,
-                                 filters=flt, candidates=pool,
+                                 filters=flt, candidates=fetch,
+                                 pool=retrieval.hybrid_pool(pool),
                                  keyword=keyword.result() if keyword is not None else None)
         if not cands:
             return []
@@ -718,10 +724,13 @@ def search(*, actor: Actor, kb: str | int, query: str, k: int = 5, mode: str = "
             hits.append(SearchHit(source=str(meta.get("source", "")), document_id=r.document_id,
                                   chunk_id=r.id, score=float(c.score), text=r.text,
                                   metadata=meta))
+        if not rerank:
+            hits = retrieval.diversify(hits, lambda h: h.document_id, per_doc)[:k]
         if neighbors > 0:
             _add_context(session, hits, info.id, int(neighbors))
     if rerank:
-        hits = _rerank(actor, rerank, query, hits)
+        hits = retrieval.diversify(_rerank(actor, rerank, query, hits),
+                                   lambda h: h.document_id, per_doc)
     hits = hits[:k]
     if threshold is not None:
         # hybrid scores are ranks (RRF), not relevance: its threshold is on cosine similarity
