@@ -157,13 +157,18 @@ def test_bf16_embedder_keeps_the_float_vectors(monkeypatch) -> None:  # type: ig
                  "os.walk(top, topdown=True) yields a 3-tuple (dirpath, dirnames, filenames) for "
                  "each directory in the tree rooted at top."]
         ref = LocalEmbedder(None, device_preference="cpu").embed(texts)
-        got = emb.embed(texts)
+        got = embedding.PooledMiniLM.embed(emb, texts)  # the bfloat16 path itself
         assert got.shape == ref.shape and got.dtype == np.float32
         assert float(np.min(np.sum(ref * got, axis=1))) > embedding.BF16_MIN_COSINE
         # one text alone or in a batch of others (padding): the same vector
-        alone = emb.embed(texts[:1])
+        alone = embedding.PooledMiniLM.embed(emb, texts[:1])
         assert float(alone[0] @ got[0]) > 0.99999
         assert emb.embed([]).shape == (0, 384)
+        # a batch goes through bfloat16; a search's question or two through the ONNX export
+        assert np.array_equal(emb.embed(texts * 2)[:len(texts)], got)
+        small = emb.embed(texts[:2])
+        assert isinstance(emb._small, embedding.OnnxMiniLM)
+        assert float(np.min(np.sum(small * got[:2], axis=1))) > embedding.BF16_MIN_COSINE
     finally:
         monkeypatch.undo()
         reset_settings()
