@@ -241,3 +241,45 @@ def test_hybrid_runs_bm25_beside_the_embedding_with_the_same_result(bm25_base: B
     assert [h.chunk_id for h in hits] == [c.chunk_id for c in seq]
     assert [h.score for h in hits] == pytest.approx([c.score for c in seq])
     assert any("keyword" in h.metadata["ranks"] for h in hits)
+
+
+def test_keyword_hits_carry_their_documents(bm25_base: Bm25Base) -> None:
+    """The BM25 list names each chunk's document (hybrid needs it for the document vectors, so
+    it costs no second lookup)."""
+    info = bm25_base.info
+    with session_scope() as s:
+        cands = retrieval.keyword_search(s, info, "w0 w7 w11 w3", 40)
+        docs = dict(s.execute(text("SELECT id, document_id FROM kb_chunks WHERE id = ANY(:ids)"),
+                              {"ids": [c.chunk_id for c in cands]}).all())
+    assert len(cands) == 40
+    assert all(c.document_id == docs[c.chunk_id] for c in cands)
+
+
+def test_hybrid_asks_for_the_keyword_list_after_the_vector_search(
+        bm25_base: Bm25Base, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given a function for the BM25 list, hybrid search runs its vector search first (the
+    service's BM25 statement meanwhile runs on another connection) and fuses the same lists."""
+    query = "w0 w7 w11 w3"
+    info = bm25_base.info
+    qvec = kbs.embedder_for_index(SYSTEM, None).embed([query])[0]
+    order: list[str] = []
+    vector_search = retrieval.vector_search
+
+    def recorded(*a: object, **kw: object) -> list[retrieval.Candidate]:
+        order.append("vector")
+        return vector_search(*a, **kw)  # type: ignore[arg-type]
+
+    with session_scope() as s:
+        want = retrieval.search(s, info, query=query, query_vec=qvec, k=20, mode="hybrid")
+        pool = retrieval.hybrid_pool(20)
+        kw = retrieval.keyword_search(s, info, query, pool)
+        monkeypatch.setattr(retrieval, "vector_search", recorded)
+
+        def later() -> list[retrieval.Candidate]:
+            order.append("keyword")
+            return kw
+
+        got = retrieval.search(s, info, query=query, query_vec=qvec, k=20, mode="hybrid",
+                               keyword=later)
+    assert order == ["vector", "keyword"]
+    assert [c.chunk_id for c in got] == [c.chunk_id for c in want]

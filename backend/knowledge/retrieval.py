@@ -217,9 +217,11 @@ def _set_plan(conn: Any, settings: dict[str, str]) -> dict[str, str]:
 
 
 def keyword_search(session: Session, index: IndexInfo, query: str, n: int,
-                   filters: Filters | None = None) -> list[Candidate]:
+                   filters: Filters | None = None, *, restore_plan: bool = True
+                   ) -> list[Candidate]:
     """Okapi BM25 (k1 1.2, b 0.75, idf ln(1 + (N - df + .5)/(df + .5))) over the index: the
-    ``n`` best enabled chunks (that pass ``filters``), by score then chunk id."""
+    ``n`` best enabled chunks (that pass ``filters``), by score then chunk id, each with its
+    document. ``restore_plan``: False on a session that ends after this search (one round trip less)."""
     weights = bm25_weights(session, index, query)
     if not weights:
         return []
@@ -228,14 +230,14 @@ def keyword_search(session: Session, index: IndexInfo, query: str, n: int,
     scored = "WITH sc AS (" + bm25_scores_sql(weights, params, index) + ") "
     params["n"] = n
     # every scored chunk joined with its row (filters, enabled), then the best
-    joined = (scored + "SELECT sc.chunk_id, sc.score FROM sc JOIN kb_chunks c ON c.id = "
-              f"sc.chunk_id WHERE c.enabled{where} ORDER BY sc.score DESC, sc.chunk_id "
-              "LIMIT :n")
+    joined = (scored + "SELECT sc.chunk_id, sc.score, c.document_id FROM sc JOIN kb_chunks c "
+              f"ON c.id = sc.chunk_id WHERE c.enabled{where} ORDER BY sc.score DESC, "
+              "sc.chunk_id LIMIT :n")
     # no filters: the best scores first, then the disabled chunks among them dropped (only
     # those rows are looked up); if that leaves fewer than n, the joined statement decides
-    top = (scored + "SELECT top.chunk_id, top.score FROM (SELECT chunk_id, score FROM sc "
-           "ORDER BY score DESC, chunk_id LIMIT :top) top JOIN kb_chunks c ON c.id = "
-           "top.chunk_id WHERE c.enabled ORDER BY top.score DESC, top.chunk_id LIMIT :n")
+    top = (scored + "SELECT top.chunk_id, top.score, c.document_id FROM (SELECT chunk_id, "
+           "score FROM sc ORDER BY score DESC, chunk_id LIMIT :top) top JOIN kb_chunks c ON "
+           "c.id = top.chunk_id WHERE c.enabled ORDER BY top.score DESC, top.chunk_id LIMIT :n")
     params["top"] = n * 2 + 10
     conn = session.connection()
     # (a failed statement ends the transaction, and these settings with it)
@@ -243,8 +245,9 @@ def keyword_search(session: Session, index: IndexInfo, query: str, n: int,
     rows = conn.execute(text(joined if filters.active else top), params).all()
     if len(rows) < n and not filters.active:
         rows = conn.execute(text(joined), params).all()
-    _set_plan(conn, old)
-    return [Candidate(int(r[0]), float(r[1])) for r in rows]
+    if restore_plan:
+        _set_plan(conn, old)
+    return [Candidate(int(r[0]), float(r[1]), document_id=int(r[2])) for r in rows]
 
 
 def fuse(lists: dict[str, list[Candidate]], k: int = RRF_K,
@@ -308,11 +311,12 @@ def hybrid_pool(n: int) -> int:
 
 def search(session: Session, index: IndexInfo, *, query: str, query_vec: np.ndarray | None,
            k: int, mode: str, filters: Filters | None = None, candidates: int | None = None,
-           keyword: list[Candidate] | None = None, pool: int | None = None
-           ) -> list[Candidate]:
+           keyword: list[Candidate] | Callable[[], list[Candidate]] | None = None,
+           pool: int | None = None) -> list[Candidate]:
     """Top candidates of the mode (``candidates`` of them, default ``k``). ``keyword``: for
-    hybrid, the BM25 list already found (``keyword_search`` with ``hybrid_pool(n)``; the
-    service runs it on a second connection while the question is embedded). ``pool``: how
+    hybrid, the BM25 list (``keyword_search`` with ``hybrid_pool(n)``), or a function that
+    waits for it: the service runs it on other connections while the question is embedded and
+    the vector search runs, and it is asked for only after the vector list. ``pool``: how
     many candidates hybrid takes from each list (default ``hybrid_pool`` of the candidates)."""
     if mode not in MODES:
         raise ValueError(f"Unknown search mode {mode!r}: use {', '.join(MODES)}.")
@@ -330,7 +334,10 @@ def search(session: Session, index: IndexInfo, *, query: str, query_vec: np.ndar
         return out
     pool = pool or hybrid_pool(n)
     vec = vector_search(session, index, query_vec, pool, filters)
-    kw = keyword if keyword is not None else keyword_search(session, index, query, pool, filters)
+    if keyword is None:
+        kw = keyword_search(session, index, query, pool, filters)
+    else:
+        kw = keyword() if callable(keyword) else keyword
     if (DOC_VECTOR_WEIGHT > 0 or KEYWORD_DOC_WEIGHT > 0) and (vec or kw):
         known = {c.chunk_id: c.document_id for c in vec}
         for c in kw:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import Counter
+from functools import lru_cache
 from typing import Any
 
 MAX_TERM = 100
@@ -52,8 +53,10 @@ def _get_jieba() -> Any:
     return _jieba
 
 
+@lru_cache(maxsize=65536)
 def stem(word: str) -> str:
-    """A light English stemmer: plurals, -ing, -ed, -ly. Consistent, not linguistic."""
+    """A light English stemmer: plurals, -ing, -ed, -ly. Consistent, not linguistic (its
+    answers are kept: ingest and highlighting ask for the same words again and again)."""
     n = len(word)
     if n <= 3 or not word.isascii() or not word.isalpha():
         return word

@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 
 from sqlalchemy import func, literal, or_, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session
 
 from backend.accounts.actor import Actor, Role
 from backend.accounts.audit import record
@@ -633,10 +633,12 @@ def _side_pool() -> ThreadPoolExecutor:
 
 
 def _keyword_candidates(info: Any, query: str, n: int, flt: Any) -> list[Any]:
+    """The BM25 list of hybrid search, on its own connection (its session ends with it: the
+    planner settings need no putting back)."""
     from backend.knowledge import retrieval
 
     with session_scope() as session:
-        return retrieval.keyword_search(session, info, query, n, flt)
+        return retrieval.keyword_search(session, info, query, n, flt, restore_plan=False)
 
 
 def search(*, actor: Actor, kb: str | int, query: str, k: int = 5, mode: str = "hybrid",
@@ -668,13 +670,7 @@ def search(*, actor: Actor, kb: str | int, query: str, k: int = 5, mode: str = "
     # one session (one connection) for the lookup, the search and the hits: on a busy machine
     # every round trip to Postgres costs a wait for the CPU
     with session_scope() as session:
-        base = _load(session, actor, kb)
-        if not base.active_index_id:
-            return []
-        row = session.execute(text(
-            "SELECT i.id, i.dim, i.language, i.n_chunks, i.total_length, i.embedder, "
-            "(SELECT coalesce(sum(n_chunks), 0) FROM kb_indexes WHERE dim = i.dim) "
-            "FROM kb_indexes i WHERE i.id = :i"), {"i": base.active_index_id}).first()
+        row = _search_target(session, actor, kb)
         if row is None:
             return []
         info = retrieval.IndexInfo(id=int(row[0]), dim=int(row[1]), language=str(row[2]),
@@ -701,28 +697,29 @@ def search(*, actor: Actor, kb: str | int, query: str, k: int = 5, mode: str = "
         cands = retrieval.search(session, info, query=query, query_vec=qvec, k=k, mode=mode,
                                  filters=flt, candidates=fetch,
                                  pool=retrieval.hybrid_pool(pool),
-                                 keyword=keyword.result() if keyword is not None else None)
+                                 keyword=keyword.result if keyword is not None else None)
         if not cands:
             return []
         # the hits' rows (and, for hybrid, their cosine similarity) in one query
+        chunk = KnowledgeChunk.__table__.c
         sim = (1 - KnowledgeChunk.embedding.cosine_distance(qvec)) if qvec is not None and \
             mode == "hybrid" else literal(None)
-        rows = {r[0].id: (r[0], r[1]) for r in session.execute(
-            select(KnowledgeChunk, sim).options(defer(KnowledgeChunk.embedding)).where(
-                KnowledgeChunk.id.in_([c.chunk_id for c in cands]))).all()}
+        rows = {r[0]: r for r in session.execute(
+            select(chunk.id, chunk.document_id, chunk.ord, chunk.text, chunk["metadata"], sim)
+            .where(chunk.id.in_([c.chunk_id for c in cands]))).all()}
         hits = []
         for c in cands:
             if c.chunk_id not in rows:
                 continue
-            r, similarity = rows[c.chunk_id]
-            meta = dict(r.meta or {})
+            chunk_id, document_id, ord_, chunk_text, chunk_meta, similarity = rows[c.chunk_id]
+            meta = dict(chunk_meta or {})
             meta["ranks"] = c.ranks
             meta["scores"] = {m: round(v, 6) for m, v in c.scores.items()}
-            meta["ord"] = r.ord
+            meta["ord"] = ord_
             if similarity is not None:
                 meta["similarity"] = round(float(similarity), 6)
-            hits.append(SearchHit(source=str(meta.get("source", "")), document_id=r.document_id,
-                                  chunk_id=r.id, score=float(c.score), text=r.text,
+            hits.append(SearchHit(source=str(meta.get("source", "")), document_id=document_id,
+                                  chunk_id=chunk_id, score=float(c.score), text=chunk_text,
                                   metadata=meta))
         if not rerank:
             hits = retrieval.diversify(hits, lambda h: h.document_id, per_doc)[:k]
@@ -744,6 +741,32 @@ def search(*, actor: Actor, kb: str | int, query: str, k: int = 5, mode: str = "
     for h in hits:
         h.metadata["highlights"] = matches(h.text, words)
     return hits
+
+
+def _search_target(session: Session, actor: Actor, kb: int | str) -> Any:
+    """The active index of the base ``kb`` names, in one statement: ``(id, dim, language,
+    n_chunks, total_length, embedder, chunks of that dimension in every index)``, or None when
+    the base has no index yet. A base the actor may not see is an error, as ``_load`` says."""
+    bases = KnowledgeBase.__table__.c
+    ix = KnowledgeIndex.__table__.c
+    same_dim = (select(func.coalesce(func.sum(KnowledgeIndex.n_chunks), 0))
+                .where(KnowledgeIndex.dim == ix.dim).scalar_subquery())
+    stmt = (select(bases.id, bases.workspace_id, ix.id, ix.dim, ix.language, ix.n_chunks,
+                   ix.total_length, ix.embedder, same_dim)
+            .select_from(KnowledgeBase.__table__.outerjoin(
+                KnowledgeIndex.__table__, ix.id == bases.active_index_id)))
+    found = None
+    if isinstance(kb, int) or (isinstance(kb, str) and kb.isdigit()):
+        found = session.execute(stmt.where(bases.id == int(kb))).first()
+    if found is None and isinstance(kb, str):
+        found = session.execute(stmt.where(bases.name == kb.strip(),
+                                           bases.workspace_id == actor.workspace_id)).first()
+    if found is None or (not actor.is_admin and found[1] != actor.workspace_id):
+        raise KnowledgeBaseNotFound(
+            f"No knowledge base {kb!r} in this workspace. `studio kb list` shows them.")
+    if found[2] is None:
+        return None
+    return tuple(found[2:])
 
 
 def _add_context(session: Session, hits: list[SearchHit], index_id: int, n: int) -> None:
