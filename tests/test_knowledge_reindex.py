@@ -66,7 +66,7 @@ def hooks(monkeypatch: pytest.MonkeyPatch) -> Iterator[Hooks]:
     h = Hooks()
     real = kbs.embedder_for_index
     monkeypatch.setattr(kbs, "embedder_for_index",
-                        lambda actor, name: HookedEmbedder(real(actor, name), h))
+                        lambda actor, name, vectors=None: HookedEmbedder(real(actor, name, vectors), h))
     yield h
     assert not h.pending, f"hooks that never ran: {[x.marker for x in h.pending]}"
 

@@ -200,3 +200,84 @@ def test_auto_backend_takes_bf16_only_where_the_cpu_computes_it(monkeypatch) -> 
     finally:
         monkeypatch.undo()
         reset_settings()
+
+
+def test_warm_up_embeds_a_question_once_and_never_raises(monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    """A cpu worker warms the bundled embedder up at start (on a bfloat16 CPU that makes the
+    ONNX export questions use); a failure is logged for the first search to report."""
+    from backend.knowledge import embedding
+
+    calls: list[list[str]] = []
+
+    class Recorder:
+        def embed(self, texts: list[str]) -> object:
+            calls.append(list(texts))
+            return None
+
+    monkeypatch.setattr(embedding, "bundled_embedder", lambda: Recorder())
+    embedding.warm_up_in_background().join(timeout=30)
+    assert calls == [["warm-up question"]]
+
+    def broken() -> object:
+        raise RuntimeError("no model here")
+
+    monkeypatch.setattr(embedding, "bundled_embedder", broken)
+    embedding.warm_up()
+    assert "could not warm up the embedder" in caplog.text
+
+
+def test_an_index_keeps_the_kind_of_vectors_it_was_built_with(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A base built under onnx-int8 records int8 vectors; after the setting goes back to float
+    its questions and new chunks are still embedded with int8 (never mixed in one index), the
+    view offers a re-index, and the re-index builds a float index."""
+    import numpy as np
+
+    from backend.config import reset_settings
+    from backend.knowledge import embedding
+
+    class Fake:
+        def __init__(self, kind: str) -> None:
+            self.kind = kind
+            self.seen: list[str] = []
+
+        def embed(self, texts: list[str]) -> np.ndarray:
+            self.seen.extend(texts)
+            out = np.zeros((len(texts), 384), dtype=np.float32)
+            out[:, 0 if self.kind == "float" else 1] = 1.0
+            return out
+
+    int8, fp = Fake("int8"), Fake("float")
+    monkeypatch.setattr(embedding, "_onnx_embedder",
+                        lambda int8_=None, **kw: int8 if kw.get("int8", int8_) else fp)
+    monkeypatch.setattr(embedding, "_others", {})
+    try:
+        monkeypatch.setenv("STUDIO_EMBEDDING_BACKEND", "onnx-int8")
+        monkeypatch.setattr(embedding, "_cached", None)
+        reset_settings()
+        kb = kbs.create_knowledge_base(actor=SYSTEM, name="int8-base")
+        assert kb.index["vectors"] == "int8" and not kb.reindex_needed
+
+        monkeypatch.setenv("STUDIO_EMBEDDING_BACKEND", "onnx")
+        monkeypatch.setattr(embedding, "_cached", None)
+        reset_settings()
+        assert embedding.bundled_embedder() is fp
+        assert embedding.bundled_embedder("int8") is int8
+        view = kbs.get_knowledge_base(actor=SYSTEM, kb=kb.id)
+        assert view.index["vectors"] == "int8" and view.reindex_needed
+        job = jobs.run_inline(actor=SYSTEM, job_id=kbs.ingest_files(
+            actor=SYSTEM, kb=kb.id, uploads=[("note.txt", b"The printer is on floor two.")],
+            enqueue=False))
+        assert job.status == "succeeded", job.error
+        assert any("printer" in t for t in int8.seen) and not fp.seen
+        kbs.search(actor=SYSTEM, kb=kb.id, query="where is the printer", mode="vector")
+        assert "where is the printer" in int8.seen and not fp.seen
+
+        job = jobs.run_inline(actor=SYSTEM, job_id=kbs.reindex(actor=SYSTEM, kb=kb.id,
+                                                                enqueue=False))
+        assert job.status == "succeeded", job.error
+        view = kbs.get_knowledge_base(actor=SYSTEM, kb=kb.id)
+        assert view.index["vectors"] == "float" and not view.reindex_needed
+        assert any("printer" in t for t in fp.seen)
+    finally:
+        monkeypatch.undo()
+        reset_settings()

@@ -15,8 +15,10 @@ made or onnxruntime is missing, the sentence-transformers model serves.
 ``embedding_backend="onnx-int8"`` quantizes the export's weight matrices to int8 (per channel;
 activations stay dynamic): about 1.7x the speed on CPUs with VNNI, vectors within cosine ~0.99 of
 the float ones, but retrieval a little worse (vector-only MRR@10 0.798 against 0.818 on the
-python-docs questions), so it is not the default. Use it for a whole deployment, not back and
-forth: an index keeps the vectors it was built with.
+python-docs questions), so it is not the default. An index records which of the two kinds of
+vectors it was built with (``kb_indexes.vectors``: ``float`` or ``int8``) and keeps embedding its
+chunks and questions with that kind when the setting changes (``bundled_embedder(variant)``);
+a re-index moves it to the current one.
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ INT8_PROBE = ["How do I read a file line by line?", "检查向量是否一致。
 
 _lock = threading.Lock()
 _cached: Any = None
+# the embedders of the kind of vectors the setting does not choose (for indexes built before it
+# changed), by variant
+_others: dict[str, Any] = {}
+VARIANTS = ("float", "int8")
 
 
 class PooledMiniLM:
@@ -241,13 +247,16 @@ def quantize_int8(source: Path, target: Path) -> Path:
     return target
 
 
-def _onnx_embedder() -> OnnxMiniLM | None:
+def _onnx_embedder(int8: bool | None = None) -> OnnxMiniLM | None:
+    """The ONNX export (``int8``: its int8 quantization; None: as the setting says)."""
     from backend.config import get_settings
     from backend.llm.embeddings import LocalEmbedder, default_model_path
 
     s = get_settings()
-    if s.inference_device == "cuda" or s.embedding_backend == "torch":
-        return None
+    if int8 is None:
+        if s.inference_device == "cuda" or s.embedding_backend == "torch":
+            return None
+        int8 = s.embedding_backend == "onnx-int8"
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
@@ -272,7 +281,7 @@ def _onnx_embedder() -> OnnxMiniLM | None:
                     if float(np.min(np.sum(ref * got, axis=1))) < 0.999:
                         target.unlink(missing_ok=True)
                         raise RuntimeError("ONNX vectors differ from sentence-transformers")
-        if s.embedding_backend == "onnx-int8":
+        if int8:
             source, target = target, target.with_name("model.int8.onnx")
             if not target.exists():
                 import fcntl
@@ -311,11 +320,23 @@ def _bf16_embedder() -> Bf16MiniLM | None:
     return emb
 
 
-def bundled_embedder() -> Any:
+def bundled_variant() -> str:
+    """The kind of vectors the setting makes: ``int8`` for ``onnx-int8``, else ``float`` (bf16,
+    ONNX float32 and sentence-transformers give the same vectors)."""
+    from backend.config import get_settings
+
+    return "int8" if get_settings().embedding_backend == "onnx-int8" else "float"
+
+
+def bundled_embedder(variant: str | None = None) -> Any:
     """The embedder for indexes built with the bundled all-MiniLM-L6-v2: on CPU, bfloat16 where
     the CPU computes it natively (``auto``) or when asked (``bf16``), else the ONNX float32
-    export, else sentence-transformers."""
+    export, else sentence-transformers. ``variant``: the kind of vectors an index was built
+    with (``kb_indexes.vectors``; None: the setting's); another kind than the setting's gets
+    its own embedder, so an index never mixes the two."""
     global _cached
+    if variant in VARIANTS and variant != bundled_variant():
+        return _other_embedder(variant)
     with _lock:
         if _cached is None:
             from backend.config import get_settings
@@ -330,3 +351,40 @@ def bundled_embedder() -> Any:
             _cached = emb or _onnx_embedder() or LocalEmbedder(
                 None, batch_size=s.embedding_batch_size, device_preference=s.inference_device)
         return _cached
+
+
+def _other_embedder(variant: str) -> Any:
+    with _lock:
+        if variant not in _others:
+            from backend.config import get_settings
+            from backend.llm.embeddings import LocalEmbedder
+
+            s = get_settings()
+            emb: Any = _onnx_embedder(int8=variant == "int8")
+            if emb is None and variant == "float":
+                emb = LocalEmbedder(None, batch_size=s.embedding_batch_size,
+                                    device_preference=s.inference_device)
+            if emb is None:
+                raise RuntimeError(
+                    "This knowledge base was built with int8 vectors (embedding_backend "
+                    "onnx-int8), which need onnxruntime here. Install it, or re-index the base "
+                    "to use the current embedder.")
+            _others[variant] = emb
+        return _others[variant]
+
+
+def warm_up() -> None:
+    """Load the bundled embedder and embed one question with it, as a search would: where the
+    bfloat16 model serves batches this also makes (once per data folder) and loads the ONNX
+    export that embeds questions, which took the first search a few seconds."""
+    try:
+        bundled_embedder().embed(["warm-up question"])
+    except Exception:  # noqa: BLE001 - a search would meet (and report) the same error
+        log.warning("could not warm up the embedder", exc_info=True)
+
+
+def warm_up_in_background() -> threading.Thread:
+    """``warm_up`` on a daemon thread (a worker's start is not held up by it)."""
+    thread = threading.Thread(target=warm_up, daemon=True, name="embedder-warm-up")
+    thread.start()
+    return thread

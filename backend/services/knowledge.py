@@ -178,10 +178,19 @@ class ChunkView:
 def _index_dict(ix: KnowledgeIndex | None) -> dict[str, Any]:
     if ix is None:
         return {}
-    return {"id": ix.id, "status": ix.status, "embedder": ix.embedder, "dim": ix.dim,
+    return {"id": ix.id, "status": ix.status, "embedder": ix.embedder,
+            "vectors": ix.vectors or ("float" if ix.embedder is None else None), "dim": ix.dim,
             "chunk_size": ix.chunk_size, "chunk_overlap": ix.chunk_overlap,
             "splitter": ix.splitter, "language": ix.language, "chunks": int(ix.n_chunks),
             "avg_length": round(ix.total_length / ix.n_chunks, 1) if ix.n_chunks else 0.0}
+
+
+def _other_vectors(ix: KnowledgeIndex) -> bool:
+    """Built by the bundled MiniLM with the other kind of vectors than the setting now makes
+    (float or int8): it keeps working with its own, a re-index moves it to the new one."""
+    from backend.knowledge.embedding import bundled_variant
+
+    return ix.embedder is None and (ix.vectors or "float") != bundled_variant()
 
 
 def _settings_of_index(ix: KnowledgeIndex) -> dict[str, Any]:
@@ -210,8 +219,8 @@ def _view(session: Session, kb: KnowledgeBase) -> KnowledgeBaseView:
         failed=int(counts.get("failed", 0)),
         pending=int(counts.get("pending", 0)) + int(counts.get("processing", 0)),
         chunks=int(ix.n_chunks) if ix else 0, characters=int(chars),
-        reindex_needed=ix is not None and _settings_of_index(ix) != {
-            k: settings[k] for k in INDEX_SETTINGS},
+        reindex_needed=ix is not None and (_settings_of_index(ix) != {
+            k: settings[k] for k in INDEX_SETTINGS} or _other_vectors(ix)),
         building=bool(building),
     )
 
@@ -276,13 +285,13 @@ def _embedder_dim(actor: Actor, embedder: str | None) -> int:
     return int(embedder_for_index(actor, embedder).embed(["dimension probe"]).shape[1])
 
 
-def embedder_for_index(actor: Actor, embedder: str | None) -> Any:
-    """The embedder of an index: the bundled MiniLM (ONNX when exported, same vectors) or a
-    registered embedding model."""
+def embedder_for_index(actor: Actor, embedder: str | None, vectors: str | None = None) -> Any:
+    """The embedder of an index: the bundled MiniLM (of the kind of ``vectors`` the index was
+    built with; None: float) or a registered embedding model."""
     if embedder is None:
         from backend.knowledge.embedding import bundled_embedder
 
-        return bundled_embedder()
+        return bundled_embedder(vectors or "float")
     from backend.services.models import embedder as model_embedder
 
     return model_embedder(actor=actor, model=embedder)
@@ -290,9 +299,11 @@ def embedder_for_index(actor: Actor, embedder: str | None) -> Any:
 
 def _new_index(session: Session, kb: KnowledgeBase, settings: dict[str, Any], dim: int,
                status: IndexStatus) -> KnowledgeIndex:
+    from backend.knowledge.embedding import bundled_variant
     from backend.knowledge.store import ensure_hnsw_index
 
     ix = KnowledgeIndex(kb_id=kb.id, status=status.value, embedder=settings["embedder"],
+                        vectors=bundled_variant() if settings["embedder"] is None else None,
                         dim=dim, chunk_size=settings["chunk_size"],
                         chunk_overlap=settings["chunk_overlap"], splitter=settings["splitter"],
                         language=settings["language"], n_chunks=0, total_length=0)
@@ -689,7 +700,7 @@ def search(*, actor: Actor, kb: str | int, query: str, k: int = 5, mode: str = "
                 # a registered model may be an endpoint: no transaction stays open across it
                 session.commit()
             try:
-                qvec = embedder_for_index(actor, row[5]).embed([query])[0]
+                qvec = embedder_for_index(actor, row[5], row[7]).embed([query])[0]
             except BaseException:
                 if keyword is not None:
                     keyword.cancel()
@@ -745,14 +756,15 @@ def search(*, actor: Actor, kb: str | int, query: str, k: int = 5, mode: str = "
 
 def _search_target(session: Session, actor: Actor, kb: int | str) -> Any:
     """The active index of the base ``kb`` names, in one statement: ``(id, dim, language,
-    n_chunks, total_length, embedder, chunks of that dimension in every index)``, or None when
-    the base has no index yet. A base the actor may not see is an error, as ``_load`` says."""
+    n_chunks, total_length, embedder, chunks of that dimension in every index, vectors)``, or
+    None when the base has no index yet. A base the actor may not see is an error, as ``_load``
+    says."""
     bases = KnowledgeBase.__table__.c
     ix = KnowledgeIndex.__table__.c
     same_dim = (select(func.coalesce(func.sum(KnowledgeIndex.n_chunks), 0))
                 .where(KnowledgeIndex.dim == ix.dim).scalar_subquery())
     stmt = (select(bases.id, bases.workspace_id, ix.id, ix.dim, ix.language, ix.n_chunks,
-                   ix.total_length, ix.embedder, same_dim)
+                   ix.total_length, ix.embedder, same_dim, ix.vectors)
             .select_from(KnowledgeBase.__table__.outerjoin(
                 KnowledgeIndex.__table__, ix.id == bases.active_index_id)))
     found = None
@@ -845,7 +857,7 @@ def update_chunk(*, actor: Actor, kb: int | str, chunk_id: int, text: str | None
             raise LookupError(f"No chunk #{chunk_id} in {base.name!r}.")
         ix = session.get(KnowledgeIndex, chunk.index_id)
         assert ix is not None
-        embedder_name = ix.embedder
+        embedder_name, vectors = ix.embedder, ix.vectors
         meta = dict(chunk.meta or {})
     vec = None
     new_text = None
@@ -855,7 +867,7 @@ def update_chunk(*, actor: Actor, kb: int | str, chunk_id: int, text: str | None
             raise ValueError("A chunk cannot be empty; disable it instead.")
         draft = ChunkDraft(new_text, list(meta.get("heading_path") or []))
         embed_text = draft.embed_text(str(meta.get("title") or ""))
-        vec = embedder_for_index(actor, embedder_name).embed([embed_text])[0]
+        vec = embedder_for_index(actor, embedder_name, vectors).embed([embed_text])[0]
     with session_scope() as session:
         chunk = session.get(KnowledgeChunk, chunk_id, with_for_update=True)
         ix = session.get(KnowledgeIndex, chunk.index_id, with_for_update=True) if chunk else None

@@ -40,7 +40,7 @@ def run_ingest(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     items = [FileItem(**f) for f in params.get("files", [])]
     report = ingest_files(
         ctx, kb_id=kb_id, items=items, max_bytes=max_upload_bytes(), job_id=ctx.job_id,
-        embedder_for_index=lambda ix: embedder_for_index(actor, ix.embedder),
+        embedder_for_index=lambda ix: embedder_for_index(actor, ix.embedder, ix.vectors),
         keep_dir=_kb_upload_dir(kb_id))
     return report.to_dict()
 
@@ -56,6 +56,7 @@ def run_reindex(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
         _check_settings,
         _embedder_dim,
         _new_index,
+        _other_vectors,
         embedder_for_index,
     )
 
@@ -68,10 +69,11 @@ def run_reindex(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
         ix = session.execute(select(KnowledgeIndex).where(
             KnowledgeIndex.kb_id == kb_id, KnowledgeIndex.status == IndexStatus.building.value)
         ).scalars().first()
-        if ix is not None and (ix.embedder, ix.chunk_size, ix.chunk_overlap, ix.splitter,
-                               ix.language) != tuple(settings[k] for k in (
-                                   "embedder", "chunk_size", "chunk_overlap", "splitter",
-                                   "language")):
+        if ix is not None and ((ix.embedder, ix.chunk_size, ix.chunk_overlap, ix.splitter,
+                                ix.language) != tuple(settings[k] for k in (
+                                    "embedder", "chunk_size", "chunk_overlap", "splitter",
+                                    "language"))
+                               or _other_vectors(ix)):
             session.delete(ix)  # settings changed again since: start over
             session.flush()
             ix = None
@@ -80,8 +82,9 @@ def run_reindex(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
                             IndexStatus.building)
         ix.job_id = ctx.job_id
         new_id = ix.id
+        new_vectors = ix.vectors
         session.expunge(ix)
-    embedder = embedder_for_index(actor, settings["embedder"])
+    embedder = embedder_for_index(actor, settings["embedder"], new_vectors)
     done = failed = 0
     # documents that could not be read, by id and content (a newer version is tried again)
     skip = {str(x) for x in params.get("_failed", [])}

@@ -128,6 +128,12 @@ def _on_ready(sender=None, **_: object) -> None:  # type: ignore[no-untyped-def]
     threading.Thread(target=_reconcile, args=(stop,), daemon=True,
                      name="worker-reconcile").start()
     _state.update(hostname=hostname, stop=stop)
+    if "cpu" in queues and get_settings().inference_device != "cuda":
+        # ingest jobs and knowledge searches embed here: the model loaded (and, on a bfloat16
+        # CPU, the ONNX export for questions made) before the first one needs it
+        from backend.knowledge.embedding import warm_up_in_background
+
+        warm_up_in_background()
     log.info("worker %s ready on queues %s", hostname, ",".join(queues))
 
 
