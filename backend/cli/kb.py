@@ -31,6 +31,10 @@ def _print_kb(kb: Any) -> None:
     s = kb.settings
     typer.echo(f"  chunking: {s['splitter']}, {s['chunk_size']} characters, overlap "
                f"{s['chunk_overlap']}; failed documents: {kb.failed}; pending: {kb.pending}")
+    ix = kb.index or {}
+    if ix:
+        kind = f"{ix['vectors']} vectors, " if ix.get("vectors") else ""
+        typer.echo(f"  index #{ix['id']}: {kind}{ix['dim']} dimensions ({ix['status']})")
 
 
 @app.command("create")
