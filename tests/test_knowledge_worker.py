@@ -278,6 +278,18 @@ def test_an_index_keeps_the_kind_of_vectors_it_was_built_with(monkeypatch) -> No
         view = kbs.get_knowledge_base(actor=SYSTEM, kb=kb.id)
         assert view.index["vectors"] == "float" and not view.reindex_needed
         assert any("printer" in t for t in fp.seen)
+
+        # an index from before kinds were recorded follows the setting, as it always did
+        with session_scope() as s:
+            s.execute(text("UPDATE kb_indexes SET vectors = NULL WHERE id = :i"),
+                      {"i": view.index["id"]})
+        monkeypatch.setenv("STUDIO_EMBEDDING_BACKEND", "onnx-int8")
+        monkeypatch.setattr(embedding, "_cached", int8)
+        reset_settings()
+        view = kbs.get_knowledge_base(actor=SYSTEM, kb=kb.id)
+        assert view.index["vectors"] is None and not view.reindex_needed
+        kbs.search(actor=SYSTEM, kb=kb.id, query="printer floor", mode="vector")
+        assert "printer floor" in int8.seen and "printer floor" not in fp.seen
     finally:
         monkeypatch.undo()
         reset_settings()

@@ -76,7 +76,8 @@ class KnowledgeIndex(Base):
     )
     status: Mapped[str] = mapped_column(String(16), default=IndexStatus.building.value)
     embedder: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    # the bundled MiniLM's kind of vectors (float, int8) the index was built with; None: float
+    # the bundled MiniLM's kind of vectors (float, int8) the index was built with; None (from
+    # before kinds were recorded): the setting's
     vectors: Mapped[str | None] = mapped_column(String(16), nullable=True)
     dim: Mapped[int] = mapped_column(Integer)
     chunk_size: Mapped[int] = mapped_column(Integer)

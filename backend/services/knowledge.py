@@ -179,7 +179,7 @@ def _index_dict(ix: KnowledgeIndex | None) -> dict[str, Any]:
     if ix is None:
         return {}
     return {"id": ix.id, "status": ix.status, "embedder": ix.embedder,
-            "vectors": ix.vectors or ("float" if ix.embedder is None else None), "dim": ix.dim,
+            "vectors": ix.vectors, "dim": ix.dim,
             "chunk_size": ix.chunk_size, "chunk_overlap": ix.chunk_overlap,
             "splitter": ix.splitter, "language": ix.language, "chunks": int(ix.n_chunks),
             "avg_length": round(ix.total_length / ix.n_chunks, 1) if ix.n_chunks else 0.0}
@@ -187,10 +187,11 @@ def _index_dict(ix: KnowledgeIndex | None) -> dict[str, Any]:
 
 def _other_vectors(ix: KnowledgeIndex) -> bool:
     """Built by the bundled MiniLM with the other kind of vectors than the setting now makes
-    (float or int8): it keeps working with its own, a re-index moves it to the new one."""
+    (float or int8): it keeps working with its own, a re-index moves it to the new one. (An
+    index from before kinds were recorded has none: it follows the setting, as it always did.)"""
     from backend.knowledge.embedding import bundled_variant
 
-    return ix.embedder is None and (ix.vectors or "float") != bundled_variant()
+    return ix.embedder is None and ix.vectors is not None and ix.vectors != bundled_variant()
 
 
 def _settings_of_index(ix: KnowledgeIndex) -> dict[str, Any]:
@@ -287,11 +288,12 @@ def _embedder_dim(actor: Actor, embedder: str | None) -> int:
 
 def embedder_for_index(actor: Actor, embedder: str | None, vectors: str | None = None) -> Any:
     """The embedder of an index: the bundled MiniLM (of the kind of ``vectors`` the index was
-    built with; None: float) or a registered embedding model."""
+    built with; None, for indexes from before kinds were recorded: the setting's) or a
+    registered embedding model."""
     if embedder is None:
         from backend.knowledge.embedding import bundled_embedder
 
-        return bundled_embedder(vectors or "float")
+        return bundled_embedder(vectors)
     from backend.services.models import embedder as model_embedder
 
     return model_embedder(actor=actor, model=embedder)

@@ -18,7 +18,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # existing indexes: NULL, read as float (every embedding setting but onnx-int8)
+    # existing indexes: NULL, embedded as the setting says (as they always were)
     op.add_column("kb_indexes", sa.Column("vectors", sa.String(length=16), nullable=True))
 
 
