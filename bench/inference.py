@@ -40,22 +40,9 @@ PROMPT = [{"role": "system", "content": "You are a helpful assistant."},
 
 def setup_environment(data_dir: Path) -> dict[str, str]:
     """Embedded services under ``data_dir``, migrated; their URLs exported for the worker."""
-    os.environ["STUDIO_DATA_DIR"] = str(data_dir)
-    os.environ.setdefault("STUDIO_SECRET_KEY", "bench-secret-key-0123456789")
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from backend import migrate
-    from backend.config import get_settings, reset_settings
-    from backend.embedded import ensure_services
+    from bench.environment import setup_environment as setup
 
-    reset_settings()
-    urls = ensure_services(get_settings())
-    os.environ["STUDIO_DATABASE_URL"] = urls.database_url
-    os.environ["STUDIO_REDIS_URL"] = urls.redis_url
-    reset_settings()
-    migrate.upgrade("head", url=urls.database_url)
-    return dict(os.environ)
+    return setup(data_dir, OMP_NUM_THREADS="1")
 
 
 def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:

@@ -91,21 +91,9 @@ def copy_corpus(dest: Path, pages: list[str]) -> Path:
 
 def setup_environment(data_dir: Path) -> None:
     """Embedded Postgres and Redis under ``data_dir``, migrated."""
-    os.environ["STUDIO_DATA_DIR"] = str(data_dir)
-    os.environ.setdefault("STUDIO_SECRET_KEY", "bench-secret-key-0123456789")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("STUDIO_MAX_UPLOAD_MB", "500")
-    from backend import migrate
-    from backend.config import get_settings, reset_settings
-    from backend.embedded import ensure_services
+    from bench.environment import setup_environment as setup
 
-    reset_settings()
-    urls = ensure_services(get_settings())
-    os.environ["STUDIO_DATABASE_URL"] = urls.database_url
-    os.environ["STUDIO_REDIS_URL"] = urls.redis_url
-    reset_settings()
-    migrate.upgrade("head", url=urls.database_url)
+    setup(data_dir, STUDIO_MAX_UPLOAD_MB="500")
 
 
 def machine() -> str:
