@@ -345,6 +345,27 @@ def test_batch_eval_scores_every_row_per_model(scripted: tuple[str, list[Any]], 
     assert len(csv_text.strip().splitlines()) == 41
 
 
+def test_eval_of_a_json_prompt_on_a_local_model_is_constrained(tiny: str) -> None:
+    """A JSON output format reaches the local model in an evaluation too (the batched path
+    cannot constrain, so such rows are decoded one at a time): every answer is valid JSON for
+    the schema, which the tiny model never writes on its own."""
+    from backend.services import jobs as jobs_service
+
+    fmt = {"type": "json", "schema": schema_from_fields([{"name": "city", "type": "string"}])}
+    job_id = prompt_eval.submit_eval(actor=SYSTEM, rows=[{"q": q} for q in ("a", "b", "c")],
+                                     models=[tiny], parts=PromptParts(template="City: {{ q }}"),
+                                     output_format=fmt, scoring="regex", pattern=".*",
+                                     params={"max_new_tokens": 40, "temperature": 0},
+                                     batch_size=8, enqueue=False)
+    job = jobs_service.run_inline(actor=SYSTEM, job_id=job_id)
+    assert job.status == "succeeded", job.error
+    rows = prompt_eval.eval_results(actor=SYSTEM, job_id=job_id).rows
+    assert len(rows) == 3
+    for r in rows:
+        assert r["error"] is None and r["valid"], (r["output"], r["invalid_reason"])
+        assert isinstance(json.loads(r["output"])["city"], str)
+
+
 # --- CLI ---------------------------------------------------------------------------------------------
 
 def _cli(*args: str) -> tuple[int, Any]:

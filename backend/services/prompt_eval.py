@@ -176,6 +176,11 @@ def answer_all(actor: Actor, model: str, conversations: Sequence[list[Message]],
         from backend.llm.local_hf import model_cache
 
         lm = model_cache().get(spec.source)
+        if gp.response_format:
+            # constrained JSON is decoded one conversation at a time (its grammar follows each
+            # row's own tokens); a failed row is a result, as with an endpoint
+            return [_answer_constrained(lm, c, gp, on_done, should_stop) for c in conversations
+                    if not should_stop()]
         for start in range(0, len(conversations), batch_size):
             if should_stop():
                 break
@@ -200,6 +205,24 @@ def answer_all(actor: Actor, model: str, conversations: Sequence[list[Message]],
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="eval") as pool:
         return list(pool.map(one, conversations))
+
+
+def _answer_constrained(lm: Any, messages: list[Message], gp: GenerationParams,
+                        on_done: Callable[[int], None], should_stop: Callable[[], bool]
+                        ) -> Answer:
+    """One conversation on a local model under ``gp.response_format`` (in this process)."""
+    from backend.llm.local_hf import run_local_chat
+
+    pieces: list[str] = []
+    try:
+        usage = run_local_chat(lm, list(messages), gp, should_stop=should_stop,
+                               emit=lambda p: pieces.append(p) if isinstance(p, str) else None)
+        return {"text": "".join(pieces), "tokens_in": usage.prompt_tokens,
+                "tokens_out": usage.completion_tokens, "error": None}
+    except Exception as exc:  # noqa: BLE001 - one failed row is a result, not the job's end
+        return {"text": "", "tokens_in": None, "tokens_out": None, "error": str(exc)}
+    finally:
+        on_done(1)
 
 
 @job_kind(KIND, queue="gpu", title="Prompt evaluation")
