@@ -340,7 +340,6 @@ def bundled_embedder(variant: str | None = None) -> Any:
     with _lock:
         if _cached is None:
             from backend.config import get_settings
-            from backend.llm.embeddings import LocalEmbedder
 
             s = get_settings()
             emb: Any = None
@@ -348,22 +347,16 @@ def bundled_embedder(variant: str | None = None) -> Any:
                     s.embedding_backend == "bf16"
                     or (s.embedding_backend == "auto" and native_bf16())):
                 emb = _bf16_embedder()
-            _cached = emb or _onnx_embedder() or LocalEmbedder(
-                None, batch_size=s.embedding_batch_size, device_preference=s.inference_device)
+            _cached = emb or _onnx_embedder() or _sentence_transformers()
         return _cached
 
 
 def _other_embedder(variant: str) -> Any:
     with _lock:
         if variant not in _others:
-            from backend.config import get_settings
-            from backend.llm.embeddings import LocalEmbedder
-
-            s = get_settings()
             emb: Any = _onnx_embedder(int8=variant == "int8")
             if emb is None and variant == "float":
-                emb = LocalEmbedder(None, batch_size=s.embedding_batch_size,
-                                    device_preference=s.inference_device)
+                emb = _sentence_transformers()
             if emb is None:
                 raise RuntimeError(
                     "This knowledge base was built with int8 vectors (embedding_backend "
@@ -371,6 +364,16 @@ def _other_embedder(variant: str) -> Any:
                     "to use the current embedder.")
             _others[variant] = emb
         return _others[variant]
+
+
+def _sentence_transformers() -> Any:
+    """The float model through sentence-transformers (where neither faster one can run)."""
+    from backend.config import get_settings
+    from backend.llm.embeddings import LocalEmbedder
+
+    s = get_settings()
+    return LocalEmbedder(None, batch_size=s.embedding_batch_size,
+                         device_preference=s.inference_device)
 
 
 def warm_up() -> None:

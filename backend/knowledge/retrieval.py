@@ -339,17 +339,7 @@ def search(session: Session, index: IndexInfo, *, query: str, query_vec: np.ndar
     else:
         kw = keyword() if callable(keyword) else keyword
     if (DOC_VECTOR_WEIGHT > 0 or KEYWORD_DOC_WEIGHT > 0) and (vec or kw):
-        known = {c.chunk_id: c.document_id for c in vec}
-        for c in kw:
-            if c.document_id is None:
-                c.document_id = known.get(c.chunk_id)
-        missing = [c.chunk_id for c in kw if c.document_id is None]
-        if missing:
-            doc_of: dict[int, int] = {int(r[0]): int(r[1]) for r in session.execute(text(
-                "SELECT id, document_id FROM kb_chunks WHERE id = ANY(:ids)"),
-                {"ids": missing}).all()}
-            for c in kw:
-                c.document_id = doc_of.get(c.chunk_id, c.document_id)
+        # (both lists name each chunk's document)
         doc_sim = document_similarity(session, index, query_vec, [
             c.document_id for c in [*vec, *kw] if c.document_id is not None])
         vec = document_rescore(vec, doc_sim, DOC_VECTOR_WEIGHT)

@@ -35,7 +35,7 @@ from backend.models.knowledge import (
     KnowledgeDocument,
     KnowledgeIndex,
 )
-from backend.services.lookup import find_owned
+from backend.services.lookup import find_owned, resolve_owned
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +199,13 @@ def _settings_of_index(ix: KnowledgeIndex) -> dict[str, Any]:
             "chunk_overlap": ix.chunk_overlap, "splitter": ix.splitter, "language": ix.language}
 
 
+def _index_outdated(ix: KnowledgeIndex, settings: dict[str, Any]) -> bool:
+    """Built with other index settings than ``settings`` (the base's), or with the other kind
+    of vectors: a re-index would build another index."""
+    return _settings_of_index(ix) != {k: settings[k] for k in INDEX_SETTINGS} or \
+        _other_vectors(ix)
+
+
 def _view(session: Session, kb: KnowledgeBase) -> KnowledgeBaseView:
     ix = session.get(KnowledgeIndex, kb.active_index_id) if kb.active_index_id else None
     counts = dict(session.execute(
@@ -220,8 +227,7 @@ def _view(session: Session, kb: KnowledgeBase) -> KnowledgeBaseView:
         failed=int(counts.get("failed", 0)),
         pending=int(counts.get("pending", 0)) + int(counts.get("processing", 0)),
         chunks=int(ix.n_chunks) if ix else 0, characters=int(chars),
-        reindex_needed=ix is not None and (_settings_of_index(ix) != {
-            k: settings[k] for k in INDEX_SETTINGS} or _other_vectors(ix)),
+        reindex_needed=ix is not None and _index_outdated(ix, settings),
         building=bool(building),
     )
 
@@ -233,9 +239,13 @@ def _load(session: Session, actor: Actor, kb: int | str, *, lock: bool = False
           ) -> KnowledgeBase:
     row = find_owned(session, actor, KnowledgeBase, kb, lock=lock)
     if row is None:
-        raise KnowledgeBaseNotFound(
-            f"No knowledge base {kb!r} in this workspace. `studio kb list` shows them.")
+        raise _not_found(kb)
     return row
+
+
+def _not_found(kb: int | str) -> KnowledgeBaseNotFound:
+    return KnowledgeBaseNotFound(
+        f"No knowledge base {kb!r} in this workspace. `studio kb list` shows them.")
 
 
 def _check_name(name: str) -> str:
@@ -769,15 +779,13 @@ def _search_target(session: Session, actor: Actor, kb: int | str) -> Any:
                    ix.total_length, ix.embedder, same_dim, ix.vectors)
             .select_from(KnowledgeBase.__table__.outerjoin(
                 KnowledgeIndex.__table__, ix.id == bases.active_index_id)))
-    found = None
-    if isinstance(kb, int) or (isinstance(kb, str) and kb.isdigit()):
-        found = session.execute(stmt.where(bases.id == int(kb))).first()
-    if found is None and isinstance(kb, str):
-        found = session.execute(stmt.where(bases.name == kb.strip(),
-                                           bases.workspace_id == actor.workspace_id)).first()
-    if found is None or (not actor.is_admin and found[1] != actor.workspace_id):
-        raise KnowledgeBaseNotFound(
-            f"No knowledge base {kb!r} in this workspace. `studio kb list` shows them.")
+    found = resolve_owned(
+        actor, kb, lambda i: session.execute(stmt.where(bases.id == i)).first(),
+        lambda name: session.execute(stmt.where(
+            bases.name == name, bases.workspace_id == actor.workspace_id)).first(),
+        lambda row: int(row[1]))
+    if found is None:
+        raise _not_found(kb)
     if found[2] is None:
         return None
     return tuple(found[2:])

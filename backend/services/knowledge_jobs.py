@@ -55,8 +55,8 @@ def run_reindex(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     from backend.services.knowledge import (
         _check_settings,
         _embedder_dim,
+        _index_outdated,
         _new_index,
-        _other_vectors,
         embedder_for_index,
     )
 
@@ -69,11 +69,7 @@ def run_reindex(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
         ix = session.execute(select(KnowledgeIndex).where(
             KnowledgeIndex.kb_id == kb_id, KnowledgeIndex.status == IndexStatus.building.value)
         ).scalars().first()
-        if ix is not None and ((ix.embedder, ix.chunk_size, ix.chunk_overlap, ix.splitter,
-                                ix.language) != tuple(settings[k] for k in (
-                                    "embedder", "chunk_size", "chunk_overlap", "splitter",
-                                    "language"))
-                               or _other_vectors(ix)):
+        if ix is not None and _index_outdated(ix, settings):
             session.delete(ix)  # settings changed again since: start over
             session.flush()
             ix = None
