@@ -283,3 +283,70 @@ def test_hybrid_asks_for_the_keyword_list_after_the_vector_search(
                                keyword=later)
     assert order == ["vector", "keyword"]
     assert [c.chunk_id for c in got] == [c.chunk_id for c in want]
+
+
+def test_within_budget_keeps_the_rarest_terms() -> None:
+    terms_ = [retrieval.QueryTerm(t, 1.0, df) for t, df in
+              [("a", 5), ("b", 40), ("c", 300), ("d", 900), ("e", 950)]]
+    assert retrieval.within_budget(terms_, None) == (terms_, [])
+    assert retrieval.within_budget(terms_, 10_000) == (terms_, [])
+    assert retrieval.within_budget(terms_, 400) == (terms_[:3], terms_[3:])
+    # the rarest term is always read, even past the budget
+    assert retrieval.within_budget(terms_[3:], 100) == (terms_[3:4], terms_[4:])
+    # and more, until they hold the candidates wanted
+    assert retrieval.within_budget(terms_, 100, at_least=200) == (terms_[:3], terms_[3:])
+    assert retrieval.within_budget(terms_, 400, at_least=1000) == (terms_[:4], terms_[4:])
+
+
+@pytest.mark.parametrize("query", [QUERIES[1], QUERIES[2], QUERIES[3]])
+def test_budgeted_keyword_list_carries_exact_scores(bm25_base: Bm25Base, query: str) -> None:
+    """Within a postings budget the rarest terms choose the candidates and the common ones add
+    their shares: every chunk returned has its exact BM25 score, in order; with a budget that
+    covers every posting the list is the exact one."""
+    info = bm25_base.info
+    every = dict(reference(info, query, 10**6))
+    with session_scope() as s:
+        weights = retrieval.bm25_weights(s, info, query)
+        total = sum(w.df for w in weights)
+        kept, rest = retrieval.within_budget(weights, total // 4)
+        assert kept and rest
+        n = 60
+        got = [(c.chunk_id, c.score) for c in
+               retrieval.keyword_search(s, info, query, n, budget=total // 4)]
+        assert s.execute(text("SELECT current_setting('enable_hashagg')")).scalar() == "on"
+        whole = [(c.chunk_id, c.score) for c in
+                 retrieval.keyword_search(s, info, query, n, budget=total)]
+        flt = retrieval.Filters(file_types=["txt"])
+        filtered = [(c.chunk_id, c.score) for c in
+                    retrieval.keyword_search(s, info, query, n, flt, budget=total // 4)]
+    assert len(got) == n
+    for cid, score in got:
+        assert score == pytest.approx(every[cid], rel=1e-9, abs=2e-8)
+    assert [sc for _, sc in got] == sorted((sc for _, sc in got), reverse=True)
+    assert_same(whole, reference(info, query, n))
+    assert_same(filtered, got)
+    # not a different search: most of the exact top 60 is there
+    assert len({c for c, _ in got} & {c for c, _ in reference(info, query, n)}) >= n * 0.6
+
+
+def test_budgeted_keyword_list_skips_disabled_chunks(bm25_base: Bm25Base) -> None:
+    info = bm25_base.info
+    query = QUERIES[1]
+    with session_scope() as s:
+        total = sum(w.df for w in retrieval.bm25_weights(s, info, query))
+        first = [c.chunk_id for c in
+                 retrieval.keyword_search(s, info, query, 400, budget=total // 4)]
+    best = first[:retrieval.RESCORE_DEPTH]
+    with session_scope() as s:
+        s.execute(text("UPDATE kb_chunks SET enabled = false WHERE id = ANY(:ids)"),
+                  {"ids": best})
+    try:
+        with session_scope() as s:
+            got = retrieval.keyword_search(s, info, query, 10, budget=total // 4)
+        assert len(got) == 10 and not {c.chunk_id for c in got} & set(best)
+        every = dict(reference(info, query, 10**6))
+        assert all(c.score == pytest.approx(every[c.chunk_id], rel=1e-9, abs=2e-8) for c in got)
+    finally:
+        with session_scope() as s:
+            s.execute(text("UPDATE kb_chunks SET enabled = true WHERE id = ANY(:ids)"),
+                      {"ids": best})

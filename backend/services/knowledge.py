@@ -656,12 +656,13 @@ def _side_pool() -> ThreadPoolExecutor:
 
 
 def _keyword_candidates(info: Any, query: str, n: int, flt: Any) -> list[Any]:
-    """The BM25 list of hybrid search, on its own connection (its session ends with it: the
-    planner settings need no putting back)."""
+    """The BM25 list of hybrid search (within ``retrieval.HYBRID_POSTINGS``), on its own
+    connection (its session ends with it: the planner settings need no putting back)."""
     from backend.knowledge import retrieval
 
     with session_scope() as session:
-        return retrieval.keyword_search(session, info, query, n, flt, restore_plan=False)
+        return retrieval.keyword_search(session, info, query, n, flt, restore_plan=False,
+                                        budget=retrieval.HYBRID_POSTINGS)
 
 
 def search(*, actor: Actor, kb: str | int, query: str, k: int = 5, mode: str = "hybrid",
