@@ -350,3 +350,69 @@ def test_budgeted_keyword_list_skips_disabled_chunks(bm25_base: Bm25Base) -> Non
         with session_scope() as s:
             s.execute(text("UPDATE kb_chunks SET enabled = true WHERE id = ANY(:ids)"),
                       {"ids": best})
+
+
+def test_connections_start_with_the_hnsw_ef_search() -> None:
+    with session_scope() as s:
+        assert s.execute(text("SHOW hnsw.ef_search")).scalar() == str(retrieval.EF_SEARCH)
+
+
+def test_vector_search_through_hnsw_brings_rows_and_document_similarity(
+        bm25_base: Bm25Base, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The HNSW path (here forced on a small base) finds what the exact scan finds, asks for a
+    wider search when more than ``EF_SEARCH`` chunks are wanted, and with ``details`` /
+    ``documents`` brings each chunk's row and its document's similarity in the same
+    statement."""
+    info = bm25_base.info
+    info.same_dim_chunks = None
+    qvec = kbs.embedder_for_index(SYSTEM, None).embed(["w3 w7 w11"])[0]
+    with session_scope() as s:
+        exact = retrieval.vector_search(s, info, qvec, 150)
+        monkeypatch.setattr(retrieval, "EXACT_MAX_CHUNKS", 0)
+        statements: list[str] = []
+        conn = s.connection()
+        original = conn.exec_driver_sql
+
+        def recorded(sql: str, *a: object, **kw: object) -> object:
+            statements.append(sql)
+            return original(sql, *a, **kw)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(conn, "exec_driver_sql", recorded)
+        few = retrieval.vector_search(s, info, qvec, 20, details=True, documents=True)
+        assert statements == []  # the connection's own ef_search
+        many = retrieval.vector_search(s, info, qvec, 150)
+        assert statements == ["SET LOCAL hnsw.ef_search = 150"]
+        docs = retrieval.document_similarity(s, info, qvec, [c.document_id for c in few
+                                                             if c.document_id is not None])
+        rows = dict(s.execute(text("SELECT id, text FROM kb_chunks WHERE id = ANY(:i)"),
+                              {"i": [c.chunk_id for c in few]}).all())
+    assert len(many) == 150
+    assert len({c.chunk_id for c in many} & {c.chunk_id for c in exact}) >= 0.9 * 150
+    assert [c.score for c in few] == sorted((c.score for c in few), reverse=True)
+    for c in few:
+        assert c.row is not None and c.row.text == rows[c.chunk_id]
+        assert c.similarity == c.score
+        assert c.scores["document"] == pytest.approx(docs[c.document_id])
+
+
+def test_hybrid_hits_carry_rows_and_similarities_read_beside_the_search(
+        bm25_base: Bm25Base) -> None:
+    """The service's hybrid hits come with the rows and similarities the two searches read
+    (the keyword half reads its chunks' similarities once the question is embedded): the same
+    text, metadata and cosine as reading the hits afterwards."""
+    query = "w0 w7 w11 w3 w590"
+    hits = kbs.search(actor=SYSTEM, kb=bm25_base.kb_id, query=query, k=200, mode="hybrid",
+                      per_document=0)
+    qvec = kbs.embedder_for_index(SYSTEM, None).embed([query])[0]
+    with session_scope() as s:
+        rows = {r[0]: r for r in s.execute(text(
+            "SELECT id, text, metadata, ord, 1 - (embedding <=> CAST(:q AS vector)) "
+            "FROM kb_chunks WHERE id = ANY(:i)"),
+            {"q": retrieval.vector_literal(qvec), "i": [h.chunk_id for h in hits]}).all()}
+    assert len(hits) == 200 and any(set(h.metadata["ranks"]) == {"keyword"} for h in hits)
+    for h in hits:
+        _, chunk_text, meta, ord_, sim = rows[h.chunk_id]
+        assert h.text == chunk_text and h.metadata["ord"] == ord_
+        assert h.metadata["source"] == meta["source"]
+        assert h.metadata["similarity"] == pytest.approx(sim, abs=1e-5)
+        assert "document" in h.metadata["scores"]

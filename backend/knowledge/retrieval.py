@@ -31,6 +31,7 @@ import numpy as np
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from backend.db import HNSW_EF_SEARCH
 from backend.knowledge.store import vector_literal
 from backend.knowledge.terms import terms as cut_terms
 
@@ -44,10 +45,13 @@ DOC_VECTOR_WEIGHT = 0.8
 KEYWORD_DOC_WEIGHT = 1.0
 BM25_K1 = 1.2
 BM25_B = 0.75
-EF_SEARCH = 100
-# below this many chunks (or this share of the dimension's chunks) an exact scan is as fast as
-# HNSW and never misses because of other bases' chunks in the same graph
-EXACT_MAX_CHUNKS = 20000
+# (every connection starts with it: backend.db)
+EF_SEARCH = HNSW_EF_SEARCH
+# an exact scan below this many chunks (about as fast as HNSW there: it costs 3-4 us a chunk,
+# 14-20 ms at 5,000 chunks against HNSW's 4 ms at recall@10 0.996 in bench/search.py), or below
+# this share of the dimension's chunks (other bases' chunks in the same graph would crowd the
+# base's own out of HNSW's candidates)
+EXACT_MAX_CHUNKS = 2000
 EXACT_MIN_SHARE = 0.5
 
 
@@ -69,6 +73,30 @@ class Candidate:
     ranks: dict[str, int] = field(default_factory=dict)
     scores: dict[str, float] = field(default_factory=dict)
     document_id: int | None = None
+    # the chunk's row when the search read it (``details``): text, metadata, place in document
+    row: ChunkRow | None = None
+    # cosine of the question to the chunk, where known (vector search's own score)
+    similarity: float | None = None
+
+
+class ChunkRow(NamedTuple):
+    text: str
+    metadata: dict[str, Any]
+    ord: int
+
+
+# what ``details`` adds to a search statement's columns (``c``: kb_chunks)
+ROW_COLUMNS = ", c.text, c.metadata, c.ord"
+
+
+def _candidate(r: Any, details: bool, similarity: bool = False) -> Candidate:
+    """A candidate from a row ``(chunk id, score, document id[, text, metadata, ord])``."""
+    c = Candidate(int(r[0]), float(r[1]), document_id=int(r[2]))
+    if details:
+        c.row = ChunkRow(str(r[3]), dict(r[4] or {}), int(r[5]))
+    if similarity:
+        c.similarity = c.score
+    return c
 
 
 @dataclass
@@ -116,7 +144,12 @@ class Filters:
 
 
 def vector_search(session: Session, index: IndexInfo, query_vec: np.ndarray, n: int,
-                  filters: Filters | None = None) -> list[Candidate]:
+                  filters: Filters | None = None, *, details: bool = False,
+                  documents: bool = False) -> list[Candidate]:
+    """The ``n`` nearest enabled chunks by cosine (HNSW when the index is large and unfiltered,
+    else exact). ``details``: each with its row (``Candidate.row``); ``documents``: and the
+    cosine of the question to its document's vector (``scores['document']``), read in the
+    same statement."""
     filters = filters or Filters()
     where, params = filters.sql()
     q = vector_literal(query_vec)
@@ -128,24 +161,48 @@ def vector_search(session: Session, index: IndexInfo, query_vec: np.ndarray, n: 
     use_hnsw = (index.n_chunks > EXACT_MAX_CHUNKS and not filters.active and dim <= 2000
                 and index.n_chunks >= EXACT_MIN_SHARE * int(same_dim))
     params.update({"q": q, "i": index.id, "n": n, "d": dim})
+    cols = ROW_COLUMNS if details else ""
+
+    def statement(nearest: str) -> Any:
+        if not documents:
+            return text(nearest)
+        # the nearest first, then their documents' vectors by key
+        return text(
+            "SELECT v.*, 1 - (dv.embedding <=> CAST(:q AS vector)) AS doc_sim FROM ("
+            + nearest + ") v LEFT JOIN kb_document_vectors dv ON dv.index_id = :i AND "
+            "dv.document_id = v.document_id AND dv.dim = :d")
+
+    def candidates(rows: Any) -> list[Candidate]:
+        out = []
+        for r in rows:
+            c = _candidate(r, details, similarity=True)
+            if documents and r[-1] is not None:
+                c.scores["document"] = float(r[-1])
+            out.append(c)
+        if documents:
+            # (the join may return them in another order)
+            out.sort(key=lambda c: -c.score)
+        return out
+
     if use_hnsw:
         conn = session.connection()
-        conn.exec_driver_sql(f"SET LOCAL hnsw.ef_search = {max(EF_SEARCH, n)}")
+        if n > EF_SEARCH:
+            conn.exec_driver_sql(f"SET LOCAL hnsw.ef_search = {n}")
         expr = f"(c.embedding::vector({dim}))"
-        rows = conn.execute(text(
-            f"SELECT c.id, 1 - ({expr} <=> CAST(:q AS vector({dim}))) AS score, c.document_id "
-            "FROM kb_chunks c "
+        rows = conn.execute(statement(
+            f"SELECT c.id, 1 - ({expr} <=> CAST(:q AS vector({dim}))) AS score, c.document_id"
+            f"{cols} FROM kb_chunks c "
             f"WHERE c.dim = {dim} AND c.index_id = :i AND c.enabled "
             f"ORDER BY {expr} <=> CAST(:q AS vector({dim})) LIMIT :n"
         ).execution_options(prepare=False), params).all()
         if len(rows) >= min(n, index.n_chunks) * 0.9:
-            return [Candidate(int(r[0]), float(r[1]), document_id=int(r[2])) for r in rows]
+            return candidates(rows)
     # exact: order by an expression the HNSW index does not cover
-    rows = session.execute(text(
-        "SELECT c.id, 1 - (c.embedding <=> CAST(:q AS vector)) AS score, c.document_id "
+    rows = session.execute(statement(
+        f"SELECT c.id, 1 - (c.embedding <=> CAST(:q AS vector)) AS score, c.document_id{cols} "
         f"FROM kb_chunks c WHERE c.index_id = :i AND c.dim = :d AND c.enabled{where} "
         "ORDER BY c.embedding <=> CAST(:q AS vector) LIMIT :n"), params).all()
-    return [Candidate(int(r[0]), float(r[1]), document_id=int(r[2])) for r in rows]
+    return candidates(rows)
 
 
 # BM25 shares are summed as whole multiples of 1 / BM25_SCALE (exact in float8 below 2^53)
@@ -252,11 +309,11 @@ def _set_plan(conn: Any, settings: dict[str, str]) -> dict[str, str]:
 
 def keyword_search(session: Session, index: IndexInfo, query: str, n: int,
                    filters: Filters | None = None, *, restore_plan: bool = True,
-                   budget: int | None = None) -> list[Candidate]:
+                   budget: int | None = None, details: bool = False) -> list[Candidate]:
     """Okapi BM25 (k1 1.2, b 0.75, idf ln(1 + (N - df + .5)/(df + .5))) over the index: the
     ``n`` best enabled chunks (that pass ``filters``), by score then chunk id, each with its
     document. ``restore_plan``: False on a session that ends after this search (one round trip
-    less).
+    less). ``details``: each with its row (``Candidate.row``).
 
     ``budget`` (hybrid search's keyword list, ``HYBRID_POSTINGS``): when the question's terms
     together have more postings than that, only the rarest terms within it choose the
@@ -270,6 +327,7 @@ def keyword_search(session: Session, index: IndexInfo, query: str, n: int,
     if not weights:
         return []
     chosen, rest = within_budget(weights, budget, _depth(n))
+    cols = ROW_COLUMNS if details else ""
     filters = filters or Filters()
     where, params = filters.sql()
     scored = "WITH sc AS (" + bm25_scores_sql(chosen, params, index, scaled=bool(rest)) + ") "
@@ -278,16 +336,16 @@ def keyword_search(session: Session, index: IndexInfo, query: str, n: int,
     # (a failed statement ends the transaction, and these settings with it)
     old = _set_plan(conn, BM25_PLAN)
     if rest:
-        rows = _rescored(conn, scored, params, where, rest, n)
+        rows = _rescored(conn, scored, params, where, rest, n, cols)
     else:
         # every scored chunk joined with its row (filters, enabled), then the best
-        joined = (scored + "SELECT sc.chunk_id, sc.score, c.document_id FROM sc JOIN kb_chunks "
-                  f"c ON c.id = sc.chunk_id WHERE c.enabled{where} ORDER BY sc.score DESC, "
+        joined = (scored + f"SELECT sc.chunk_id, sc.score, c.document_id{cols} FROM sc JOIN "
+                  f"kb_chunks c ON c.id = sc.chunk_id WHERE c.enabled{where} ORDER BY sc.score DESC, "
                   "sc.chunk_id LIMIT :n")
         # no filters: the best scores first, then the disabled chunks among them dropped (only
         # those rows are looked up); if that leaves fewer than n, the joined statement decides
-        top = (scored + "SELECT top.chunk_id, top.score, c.document_id FROM (SELECT chunk_id, "
-               "score FROM sc ORDER BY score DESC, chunk_id LIMIT :top) top JOIN kb_chunks c "
+        top = (scored + f"SELECT top.chunk_id, top.score, c.document_id{cols} FROM (SELECT "
+               "chunk_id, score FROM sc ORDER BY score DESC, chunk_id LIMIT :top) top JOIN kb_chunks c "
                "ON c.id = top.chunk_id WHERE c.enabled ORDER BY top.score DESC, top.chunk_id "
                "LIMIT :n")
         params["top"] = n * 2 + 10
@@ -296,7 +354,7 @@ def keyword_search(session: Session, index: IndexInfo, query: str, n: int,
             rows = list(conn.execute(text(joined), params).all())
     if restore_plan:
         _set_plan(conn, old)
-    return [Candidate(int(r[0]), float(r[1]), document_id=int(r[2])) for r in rows]
+    return [_candidate(r, details) for r in rows]
 
 
 def _depth(n: int) -> int:
@@ -305,7 +363,7 @@ def _depth(n: int) -> int:
 
 
 def _rescored(conn: Any, scored: str, params: dict[str, Any], where: str,
-              rest: list[QueryTerm], n: int) -> list[Any]:
+              rest: list[QueryTerm], n: int, cols: str) -> list[Any]:
     """``keyword_search`` within a budget: the best ``RESCORE_DEPTH`` enabled chunks (that pass
     the filters) by the chosen terms, each with the shares of the ``rest`` of the terms added
     (looked up by the chunk's key), the ``n`` best of them by that full score. Without filters
@@ -318,16 +376,16 @@ def _rescored(conn: Any, scored: str, params: dict[str, Any], where: str,
         "CAST(:bm25_c1 AS float8) + CAST(:bm25_c2 AS float8) * ct.dl))) FROM kb_chunk_terms ct "
         "JOIN unnest(CAST(:rest_t AS text[]), CAST(:rest_w AS float8[])) r(term, w) ON "
         "r.term = ct.term WHERE ct.chunk_id = top.chunk_id AND ct.term = ANY(CAST(:rest_t AS "
-        f"text[]))), 0)) / {BM25_SCALE} AS score, top.document_id FROM top "
-        "ORDER BY 2 DESC, 1 LIMIT :n")
-    joined = (scored + ", top AS (SELECT sc.chunk_id, sc.score, c.document_id FROM sc JOIN "
+        f"text[]))), 0)) / {BM25_SCALE} AS score, top.document_id{cols.replace('c.', 'top.')} "
+        "FROM top ORDER BY 2 DESC, 1 LIMIT :n")
+    joined = (scored + f", top AS (SELECT sc.chunk_id, sc.score, c.document_id{cols} FROM sc JOIN "
               f"kb_chunks c ON c.id = sc.chunk_id WHERE c.enabled{where} ORDER BY sc.score "
               "DESC, sc.chunk_id LIMIT :depth) " + rescore)
     if where:
         return list(conn.execute(text(joined), params).all())
     first = (scored + ", best AS (SELECT chunk_id, score FROM sc ORDER BY score DESC, chunk_id "
-             "LIMIT :depth), top AS (SELECT best.chunk_id, best.score, c.document_id FROM best "
-             "JOIN kb_chunks c ON c.id = best.chunk_id WHERE c.enabled) " + rescore)
+             f"LIMIT :depth), top AS (SELECT best.chunk_id, best.score, c.document_id{cols} FROM "
+             "best JOIN kb_chunks c ON c.id = best.chunk_id WHERE c.enabled) " + rescore)
     rows = list(conn.execute(text(first), params).all())
     if len(rows) < n:
         rows = list(conn.execute(text(joined), params).all())
@@ -337,7 +395,8 @@ def _rescored(conn: Any, scored: str, params: dict[str, Any], where: str,
 def fuse(lists: dict[str, list[Candidate]], k: int = RRF_K,
          weights: dict[str, float] | None = None) -> list[Candidate]:
     """Weighted reciprocal rank fusion: each list adds weight / (k + rank) for every chunk it
-    returned (a chunk's document similarity, where a list has it, is carried along)."""
+    returned (a chunk's document similarity, row and similarity, where a list has them, are
+    carried along)."""
     weights = WEIGHTS if weights is None else weights
     fused: dict[int, Candidate] = {}
     for mode, cands in lists.items():
@@ -351,6 +410,10 @@ def fuse(lists: dict[str, list[Candidate]], k: int = RRF_K,
                 f.document_id = c.document_id
             if "document" in c.scores:
                 f.scores["document"] = c.scores["document"]
+            if c.row is not None:
+                f.row = c.row
+            if c.similarity is not None:
+                f.similarity = c.similarity
     return sorted(fused.values(), key=lambda c: (-c.score, min(c.ranks.values())))
 
 
@@ -369,6 +432,32 @@ def document_similarity(session: Session, index: IndexInfo, query_vec: np.ndarra
         {"q": vector_literal(query_vec), "i": index.id, "d": int(index.dim),
          "docs": sorted(set(document_ids))}).all()
     return {int(r[0]): float(r[1]) for r in rows if r[1] is not None}
+
+
+def similarities(session: Session, index: IndexInfo, query_vec: np.ndarray,
+                 cands: list[Candidate]) -> None:
+    """Fill in, in one statement, the cosine of the question to each candidate
+    (``similarity``) and to its document's vector (``scores['document']``): what hybrid search
+    needs of the keyword list, worked out beside the vector search (the service's keyword
+    half does it once the question is embedded)."""
+    if not cands:
+        return
+    rows = session.execute(text(
+        "SELECT 0, c.id, 1 - (c.embedding <=> CAST(:q AS vector)) FROM kb_chunks c "
+        "WHERE c.id = ANY(:ids) UNION ALL "
+        "SELECT 1, v.document_id, 1 - (v.embedding <=> CAST(:q AS vector)) "
+        "FROM kb_document_vectors v "
+        "WHERE v.index_id = :i AND v.document_id = ANY(:docs) AND v.dim = :d"),
+        {"q": vector_literal(query_vec), "i": index.id, "d": int(index.dim),
+         "ids": [c.chunk_id for c in cands],
+         "docs": sorted({c.document_id for c in cands if c.document_id is not None})}).all()
+    chunk_sim = {int(r[1]): float(r[2]) for r in rows if r[0] == 0 and r[2] is not None}
+    doc_sim = {int(r[1]): float(r[2]) for r in rows if r[0] == 1 and r[2] is not None}
+    for c in cands:
+        if c.chunk_id in chunk_sim:
+            c.similarity = chunk_sim[c.chunk_id]
+        if c.document_id in doc_sim:
+            c.scores["document"] = doc_sim[c.document_id]
 
 
 def document_rescore(cands: list[Candidate], doc_sim: dict[int, float],
@@ -396,37 +485,47 @@ def hybrid_pool(n: int) -> int:
 def search(session: Session, index: IndexInfo, *, query: str, query_vec: np.ndarray | None,
            k: int, mode: str, filters: Filters | None = None, candidates: int | None = None,
            keyword: list[Candidate] | Callable[[], list[Candidate]] | None = None,
-           pool: int | None = None) -> list[Candidate]:
+           pool: int | None = None, details: bool = False) -> list[Candidate]:
     """Top candidates of the mode (``candidates`` of them, default ``k``). ``keyword``: for
     hybrid, the BM25 list (``keyword_search`` with ``hybrid_pool(n)`` and the
     ``HYBRID_POSTINGS`` budget), or a function that
     waits for it: the service runs it on other connections while the question is embedded and
     the vector search runs, and it is asked for only after the vector list. ``pool``: how
-    many candidates hybrid takes from each list (default ``hybrid_pool`` of the candidates)."""
+    many candidates hybrid takes from each list (default ``hybrid_pool`` of the candidates).
+    ``details``: the candidates carry their rows (``Candidate.row``) where the searches read
+    them."""
     if mode not in MODES:
         raise ValueError(f"Unknown search mode {mode!r}: use {', '.join(MODES)}.")
     n = candidates or k
     if mode == "keyword":
-        out = keyword_search(session, index, query, n, filters)
+        out = keyword_search(session, index, query, n, filters, details=details)
         for rank, c in enumerate(out, 1):
             c.ranks["keyword"], c.scores["keyword"] = rank, c.score
         return out
     assert query_vec is not None
     if mode == "vector":
-        out = vector_search(session, index, query_vec, n, filters)
+        out = vector_search(session, index, query_vec, n, filters, details=details)
         for rank, c in enumerate(out, 1):
             c.ranks["vector"], c.scores["vector"] = rank, c.score
         return out
     pool = pool or hybrid_pool(n)
-    vec = vector_search(session, index, query_vec, pool, filters)
+    documents = DOC_VECTOR_WEIGHT > 0 or KEYWORD_DOC_WEIGHT > 0
+    vec = vector_search(session, index, query_vec, pool, filters, details=details,
+                        documents=documents)
     if keyword is None:
-        kw = keyword_search(session, index, query, pool, filters, budget=HYBRID_POSTINGS)
+        kw = keyword_search(session, index, query, pool, filters, budget=HYBRID_POSTINGS,
+                            details=details)
     else:
         kw = keyword() if callable(keyword) else keyword
-    if (DOC_VECTOR_WEIGHT > 0 or KEYWORD_DOC_WEIGHT > 0) and (vec or kw):
-        # (both lists name each chunk's document)
-        doc_sim = document_similarity(session, index, query_vec, [
-            c.document_id for c in [*vec, *kw] if c.document_id is not None])
+    if documents and (vec or kw):
+        # (both lists name each chunk's document; the vector list, and a keyword list made
+        # beside it, already carry their documents' similarity: only the others are read)
+        doc_sim = {c.document_id: c.scores["document"] for c in [*vec, *kw]
+                   if c.document_id is not None and "document" in c.scores}
+        missing = [c.document_id for c in kw
+                   if c.document_id is not None and c.document_id not in doc_sim]
+        if missing:
+            doc_sim.update(document_similarity(session, index, query_vec, missing))
         vec = document_rescore(vec, doc_sim, DOC_VECTOR_WEIGHT)
         kw = document_rescore(kw, doc_sim, KEYWORD_DOC_WEIGHT, normalise=True)
     return fuse({"vector": vec, "keyword": kw})[:n]

@@ -655,14 +655,26 @@ def _side_pool() -> ThreadPoolExecutor:
     return _side
 
 
-def _keyword_candidates(info: Any, query: str, n: int, flt: Any) -> list[Any]:
-    """The BM25 list of hybrid search (within ``retrieval.HYBRID_POSTINGS``), on its own
-    connection (its session ends with it: the planner settings need no putting back)."""
+def _keyword_candidates(info: Any, query: str, n: int, flt: Any,
+                        query_vec: Future[Any]) -> list[Any]:
+    """The BM25 list of hybrid search (within ``retrieval.HYBRID_POSTINGS``, with the chunks'
+    rows), on its own connection; then, once the question is embedded, each chunk's and its
+    document's similarity to it (what hybrid needs of this list, read here beside the vector
+    search rather than after it). Its session ends with it: the planner settings need no
+    putting back."""
+    from concurrent.futures import CancelledError
+
     from backend.knowledge import retrieval
 
     with session_scope() as session:
-        return retrieval.keyword_search(session, info, query, n, flt, restore_plan=False,
-                                        budget=retrieval.HYBRID_POSTINGS)
+        cands = retrieval.keyword_search(session, info, query, n, flt, restore_plan=False,
+                                         budget=retrieval.HYBRID_POSTINGS, details=True)
+        try:
+            qvec = query_vec.result()
+        except (CancelledError, Exception):
+            return cands
+        retrieval.similarities(session, info, qvec, cands)
+        return cands
 
 
 def search(*, actor: Actor, kb: str | int, query: str, k: int = 5, mode: str = "hybrid",
@@ -702,49 +714,42 @@ def search(*, actor: Actor, kb: str | int, query: str, k: int = 5, mode: str = "
                                    same_dim_chunks=int(row[6]))
         qvec = None
         keyword: Future[list[retrieval.Candidate]] | None = None
+        query_vec: Future[Any] = Future()
         if mode == "hybrid":
             # BM25 on a second connection while the question is embedded and the vector search
             # runs (onnxruntime and psycopg let go of the GIL): hybrid takes about the longer
             # of the two, not their sum
             keyword = _side_pool().submit(_keyword_candidates, info, query,
-                                          retrieval.hybrid_pool(pool), flt)
-        if mode != "keyword":
-            if row[5] is not None:
-                # a registered model may be an endpoint: no transaction stays open across it
-                session.commit()
-            try:
-                qvec = embedder_for_index(actor, row[5], row[7]).embed([query])[0]
-            except BaseException:
-                if keyword is not None:
-                    keyword.cancel()
-                raise
+                                          retrieval.hybrid_pool(pool), flt, query_vec)
+        try:
+            if mode != "keyword":
+                if row[5] is not None:
+                    # a registered model may be an endpoint: no transaction stays open across it
+                    session.commit()
+                try:
+                    qvec = embedder_for_index(actor, row[5], row[7]).embed([query])[0]
+                except BaseException:
+                    if keyword is not None:
+                        keyword.cancel()
+                    raise
+                query_vec.set_result(qvec)
+        finally:
+            query_vec.cancel()
         cands = retrieval.search(session, info, query=query, query_vec=qvec, k=k, mode=mode,
                                  filters=flt, candidates=fetch,
                                  pool=retrieval.hybrid_pool(pool),
-                                 keyword=keyword.result if keyword is not None else None)
+                                 keyword=keyword.result if keyword is not None else None,
+                                 details=True)
         if not cands:
             return []
-        # the hits' rows (and, for hybrid, their cosine similarity) in one query
-        chunk = KnowledgeChunk.__table__.c
-        sim = (1 - KnowledgeChunk.embedding.cosine_distance(qvec)) if qvec is not None and \
-            mode == "hybrid" else literal(None)
-        rows = {r[0]: r for r in session.execute(
-            select(chunk.id, chunk.document_id, chunk.ord, chunk.text, chunk["metadata"], sim)
-            .where(chunk.id.in_([c.chunk_id for c in cands]))).all()}
-        hits = []
-        for c in cands:
-            if c.chunk_id not in rows:
-                continue
-            chunk_id, document_id, ord_, chunk_text, chunk_meta, similarity = rows[c.chunk_id]
-            meta = dict(chunk_meta or {})
-            meta["ranks"] = c.ranks
-            meta["scores"] = {m: round(v, 6) for m, v in c.scores.items()}
-            meta["ord"] = ord_
-            if similarity is not None:
-                meta["similarity"] = round(float(similarity), 6)
-            hits.append(SearchHit(source=str(meta.get("source", "")), document_id=document_id,
-                                  chunk_id=chunk_id, score=float(c.score), text=chunk_text,
-                                  metadata=meta))
+        # the searches brought their chunks' rows (and hybrid the similarities); read them
+        # only if some did not
+        hybrid = mode == "hybrid"
+        if all(c.row is not None and (not hybrid or c.similarity is not None) for c in cands):
+            hits = [_hit(c, r.text, r.metadata, r.ord, c.similarity if hybrid else None)
+                    for c in cands if (r := c.row) is not None]
+        else:
+            hits = _hits(session, cands, qvec if hybrid else None)
         if not rerank:
             hits = retrieval.diversify(hits, lambda h: h.document_id, per_doc)[:k]
         if neighbors > 0:
@@ -764,6 +769,38 @@ def search(*, actor: Actor, kb: str | int, query: str, k: int = 5, mode: str = "
     words = highlight_terms(query, info.language)
     for h in hits:
         h.metadata["highlights"] = matches(h.text, words)
+    return hits
+
+
+def _hit(c: Any, chunk_text: str, chunk_meta: dict[str, Any] | None, ord_: int,
+         similarity: float | None) -> SearchHit:
+    """A search hit from a fused candidate and its chunk's row."""
+    meta = dict(chunk_meta or {})
+    meta["ranks"] = c.ranks
+    meta["scores"] = {m: round(v, 6) for m, v in c.scores.items()}
+    meta["ord"] = ord_
+    if similarity is not None:
+        meta["similarity"] = round(float(similarity), 6)
+    return SearchHit(source=str(meta.get("source", "")), document_id=int(c.document_id),
+                     chunk_id=c.chunk_id, score=float(c.score), text=chunk_text, metadata=meta)
+
+
+def _hits(session: Session, cands: list[Any], qvec: Any) -> list[SearchHit]:
+    """The hits of candidates whose rows the search did not bring (and, given the question's
+    vector, their cosine similarity), read in one statement."""
+    chunk = KnowledgeChunk.__table__.c
+    sim = (1 - KnowledgeChunk.embedding.cosine_distance(qvec)) if qvec is not None \
+        else literal(None)
+    rows = {r[0]: r for r in session.execute(
+        select(chunk.id, chunk.document_id, chunk.ord, chunk.text, chunk["metadata"], sim)
+        .where(chunk.id.in_([c.chunk_id for c in cands]))).all()}
+    hits = []
+    for c in cands:
+        if c.chunk_id not in rows:
+            continue
+        _id, document_id, ord_, chunk_text, chunk_meta, similarity = rows[c.chunk_id]
+        c.document_id = document_id
+        hits.append(_hit(c, chunk_text, chunk_meta, ord_, similarity))
     return hits
 
 
