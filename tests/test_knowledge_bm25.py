@@ -379,6 +379,11 @@ def test_vector_search_through_hnsw_brings_rows_and_document_similarity(
 
         monkeypatch.setattr(conn, "exec_driver_sql", recorded)
         few = retrieval.vector_search(s, info, qvec, 20, details=True, documents=True)
+        # a small index: a wider search (still cheap) for exact-like recall
+        assert statements == ["SET LOCAL hnsw.ef_search = 200"]
+        monkeypatch.setattr(retrieval, "SMALL_INDEX_CHUNKS", 0)
+        statements.clear()
+        retrieval.vector_search(s, info, qvec, 20)
         assert statements == []  # the connection's own ef_search
         many = retrieval.vector_search(s, info, qvec, 150)
         assert statements == ["SET LOCAL hnsw.ef_search = 150"]

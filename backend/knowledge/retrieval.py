@@ -9,7 +9,9 @@ write and read by key for the documents in the lists): the vector
 list by cosine + ``DOC_VECTOR_WEIGHT`` x the cosine of the question to the document vector,
 the keyword list by BM25 / the list's best BM25 + ``KEYWORD_DOC_WEIGHT`` x that cosine. A
 chunk of a page that is about the question as a whole moves up; one that only shares some words
-or phrasing with it moves down.
+or phrasing with it moves down. Hybrid's keyword list reads at most about ``HYBRID_POSTINGS``
+postings: on a long question the rarest terms choose the candidates and the most common ones
+only add their shares to them (``keyword_search``; keyword mode itself is always exact).
 
 bench/retrieval.py, MRR@10 over 158 python3-doc pages (6,143 chunks): hybrid 0.761 -> 0.812 on
 all 114 questions (tuning 0.775 -> 0.837, held-out 0.745 -> 0.781), against vector alone
@@ -52,6 +54,10 @@ EF_SEARCH = HNSW_EF_SEARCH
 # this share of the dimension's chunks (other bases' chunks in the same graph would crowd the
 # base's own out of HNSW's candidates)
 EXACT_MAX_CHUNKS = 2000
+# below this many chunks HNSW looks at SMALL_EF_SEARCH candidates (recall@10 1.0 at 5,000 chunks
+# in bench/search.py, against 0.996 at 100; 1 ms more)
+SMALL_INDEX_CHUNKS = 20000
+SMALL_EF_SEARCH = 200
 EXACT_MIN_SHARE = 0.5
 
 
@@ -186,8 +192,9 @@ def vector_search(session: Session, index: IndexInfo, query_vec: np.ndarray, n: 
 
     if use_hnsw:
         conn = session.connection()
-        if n > EF_SEARCH:
-            conn.exec_driver_sql(f"SET LOCAL hnsw.ef_search = {n}")
+        ef = max(n, SMALL_EF_SEARCH if index.n_chunks < SMALL_INDEX_CHUNKS else 0)
+        if ef > EF_SEARCH:
+            conn.exec_driver_sql(f"SET LOCAL hnsw.ef_search = {ef}")
         expr = f"(c.embedding::vector({dim}))"
         rows = conn.execute(statement(
             f"SELECT c.id, 1 - ({expr} <=> CAST(:q AS vector({dim}))) AS score, c.document_id"
