@@ -421,3 +421,52 @@ def test_hybrid_hits_carry_rows_and_similarities_read_beside_the_search(
         assert h.metadata["source"] == meta["source"]
         assert h.metadata["similarity"] == pytest.approx(sim, abs=1e-5)
         assert "document" in h.metadata["scores"]
+
+
+def _sources(ids: list[int]) -> dict[int, str]:
+    with session_scope() as s:
+        return {int(a): str(b) for a, b in s.execute(text(
+            "SELECT id, metadata->>'source' FROM kb_chunks WHERE id = ANY(:i)"), {"i": ids}).all()}
+
+
+@pytest.mark.parametrize("source", ["part0.txt", "part2.txt"])
+def test_filtered_keyword_search_is_exact(bm25_base: Bm25Base, source: str,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a filter the best scores are looked up first and filtered; when too few of them pass
+    (a narrow filter, here made so by taking fewer first), every scored chunk is joined: either
+    way the exact filtered top n."""
+    info = bm25_base.info
+    query = QUERIES[1]
+    everything = reference(info, query, 10**6)
+    src = _sources([c for c, _ in everything])
+    for factor in (retrieval.FILTERED_EF_FACTOR, 1):
+        monkeypatch.setattr(retrieval, "FILTERED_EF_FACTOR", factor)
+        for n in (5, 60, 200):
+            want = [(c, sc) for c, sc in everything if src[c] == source][:n]
+            with session_scope() as s:
+                got = [(c.chunk_id, c.score) for c in retrieval.keyword_search(
+                    s, info, query, n, retrieval.Filters(sources=[source]))]
+            assert_same(got, want)
+
+
+def test_filtered_vector_search_through_hnsw(bm25_base: Bm25Base,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a large index a filtered search takes more candidates from HNSW and keeps those that
+    pass; when too few pass, the exact scan decides."""
+    info = bm25_base.info
+    info.same_dim_chunks = None
+    qvec = kbs.embedder_for_index(SYSTEM, None).embed(["w5 w8 w13"])[0]
+    flt = retrieval.Filters(sources=["part2.txt"])
+    with session_scope() as s:
+        exact = [c.chunk_id for c in retrieval.vector_search(s, info, qvec, 100, flt)]
+    monkeypatch.setattr(retrieval, "EXACT_MAX_CHUNKS", 0)
+    monkeypatch.setattr(retrieval, "SMALL_INDEX_CHUNKS", 0)
+    with session_scope() as s:
+        wide = [c.chunk_id for c in retrieval.vector_search(s, info, qvec, 100, flt)]
+        assert s.execute(text("SHOW hnsw.ef_search")).scalar() == "400"
+    assert len(wide) == 100 and set(_sources(wide).values()) == {"part2.txt"}
+    assert len(set(wide) & set(exact)) >= 90
+    # HNSW's 100 nearest hold too few chunks of part2 (a third of the base): the exact scan
+    monkeypatch.setattr(retrieval, "FILTERED_EF_FACTOR", 1)
+    with session_scope() as s:
+        assert [c.chunk_id for c in retrieval.vector_search(s, info, qvec, 100, flt)] == exact
