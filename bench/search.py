@@ -19,7 +19,10 @@ passage (text that is not in the index, whose neighbours are). Measured:
 - the CPU time of each mode's SQL and of the embedding (this process plus, read from
   /proc/<pid>/schedstat, the Postgres backend's): on a busy machine wall times grow with the
   load, CPU times far less, so they tell what a quiet machine would show;
-- each mode through the service ``backend.services.knowledge.search`` (embedding included).
+- each mode through the service ``backend.services.knowledge.search`` (embedding included);
+- hybrid through the service with a metadata filter (the written questions);
+- hybrid's top 10 with its keyword list read within ``retrieval.HYBRID_POSTINGS`` against the
+  exact list.
 
 Run: ``python bench/search.py [--chunks 100000] [--ef 40,64,100,200]``; ``--chunks 5000`` for a
 quick run. It starts its own embedded services under a temporary folder. The last line is a JSON
@@ -477,6 +480,15 @@ def main() -> int:
                     t = time.perf_counter()
                     kbs.search(actor=actor, kb=kb.id, query=q, k=10, mode=mode)
                     svc_ms[mode].append((time.perf_counter() - t) * 1000)
+        # with a metadata filter (the written questions): one every chunk passes, and one on
+        # the heading (the manual's pages: about a third of the chunks)
+        filtered_ms: dict[str, list[float]] = {"every chunk": [], "a third": []}
+        for name, flt in (("every chunk", {"file_type": "txt"}),
+                          ("a third", {"heading": "python-doc"})):
+            for q in qs[:n_questions]:
+                t = time.perf_counter()
+                kbs.search(actor=actor, kb=kb.id, query=q, k=10, mode="hybrid", filters=flt)
+                filtered_ms[name].append((time.perf_counter() - t) * 1000)
         stop_services()
 
     default_ef = retrieval.EF_SEARCH
@@ -500,6 +512,7 @@ def main() -> int:
         "exact_scan_ms": summary(exact_ms),
         "ef_sweep": {str(k): v for k, v in sweep.items()},
         "keyword_budget": agreement,
+        "hybrid_filtered_ms": {k: summary(v) for k, v in filtered_ms.items()},
         "statements_per_search": statements, "hnsw_used": uses_hnsw, "load": round(os.getloadavg()[0], 2),
         "wall_s": round(time.perf_counter() - started),
     }
@@ -530,6 +543,10 @@ def main() -> int:
           f"the same top 10 chunks {a['top10_overlap']:.3f} of the time; held-out sentences' "
           f"own pages found (MRR@10 / hit@10) {a['held_out_mrr']:.4f} / {a['held_out_hit']:.3f}"
           f" against {a['exact_held_out_mrr']:.4f} / {a['exact_held_out_hit']:.3f}")
+    f = figures["hybrid_filtered_ms"]
+    print(f"  hybrid with a filter ({n_questions} questions): every chunk passes p50 "
+          f"{f['every chunk']['p50']} / p95 {f['every chunk']['p95']} ms; a third pass p50 "
+          f"{f['a third']['p50']} / p95 {f['a third']['p95']} ms")
     print(f"  SQL statements per search (plus the pool's ping and the commit): {statements}")
     print(json.dumps(figures))
     return 0
