@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.config import get_settings
@@ -21,10 +21,18 @@ HNSW_EF_SEARCH = 100
 CONNECTION_OPTIONS = f"-c hnsw.ef_search={HNSW_EF_SEARCH}"
 
 
+def connection_options(url: str) -> str:
+    """libpq ``options`` for a connection: the URL's own (``?options=...``), then ours."""
+    own = make_url(url).query.get("options")
+    if isinstance(own, tuple):
+        own = " ".join(own)
+    return f"{own} {CONNECTION_OPTIONS}" if own else CONNECTION_OPTIONS
+
+
 def engine_for(url: str) -> Engine:
     if url not in _engines:
         _engines[url] = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10,
-                                      connect_args={"options": CONNECTION_OPTIONS})
+                                      connect_args={"options": connection_options(url)})
     return _engines[url]
 
 

@@ -470,3 +470,12 @@ def test_filtered_vector_search_through_hnsw(bm25_base: Bm25Base,
     monkeypatch.setattr(retrieval, "FILTERED_EF_FACTOR", 1)
     with session_scope() as s:
         assert [c.chunk_id for c in retrieval.vector_search(s, info, qvec, 100, flt)] == exact
+
+
+def test_connection_options_keep_the_urls_own() -> None:
+    from backend.db import CONNECTION_OPTIONS, connection_options
+
+    assert connection_options("postgresql+psycopg://u@h/db") == CONNECTION_OPTIONS
+    assert connection_options(
+        "postgresql+psycopg://u@h/db?options=-c%20search_path%3Dstudio"
+    ) == f"-c search_path=studio {CONNECTION_OPTIONS}"
