@@ -479,3 +479,16 @@ def test_connection_options_keep_the_urls_own() -> None:
     assert connection_options(
         "postgresql+psycopg://u@h/db?options=-c%20search_path%3Dstudio"
     ) == f"-c search_path=studio {CONNECTION_OPTIONS}"
+
+
+def test_chunks_are_indexed_by_the_metadata_filters_use() -> None:
+    with session_scope() as s:
+        names = set(s.execute(text("SELECT indexname FROM pg_indexes WHERE tablename = "
+                                   "'kb_chunks'")).scalars())
+        assert {"ix_kb_chunks_source", "ix_kb_chunks_file_type"} <= names
+        # on the filters' own expressions, so the planner can use them
+        s.execute(text("SET LOCAL enable_seqscan = off"))
+        plan = "\n".join(s.execute(text(
+            "EXPLAIN SELECT id FROM kb_chunks WHERE index_id = 1 AND "
+            "metadata->>'source' = ANY(ARRAY['x']) AND enabled")).scalars())
+    assert "ix_kb_chunks_source" in plan

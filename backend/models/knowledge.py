@@ -124,6 +124,9 @@ class KnowledgeChunk(Base):
     __table_args__ = (
         Index("ix_kb_chunks_index_id_document_id_ord", "index_id", "document_id", "ord"),
         Index("ix_kb_chunks_document_id", "document_id"),
+        # search filters (migration 0014)
+        Index("ix_kb_chunks_source", "index_id", text("(metadata ->> 'source')")),
+        Index("ix_kb_chunks_file_type", "index_id", text("(metadata ->> 'file_type')")),
         *[
             Index(
                 f"ix_kb_chunks_hnsw_{dim}",
