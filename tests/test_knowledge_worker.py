@@ -293,3 +293,22 @@ def test_an_index_keeps_the_kind_of_vectors_it_was_built_with(monkeypatch) -> No
     finally:
         monkeypatch.undo()
         reset_settings()
+
+
+def test_tasks_start_after_the_warm_up(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A task on a worker just started waits for the embedder's warm-up thread (two threads
+    resolving transformers' lazy classes at once could get a half-imported module)."""
+    import threading
+    import time
+
+    from backend.worker import lifecycle
+
+    warm = threading.Thread(target=time.sleep, args=(0.3,), daemon=True)
+    monkeypatch.setitem(lifecycle._state, "warm_up", warm)
+    warm.start()
+    t = time.perf_counter()
+    lifecycle._after_warm_up(task_id="x")
+    assert not warm.is_alive() and time.perf_counter() - t >= 0.2
+    t = time.perf_counter()
+    lifecycle._after_warm_up(task_id="y")  # over: no wait
+    assert time.perf_counter() - t < 0.1

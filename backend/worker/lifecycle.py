@@ -7,7 +7,7 @@ import os
 import threading
 from datetime import UTC, datetime
 
-from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
+from celery.signals import task_prerun, worker_ready, worker_shutdown, worker_shutting_down
 from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert
 
@@ -133,8 +133,24 @@ def _on_ready(sender=None, **_: object) -> None:  # type: ignore[no-untyped-def]
         # CPU, the ONNX export for questions made) before the first one needs it
         from backend.knowledge.embedding import warm_up_in_background
 
-        warm_up_in_background()
+        _state["warm_up"] = warm_up_in_background()
     log.info("worker %s ready on queues %s", hostname, ",".join(queues))
+
+
+# how long a task waits for the embedder's warm-up (it takes seconds; the ONNX export, once per
+# data folder, longer)
+WARM_UP_WAIT_S = 120.0
+
+
+@task_prerun.connect
+def _after_warm_up(**_: object) -> None:
+    """A task starts once the embedder's warm-up is over (at most ``WARM_UP_WAIT_S``):
+    transformers resolves its classes lazily, and a task importing them while the warm-up thread
+    does could get a half-imported module ("cannot import name 'AutoModelForCausalLM' from
+    'transformers'", seen in a chat task on a worker just started)."""
+    thread = _state.get("warm_up")
+    if isinstance(thread, threading.Thread) and thread.is_alive():
+        thread.join(WARM_UP_WAIT_S)
 
 
 @worker_shutting_down.connect
