@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, make_url
+from sqlalchemy import Engine, create_engine, event, exc, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.config import get_settings
 from backend.embedded import ensure_services
 
-_engines: dict[str, Engine] = {}
-_factories: dict[str, sessionmaker[Session]] = {}
+# by (database URL, extra connection options)
+_engines: dict[tuple[str, str], Engine] = {}
+_factories: dict[tuple[str, str], sessionmaker[Session]] = {}
 
 # Postgres settings every connection starts with. HNSW index scans (knowledge-base vector
 # search) look at this many candidates (pgvector's default is 40; recall@10 0.986-0.989 at 100k
@@ -21,19 +24,52 @@ HNSW_EF_SEARCH = 100
 CONNECTION_OPTIONS = f"-c hnsw.ef_search={HNSW_EF_SEARCH}"
 
 
-def connection_options(url: str) -> str:
-    """libpq ``options`` for a connection: the URL's own (``?options=...``), then ours."""
+# A pooled connection handed back less than this many seconds ago is handed out again without
+# a ping (HikariCP's "alive bypass window"): a search burst or a page's several reads skip a
+# round trip each (about 1 ms here), and one idle for longer is still checked, as
+# ``pool_pre_ping`` did for every checkout.
+PING_AFTER_IDLE_S = 0.5
+
+
+def connection_options(url: str, extra: str = "") -> str:
+    """libpq ``options`` for a connection: the URL's own (``?options=...``), then ours, then
+    ``extra`` (settings of a purpose's own engine: ``engine_for``)."""
     own = make_url(url).query.get("options")
     if isinstance(own, tuple):
         own = " ".join(own)
-    return f"{own} {CONNECTION_OPTIONS}" if own else CONNECTION_OPTIONS
+    return " ".join(o for o in (own, CONNECTION_OPTIONS, extra) if o)
 
 
-def engine_for(url: str) -> Engine:
-    if url not in _engines:
-        _engines[url] = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10,
-                                      connect_args={"options": connection_options(url)})
-    return _engines[url]
+def _note_checkin(dbapi_connection: Any, record: Any) -> None:
+    if record is not None:
+        record.info["checked_in"] = time.monotonic()
+
+
+def _ping_if_idle(engine: Engine) -> Any:
+    def checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        last = record.info.get("checked_in")
+        if last is not None and time.monotonic() - last < PING_AFTER_IDLE_S:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as e:  # the server went away: the pool connects afresh
+            raise exc.DisconnectionError(str(e)) from e
+        if not alive:
+            raise exc.DisconnectionError("the connection did not answer its ping")
+    return checkout
+
+
+def engine_for(url: str, options: str = "") -> Engine:
+    """The process's engine for ``url``; ``options``: libpq options of an engine of its own
+    (``-c name=value`` settings every one of its connections starts with)."""
+    key = (url, options)
+    if key not in _engines:
+        engine = create_engine(url, pool_size=5, max_overflow=10,
+                               connect_args={"options": connection_options(url, options)})
+        event.listen(engine, "checkout", _ping_if_idle(engine))
+        event.listen(engine, "checkin", _note_checkin)
+        _engines[key] = engine
+    return _engines[key]
 
 
 def database_url() -> str:
@@ -44,11 +80,11 @@ def get_engine() -> Engine:
     return engine_for(database_url())
 
 
-def _session() -> Session:
-    url = database_url()
-    if url not in _factories:
-        _factories[url] = sessionmaker(bind=engine_for(url), expire_on_commit=False)
-    return _factories[url]()
+def _session(options: str = "") -> Session:
+    key = (database_url(), options)
+    if key not in _factories:
+        _factories[key] = sessionmaker(bind=engine_for(*key), expire_on_commit=False)
+    return _factories[key]()
 
 
 @contextmanager
@@ -74,12 +110,16 @@ def dispose_engines() -> None:
 
 
 @contextmanager
-def read_scope() -> Iterator[Session]:
+def read_scope(options: str = "") -> Iterator[Session]:
     """A session that only reads, on a connection in autocommit mode: no BEGIN and COMMIT round
     trips around its statements. Each statement sees what was committed when it started, as in
     a READ COMMITTED transaction (Postgres' default); read what must agree in one statement.
-    Writing through it is an error (``flush`` refuses)."""
-    session = _session()
+    Writing through it is an error (``flush`` refuses). ``options``: libpq options of a pool of
+    its own whose connections start with those settings (kept in
+    ``session.info["connection_options"]``), for statements that want planner settings no
+    other statement should have, without setting them each time."""
+    session = _session(options)
+    session.info["connection_options"] = options
     try:
         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         yield session

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.orm import Session
 
 from backend.accounts.actor import Actor
-from backend.db import session_scope
+from backend.db import read_scope, session_scope
 from backend.knowledge import retrieval
 from backend.knowledge.store import write_chunks
 from backend.knowledge.terms import terms
@@ -329,6 +330,34 @@ def test_budgeted_keyword_list_carries_exact_scores(bm25_base: Bm25Base, query: 
     assert len({c for c, _ in got} & {c for c, _ in reference(info, query, n)}) >= n * 0.6
 
 
+def test_keyword_search_in_autocommit_and_on_bm25_connections(bm25_base: Bm25Base) -> None:
+    """Read in autocommit the search sets BM25's planner settings for the session and puts them
+    back (the pool hands the connection on); on a connection that starts with them
+    (``BM25_OPTIONS``) it sets nothing. The same list every way."""
+    info, query = bm25_base.info, QUERIES[1]
+
+    def hashagg(s: Session) -> str:
+        return str(s.execute(text("SHOW enable_hashagg")).scalar_one())
+
+    with session_scope() as s:
+        want = [(c.chunk_id, c.score) for c in retrieval.keyword_search(s, info, query, 20)]
+    with read_scope() as s:
+        got = [(c.chunk_id, c.score) for c in
+               retrieval.keyword_search(s, info, query, 20, restore_plan=False)]
+        assert hashagg(s) == "on"
+    assert got == want
+    with read_scope(retrieval.BM25_OPTIONS) as s:
+        assert hashagg(s) == "off"
+        seen: list[str] = []
+        event.listen(s.connection(), "before_cursor_execute",
+                     lambda *a: seen.append(str(a[2])))
+        got = [(c.chunk_id, c.score) for c in retrieval.keyword_search(s, info, query, 20)]
+    assert got == want
+    assert not any("set_config" in sql for sql in seen) and len(seen) == 2  # terms, BM25
+    with session_scope() as s:
+        assert hashagg(s) == "on"  # the ordinary pool's connections are not touched
+
+
 def test_budgeted_keyword_list_skips_disabled_chunks(bm25_base: Bm25Base) -> None:
     info = bm25_base.info
     query = QUERIES[1]
@@ -352,11 +381,6 @@ def test_budgeted_keyword_list_skips_disabled_chunks(bm25_base: Bm25Base) -> Non
                       {"ids": best})
 
 
-def test_connections_start_with_the_hnsw_ef_search() -> None:
-    with session_scope() as s:
-        assert s.execute(text("SHOW hnsw.ef_search")).scalar() == str(retrieval.EF_SEARCH)
-
-
 def test_vector_search_through_hnsw_brings_rows_and_document_similarity(
         bm25_base: Bm25Base, monkeypatch: pytest.MonkeyPatch) -> None:
     """The HNSW path (here forced on a small base) finds what the exact scan finds, asks for a
@@ -366,27 +390,28 @@ def test_vector_search_through_hnsw_brings_rows_and_document_similarity(
     info = bm25_base.info
     info.same_dim_chunks = None
     qvec = kbs.embedder_for_index(SYSTEM, None).embed(["w3 w7 w11"])[0]
+    def ef(s: Session) -> int:
+        return int(s.execute(text("SHOW hnsw.ef_search")).scalar_one())
+
     with session_scope() as s:
         exact = retrieval.vector_search(s, info, qvec, 150)
         monkeypatch.setattr(retrieval, "EXACT_MAX_CHUNKS", 0)
-        statements: list[str] = []
-        conn = s.connection()
-        original = conn.exec_driver_sql
-
-        def recorded(sql: str, *a: object, **kw: object) -> object:
-            statements.append(sql)
-            return original(sql, *a, **kw)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(conn, "exec_driver_sql", recorded)
         few = retrieval.vector_search(s, info, qvec, 20, details=True, documents=True)
-        # a small index: a wider search (still cheap) for exact-like recall
-        assert statements == ["SET LOCAL hnsw.ef_search = 200"]
-        monkeypatch.setattr(retrieval, "SMALL_INDEX_CHUNKS", 0)
-        statements.clear()
+        # a small index: a wider search (still cheap) for exact-like recall, set for the rest
+        # of the transaction
+        assert ef(s) == 200
+    monkeypatch.setattr(retrieval, "SMALL_INDEX_CHUNKS", 0)
+    with session_scope() as s:
         retrieval.vector_search(s, info, qvec, 20)
-        assert statements == []  # the connection's own ef_search
+        assert ef(s) == retrieval.EF_SEARCH  # the connection's own
         many = retrieval.vector_search(s, info, qvec, 150)
-        assert statements == ["SET LOCAL hnsw.ef_search = 150"]
+        assert ef(s) == 150
+    with read_scope() as s:
+        # in autocommit the wider search is put back at once (the pool hands the connection on)
+        assert [c.chunk_id for c in retrieval.vector_search(s, info, qvec, 150)] == \
+            [c.chunk_id for c in many]
+        assert ef(s) == retrieval.EF_SEARCH
+    with session_scope() as s:
         docs = retrieval.document_similarity(s, info, qvec, [c.document_id for c in few
                                                              if c.document_id is not None])
         rows = dict(s.execute(text("SELECT id, text FROM kb_chunks WHERE id = ANY(:i)"),
@@ -472,15 +497,6 @@ def test_filtered_vector_search_through_hnsw(bm25_base: Bm25Base,
         assert [c.chunk_id for c in retrieval.vector_search(s, info, qvec, 100, flt)] == exact
 
 
-def test_connection_options_keep_the_urls_own() -> None:
-    from backend.db import CONNECTION_OPTIONS, connection_options
-
-    assert connection_options("postgresql+psycopg://u@h/db") == CONNECTION_OPTIONS
-    assert connection_options(
-        "postgresql+psycopg://u@h/db?options=-c%20search_path%3Dstudio"
-    ) == f"-c search_path=studio {CONNECTION_OPTIONS}"
-
-
 def test_chunks_are_indexed_by_the_metadata_filters_use() -> None:
     with session_scope() as s:
         names = set(s.execute(text("SELECT indexname FROM pg_indexes WHERE tablename = "
@@ -492,3 +508,25 @@ def test_chunks_are_indexed_by_the_metadata_filters_use() -> None:
             "EXPLAIN SELECT id FROM kb_chunks WHERE index_id = 1 AND "
             "metadata->>'source' = ANY(ARRAY['x']) AND enabled")).scalars())
     assert "ix_kb_chunks_source" in plan
+
+
+def test_highlights_are_every_word_whose_stem_the_question_has() -> None:
+    """``matches`` stems only words that begin as a question's term does: the same spans as
+    stemming every word (``stem`` keeps a word's first two letters), CJK words by substring."""
+    from backend.knowledge.terms import _WORD, highlight_terms, matches, stem
+
+    rng = random.Random(7)
+    words = ["flies", "fly", "axes", "ax", "copied", "copy", "running", "run", "Tested", "tests",
+             "classes", "class", "quickly", "quick", "hopping", "hop", "is", "a", "I", "déjà",
+             "naïve", "x86", "ies", "bus", "buses", "wishes", "dizzy", "studied", "读取文件"]
+    for word in words:
+        assert stem(word.lower())[:2] == word.lower()[:2]
+    for _ in range(200):
+        text = " ".join(rng.choice(words) for _ in range(30))
+        query = " ".join(rng.choice(words) for _ in range(4))
+        wanted = set(highlight_terms(query))
+        naive = [(m.start(), m.end()) for m in _WORD.finditer(text)
+                 if not any("\u4e00" <= ch <= "\u9fff" for ch in m.group(0))
+                 and stem(m.group(0).lower()) in wanted]
+        got = matches(text, highlight_terms(query))
+        assert [s for s in got if text[s[0]] < "\u4e00" or text[s[0]] > "\u9fff"] == naive

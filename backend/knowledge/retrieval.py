@@ -23,9 +23,11 @@ chunk), which adds nothing on top of the document vector.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
@@ -95,19 +97,24 @@ class Candidate:
 
 class ChunkRow(NamedTuple):
     text: str
-    metadata: dict[str, Any]
+    # the metadata as Postgres prints it: parsed only for the candidates that become hits
+    metadata_json: str | None
     ord: int
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return dict(json.loads(self.metadata_json)) if self.metadata_json else {}
 
 
 # what ``details`` adds to a search statement's columns (``c``: kb_chunks)
-ROW_COLUMNS = ", c.text, c.metadata, c.ord"
+ROW_COLUMNS = ", c.text, c.metadata::text, c.ord"
 
 
 def _candidate(r: Any, details: bool, similarity: bool = False) -> Candidate:
     """A candidate from a row ``(chunk id, score, document id[, text, metadata, ord])``."""
     c = Candidate(int(r[0]), float(r[1]), document_id=int(r[2]))
     if details:
-        c.row = ChunkRow(str(r[3]), dict(r[4] or {}), int(r[5]))
+        c.row = ChunkRow(str(r[3]), r[4], int(r[5]))
     if similarity:
         c.similarity = c.score
     return c
@@ -201,19 +208,19 @@ def vector_search(session: Session, index: IndexInfo, query_vec: np.ndarray, n: 
         return out
 
     if use_hnsw:
-        conn = session.connection()
         ef = max(n, SMALL_EF_SEARCH if index.n_chunks < SMALL_INDEX_CHUNKS else 0)
         if filters.active:
             ef = max(ef, min(MAX_EF_SEARCH, FILTERED_EF_FACTOR * n))
-        if ef > EF_SEARCH:
-            conn.exec_driver_sql(f"SET LOCAL hnsw.ef_search = {ef}")
         expr = f"(c.embedding::vector({dim}))"
-        rows = conn.execute(statement(
+        # (within a transaction the larger ef_search stays to its end, as SET LOCAL did)
+        with (_plan(session, {"hnsw.ef_search": str(ef)}, restore=False) if ef > EF_SEARCH
+              else nullcontext(session.connection())) as conn:
+            rows = conn.execute(statement(
             f"SELECT c.id, 1 - ({expr} <=> CAST(:q AS vector({dim}))) AS score, c.document_id"
             f"{cols} FROM kb_chunks c "
             f"WHERE c.dim = {dim} AND c.index_id = :i AND c.enabled{where} "
             f"ORDER BY {expr} <=> CAST(:q AS vector({dim})) LIMIT :n"
-        ).execution_options(prepare=False), params).all()
+            ).execution_options(prepare=False), params).all()
         if len(rows) >= min(n, index.n_chunks) * 0.9:
             return candidates(rows)
     # exact: order by an expression the HNSW index does not cover
@@ -230,12 +237,17 @@ BM25_SCALE = 1 << 30
 # order rather than hash them, and no parallel workers (on a small machine they only wait for
 # the query embedding that hybrid search runs at the same time)
 BM25_PLAN = {"enable_hashagg": "off", "max_parallel_workers_per_gather": "0"}
+# the same as libpq options: the service's keyword searches run on connections that start with
+# them (``db.read_scope(BM25_OPTIONS)``), so they need no statement to set and put them back
+BM25_OPTIONS = " ".join(f"-c {k}={v}" for k, v in BM25_PLAN.items())
 # hybrid search's keyword list reads at most about this many postings: the rarest terms of the
 # question up to it choose the candidates, the rest only add their shares (keyword_search).
 # bench/search.py, 100k chunks, 314 questions and pasted sentences: exact BM25 read up to 80k
-# postings at p95 (50 ms); within 30k, 23 ms, hybrid top 10 the same chunks as with the exact
-# list 99.5% of the time, and the held-out sentences' own pages found as often
-HYBRID_POSTINGS = 30000
+# postings at p95 (50 ms). Budget -> hybrid top 10 the same chunks as with the exact list, BM25
+# p95 (one run): 30k 0.995, 25.5 ms; 20k 0.988, 20.2 ms; 10k 0.972, 15.0 ms; the held-out
+# sentences' own pages found as often as with the exact list at each (MRR@10 0.511-0.519
+# against 0.514)
+HYBRID_POSTINGS = 20000
 RESCORE_DEPTH = 200
 
 
@@ -314,16 +326,41 @@ def bm25_scores_sql(weights: list[QueryTerm], params: dict[str, Any],
             + " UNION ALL ".join(parts) + ") p GROUP BY p.chunk_id")
 
 
+def _autocommit(conn: Any) -> bool:
+    return bool(getattr(conn.connection.dbapi_connection, "autocommit", False))
+
+
 def _set_plan(conn: Any, settings: dict[str, str]) -> dict[str, str]:
-    """Set planner settings for the rest of the transaction; returns the previous values (one
-    round trip: the old values are read before the new ones are set, left to right)."""
+    """Set planner settings for the rest of the transaction (on a connection in autocommit, for
+    the session: the caller puts them back); returns the previous values (one round trip: the
+    old values are read before the new ones are set, left to right)."""
     names = list(settings)
     params = {f"k{j}": k for j, k in enumerate(names)}
     params.update({f"v{j}": settings[k] for j, k in enumerate(names)})
+    local = "false" if _autocommit(conn) else "true"
     cols = [f"current_setting(:k{j})" for j in range(len(names))] + [
-        f"set_config(:k{j}, :v{j}, true)" for j in range(len(names))]
+        f"set_config(:k{j}, :v{j}, {local})" for j in range(len(names))]
     row = conn.execute(text("SELECT " + ", ".join(cols)), params).one()
     return {k: str(row[j]) for j, k in enumerate(names)}
+
+
+@contextmanager
+def _plan(session: Session, settings: dict[str, str], restore: bool = True) -> Iterator[Any]:
+    """The session's connection with ``settings`` in force: none to set on a connection that
+    started with them (``session.info["connection_options"]`` is ``BM25_OPTIONS``); else set for
+    the transaction and put back after (``restore`` False: not, on a transaction that ends
+    now; on a connection in autocommit they are always put back)."""
+    conn = session.connection()
+    if settings == BM25_PLAN and session.info.get("connection_options") == BM25_OPTIONS:
+        yield conn
+        return
+    # (a failed statement ends the transaction, and these settings with it)
+    old = _set_plan(conn, settings)
+    try:
+        yield conn
+    finally:
+        if restore or _autocommit(conn):
+            _set_plan(conn, old)
 
 
 def keyword_search(session: Session, index: IndexInfo, query: str, n: int,
@@ -351,9 +388,13 @@ def keyword_search(session: Session, index: IndexInfo, query: str, n: int,
     where, params = filters.sql()
     scored = "WITH sc AS (" + bm25_scores_sql(chosen, params, index, scaled=bool(rest)) + ") "
     params["n"] = n
-    conn = session.connection()
-    # (a failed statement ends the transaction, and these settings with it)
-    old = _set_plan(conn, BM25_PLAN)
+    with _plan(session, BM25_PLAN, restore_plan) as conn:
+        rows = _keyword_rows(conn, scored, params, where, rest, n, cols, filters)
+    return [_candidate(r, details) for r in rows]
+
+
+def _keyword_rows(conn: Any, scored: str, params: dict[str, Any], where: str,
+                  rest: list[QueryTerm], n: int, cols: str, filters: Filters) -> list[Any]:
     if rest:
         rows = _rescored(conn, scored, params, where, rest, n, cols)
     else:
@@ -372,9 +413,7 @@ def keyword_search(session: Session, index: IndexInfo, query: str, n: int,
         rows = list(conn.execute(text(top), params).all())
         if len(rows) < n:
             rows = list(conn.execute(text(joined), params).all())
-    if restore_plan:
-        _set_plan(conn, old)
-    return [_candidate(r, details) for r in rows]
+    return rows
 
 
 def _depth(n: int) -> int:

@@ -118,10 +118,14 @@ def highlight_terms(query: str, language: str = "en") -> list[str]:
 def matches(text: str, query_terms: list[str]) -> list[tuple[int, int]]:
     """Character spans in ``text`` whose term is one of ``query_terms`` (for highlighting)."""
     wanted = set(query_terms)
+    # ``stem`` keeps a word's first two letters: only words that begin as a wanted term does
+    # are stemmed (most of a hit's words are not)
+    starts = {t[:2] for t in wanted}
+    cjk_text = _CJK.search(text) is not None
     spans: list[tuple[int, int]] = []
     for m in _WORD.finditer(text):
         w = m.group(0).lower()
-        if _CJK.search(w):
+        if w[:2] not in starts or (cjk_text and _CJK.search(w)):
             continue
         if stem(w) in wanted:
             spans.append((m.start(), m.end()))

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from backend.accounts.actor import Actor, Role
 from backend.accounts.audit import record
 from backend.config import get_settings
-from backend.db import session_scope
+from backend.db import read_scope, session_scope
 from backend.models.knowledge import (
     DocumentStatus,
     IndexStatus,
@@ -660,14 +660,14 @@ def _keyword_candidates(info: Any, query: str, n: int, flt: Any,
     """The BM25 list of hybrid search (within ``retrieval.HYBRID_POSTINGS``, with the chunks'
     rows), on its own connection; then, once the question is embedded, each chunk's and its
     document's similarity to it (what hybrid needs of this list, read here beside the vector
-    search rather than after it). Its session ends with it: the planner settings need no
-    putting back."""
+    search rather than after it). Its connection starts with BM25's planner settings and
+    reads in autocommit: no statements around the search's own."""
     from concurrent.futures import CancelledError
 
     from backend.knowledge import retrieval
 
-    with session_scope() as session:
-        cands = retrieval.keyword_search(session, info, query, n, flt, restore_plan=False,
+    with read_scope(retrieval.BM25_OPTIONS) as session:
+        cands = retrieval.keyword_search(session, info, query, n, flt,
                                          budget=retrieval.HYBRID_POSTINGS, details=True)
         try:
             qvec = query_vec.result()
@@ -703,9 +703,10 @@ def search(*, actor: Actor, kb: str | int, query: str, k: int = 5, mode: str = "
     per_doc = retrieval.PER_DOCUMENT if per_document is None else max(0, int(per_document))
     # room to move a document's extra chunks behind other documents' (same hybrid lists)
     fetch = max(pool, 3 * k) if per_doc else pool
-    # one session (one connection) for the lookup, the search and the hits: on a busy machine
-    # every round trip to Postgres costs a wait for the CPU
-    with session_scope() as session:
+    # one session (one connection) for the lookup, the search and the hits, reading in
+    # autocommit (no BEGIN and COMMIT): on a busy machine every round trip to Postgres costs a
+    # wait for the CPU. Keyword search's connections start with BM25's planner settings
+    with read_scope(retrieval.BM25_OPTIONS if mode == "keyword" else "") as session:
         row = _search_target(session, actor, kb)
         if row is None:
             return []
