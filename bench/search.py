@@ -549,7 +549,8 @@ def main() -> int:
           f"{f['every chunk']['p50']} / p95 {f['every chunk']['p95']} ms; a third pass p50 "
           f"{f['a third']['p50']} / p95 {f['a third']['p95']} ms; one page p50 "
           f"{f['one page']['p50']} / p95 {f['one page']['p95']} ms")
-    print(f"  SQL statements per search (read in autocommit: no BEGIN or COMMIT; a connection idle for over 0.5 s is pinged first): {statements}")
+    print("  SQL statements per search (read in autocommit: no BEGIN or COMMIT; a connection "
+          f"idle for over 0.5 s is pinged first): {statements}")
     print(json.dumps(figures))
     return 0
 
