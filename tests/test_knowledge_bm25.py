@@ -457,21 +457,34 @@ def _sources(ids: list[int]) -> dict[int, str]:
 @pytest.mark.parametrize("source", ["part0.txt", "part2.txt"])
 def test_filtered_keyword_search_is_exact(bm25_base: Bm25Base, source: str,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """With a filter the best scores are looked up first and filtered; when too few of them pass
-    (a narrow filter, here made so by taking fewer first), every scored chunk is joined: either
-    way the exact filtered top n."""
+    """A filter few chunks pass (here a file's 500) scores just those chunks by key. Else the
+    best scores are looked up first and filtered; when too few of them pass (made so here by
+    taking fewer first), every scored chunk is joined. Every way the exact filtered top n, and
+    the narrow way exact within hybrid's postings budget too."""
     info = bm25_base.info
     query = QUERIES[1]
     everything = reference(info, query, 10**6)
     src = _sources([c for c, _ in everything])
-    for factor in (retrieval.FILTERED_EF_FACTOR, 1):
+    flt = retrieval.Filters(sources=[source])
+    with session_scope() as s:
+        assert retrieval._few_pass(s, info, flt, *flt.sql())
+        total = sum(w.df for w in retrieval.bm25_weights(s, info, query))
+    for narrow, factor in ((retrieval.NARROW_FILTER_CHUNKS, 1), (0, retrieval.FILTERED_EF_FACTOR),
+                           (0, 1)):
+        monkeypatch.setattr(retrieval, "NARROW_FILTER_CHUNKS", narrow)
         monkeypatch.setattr(retrieval, "FILTERED_EF_FACTOR", factor)
         for n in (5, 60, 200):
             want = [(c, sc) for c, sc in everything if src[c] == source][:n]
             with session_scope() as s:
-                got = [(c.chunk_id, c.score) for c in retrieval.keyword_search(
-                    s, info, query, n, retrieval.Filters(sources=[source]))]
+                got = [(c.chunk_id, c.score) for c in retrieval.keyword_search(s, info, query, n,
+                                                                               flt)]
+                budgeted = [(c.chunk_id, c.score) for c in retrieval.keyword_search(
+                    s, info, query, n, flt, budget=total // 4)]
             assert_same(got, want)
+            if narrow:
+                assert_same(budgeted, want)
+    with session_scope() as s:  # a heading filter alone is not counted (it reads every chunk)
+        assert not retrieval._few_pass(s, info, retrieval.Filters(heading="x"), "", {})
 
 
 def test_filtered_vector_search_through_hnsw(bm25_base: Bm25Base,
