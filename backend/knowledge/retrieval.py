@@ -403,30 +403,48 @@ def keyword_search(session: Session, index: IndexInfo, query: str, n: int,
     scored = "WITH sc AS (" + bm25_scores_sql(chosen, params, index, scaled=bool(rest)) + ") "
     params["n"] = n
     with _plan(session, BM25_PLAN, restore_plan) as conn:
-        rows = _keyword_rows(conn, scored, params, where, rest, n, cols, filters)
+        rows = _keyword_rows(conn, scored, params, where, rest, n, cols)
     return [_candidate(r, details) for r in rows]
 
 
 def _keyword_rows(conn: Any, scored: str, params: dict[str, Any], where: str,
-                  rest: list[QueryTerm], n: int, cols: str, filters: Filters) -> list[Any]:
-    if rest:
-        rows = _rescored(conn, scored, params, where, rest, n, cols)
-    else:
-        # every scored chunk joined with its row (filters, enabled), then the best
-        joined = (scored + f"SELECT sc.chunk_id, sc.score, c.document_id{cols} FROM sc JOIN "
-                  f"kb_chunks c ON c.id = sc.chunk_id WHERE c.enabled{where} ORDER BY sc.score DESC, "
-                  "sc.chunk_id LIMIT :n")
-        # the best scores first, then the disabled chunks (and those the filters leave out)
-        # among them dropped: only those rows are looked up. If n remain, they are the best n
-        # of the joined statement; if not, it decides
-        top = (scored + f"SELECT top.chunk_id, top.score, c.document_id{cols} FROM (SELECT "
-               "chunk_id, score FROM sc ORDER BY score DESC, chunk_id LIMIT :top) top JOIN "
-               f"kb_chunks c ON c.id = top.chunk_id WHERE c.enabled{where} ORDER BY top.score "
-               "DESC, top.chunk_id LIMIT :n")
-        params["top"] = (n * 2 + 10) * (FILTERED_EF_FACTOR if filters.active else 1)
-        rows = list(conn.execute(text(top), params).all())
-        if len(rows) < n:
-            rows = list(conn.execute(text(joined), params).all())
+                  rest: list[QueryTerm], n: int, cols: str) -> list[Any]:
+    """``keyword_search``'s ``n`` best from the scores ``scored`` (a ``WITH sc`` clause); with
+    ``rest`` (within a budget), the best ``RESCORE_DEPTH`` by the chosen terms, each with the
+    shares of the ``rest`` of the terms added (looked up by the chunk's key), the ``n`` best of
+    them by that full score."""
+    if not rest:
+        return _best_enabled(conn, scored, params, where, cols, n * 2 + 10, n,
+                             "SELECT * FROM top ORDER BY score DESC, chunk_id LIMIT :n")
+    params.update({"rest_t": [w.term for w in rest],
+                   "rest_w": [w.weight * BM25_SCALE for w in rest]})
+    rescore = (
+        "SELECT top.chunk_id, (top.score + coalesce((SELECT sum(round(r.w * ct.tf / (ct.tf + "
+        "CAST(:bm25_c1 AS float8) + CAST(:bm25_c2 AS float8) * ct.dl))) FROM kb_chunk_terms ct "
+        "JOIN unnest(CAST(:rest_t AS text[]), CAST(:rest_w AS float8[])) r(term, w) ON "
+        "r.term = ct.term WHERE ct.chunk_id = top.chunk_id AND ct.term = ANY(CAST(:rest_t AS "
+        f"text[]))), 0)) / {BM25_SCALE} AS score, top.document_id{cols.replace('c.', 'top.')} "
+        "FROM top ORDER BY 2 DESC, 1 LIMIT :n")
+    return _best_enabled(conn, scored, params, where, cols, _depth(n), _depth(n), rescore)
+
+
+def _best_enabled(conn: Any, scored: str, params: dict[str, Any], where: str, cols: str,
+                  first: int, keep: int, result: str) -> list[Any]:
+    """The ``keep`` best scored chunks that are enabled and pass the filters, as ``top``
+    (chunk_id, score, document_id[, row]), and ``result`` (a statement on ``top``) read from
+    them. The ``first`` best scores (with filters, ``FILTERED_EF_FACTOR`` times as many) come
+    first and only their rows are looked up (disabled chunks and those the filters leave out
+    dropped); if ``result`` then has fewer than ``n`` rows, every scored chunk is joined with its
+    row and that decides."""
+    params.update(first=first * (FILTERED_EF_FACTOR if where else 1), keep=keep)
+    top = ("top AS (SELECT {s}.chunk_id, {s}.score, c.document_id" + cols + " FROM {s} JOIN "
+           "kb_chunks c ON c.id = {s}.chunk_id WHERE c.enabled" + where + " ORDER BY {s}.score "
+           "DESC, {s}.chunk_id LIMIT :keep) ")
+    rows = list(conn.execute(text(
+        scored + ", best AS (SELECT chunk_id, score FROM sc ORDER BY score DESC, chunk_id LIMIT "
+        ":first), " + top.format(s="best") + result), params).all())
+    if len(rows) < params["n"]:
+        rows = list(conn.execute(text(scored + ", " + top.format(s="sc") + result), params).all())
     return rows
 
 
@@ -469,37 +487,6 @@ def _depth(n: int) -> int:
     return max(RESCORE_DEPTH, 3 * n)
 
 
-def _rescored(conn: Any, scored: str, params: dict[str, Any], where: str,
-              rest: list[QueryTerm], n: int, cols: str) -> list[Any]:
-    """``keyword_search`` within a budget: the best ``RESCORE_DEPTH`` enabled chunks (that pass
-    the filters) by the chosen terms, each with the shares of the ``rest`` of the terms added
-    (looked up by the chunk's key), the ``n`` best of them by that full score. The best scores
-    are taken first (with filters, ``FILTERED_EF_FACTOR`` times as many) and only their rows
-    looked up; if disabled chunks or the filters leave fewer than ``n``, every scored chunk is
-    joined, as ``keyword_search`` does."""
-    params.update({"depth": _depth(n), "rest_t": [w.term for w in rest],
-                   "rest_w": [w.weight * BM25_SCALE for w in rest]})
-    rescore = (
-        "SELECT top.chunk_id, (top.score + coalesce((SELECT sum(round(r.w * ct.tf / (ct.tf + "
-        "CAST(:bm25_c1 AS float8) + CAST(:bm25_c2 AS float8) * ct.dl))) FROM kb_chunk_terms ct "
-        "JOIN unnest(CAST(:rest_t AS text[]), CAST(:rest_w AS float8[])) r(term, w) ON "
-        "r.term = ct.term WHERE ct.chunk_id = top.chunk_id AND ct.term = ANY(CAST(:rest_t AS "
-        f"text[]))), 0)) / {BM25_SCALE} AS score, top.document_id{cols.replace('c.', 'top.')} "
-        "FROM top ORDER BY 2 DESC, 1 LIMIT :n")
-    joined = (scored + f", top AS (SELECT sc.chunk_id, sc.score, c.document_id{cols} FROM sc JOIN "
-              f"kb_chunks c ON c.id = sc.chunk_id WHERE c.enabled{where} ORDER BY sc.score "
-              "DESC, sc.chunk_id LIMIT :depth) " + rescore)
-    params["best"] = params["depth"] * (FILTERED_EF_FACTOR if where else 1)
-    first = (scored + ", best AS (SELECT chunk_id, score FROM sc ORDER BY score DESC, chunk_id "
-             f"LIMIT :best), top AS (SELECT best.chunk_id, best.score, c.document_id{cols} FROM "
-             f"best JOIN kb_chunks c ON c.id = best.chunk_id WHERE c.enabled{where} ORDER BY "
-             "best.score DESC, best.chunk_id LIMIT :depth) " + rescore)
-    rows = list(conn.execute(text(first), params).all())
-    if len(rows) < n:
-        rows = list(conn.execute(text(joined), params).all())
-    return rows
-
-
 def fuse(lists: dict[str, list[Candidate]], k: int = RRF_K,
          weights: dict[str, float] | None = None) -> list[Candidate]:
     """Weighted reciprocal rank fusion: each list adds weight / (k + rank) for every chunk it
@@ -525,6 +512,12 @@ def fuse(lists: dict[str, list[Candidate]], k: int = RRF_K,
     return sorted(fused.values(), key=lambda c: (-c.score, min(c.ranks.values())))
 
 
+# (document id, cosine of the question :q to the document's vector) for the documents :docs
+_DOCUMENT_SIMILARITY = ("v.document_id, 1 - (v.embedding <=> CAST(:q AS vector)) FROM "
+                        "kb_document_vectors v WHERE v.index_id = :i AND v.document_id = "
+                        "ANY(:docs) AND v.dim = :d")
+
+
 def document_similarity(session: Session, index: IndexInfo, query_vec: np.ndarray,
                         document_ids: list[int]) -> dict[int, float]:
     """Cosine of the question to each document's vector: the mean of the vectors of all its
@@ -533,12 +526,9 @@ def document_similarity(session: Session, index: IndexInfo, query_vec: np.ndarra
     candidate document by key rather than summing chunks at query time."""
     if not document_ids:
         return {}
-    rows = session.execute(text(
-        "SELECT v.document_id, 1 - (v.embedding <=> CAST(:q AS vector)) "
-        "FROM kb_document_vectors v "
-        "WHERE v.index_id = :i AND v.document_id = ANY(:docs) AND v.dim = :d"),
-        {"q": vector_literal(query_vec), "i": index.id, "d": int(index.dim),
-         "docs": sorted(set(document_ids))}).all()
+    rows = session.execute(text("SELECT " + _DOCUMENT_SIMILARITY), {
+        "q": vector_literal(query_vec), "i": index.id, "d": int(index.dim),
+        "docs": sorted(set(document_ids))}).all()
     return {int(r[0]): float(r[1]) for r in rows if r[1] is not None}
 
 
@@ -552,10 +542,7 @@ def similarities(session: Session, index: IndexInfo, query_vec: np.ndarray,
         return
     rows = session.execute(text(
         "SELECT 0, c.id, 1 - (c.embedding <=> CAST(:q AS vector)) FROM kb_chunks c "
-        "WHERE c.id = ANY(:ids) UNION ALL "
-        "SELECT 1, v.document_id, 1 - (v.embedding <=> CAST(:q AS vector)) "
-        "FROM kb_document_vectors v "
-        "WHERE v.index_id = :i AND v.document_id = ANY(:docs) AND v.dim = :d"),
+        "WHERE c.id = ANY(:ids) UNION ALL SELECT 1, " + _DOCUMENT_SIMILARITY),
         {"q": vector_literal(query_vec), "i": index.id, "d": int(index.dim),
          "ids": [c.chunk_id for c in cands],
          "docs": sorted({c.document_id for c in cands if c.document_id is not None})}).all()
