@@ -22,7 +22,8 @@ from backend.models.knowledge import (
 
 
 def vector_literal(vec: Sequence[float] | np.ndarray) -> str:
-    return "[" + ",".join(f"{float(x):.7g}" for x in vec) + "]"
+    values = vec.tolist() if isinstance(vec, np.ndarray) else [float(x) for x in vec]
+    return "[" + ",".join(map("{:.7g}".format, values)) + "]"
 
 
 def ensure_hnsw_index(session: Session, dim: int) -> None:
