@@ -423,8 +423,10 @@ def test_vector_search_through_hnsw_brings_rows_and_document_similarity(
                                                              if c.document_id is not None])
         rows = dict(s.execute(text("SELECT id, text FROM kb_chunks WHERE id = ANY(:i)"),
                               {"i": [c.chunk_id for c in few]}).all())
-    assert len(many) == 150
-    assert len({c.chunk_id for c in many} & {c.chunk_id for c in exact}) >= 0.9 * 150
+    # (the HNSW graph also holds other bases' chunks, and deleted ones until a vacuum: what
+    # the scan finds of this base may fall short of 150, by at most the 10% it accepts)
+    assert 0.9 * 150 <= len(many) <= 150
+    assert len({c.chunk_id for c in many} & {c.chunk_id for c in exact}) >= 0.9 * len(many)
     assert [c.score for c in few] == sorted((c.score for c in few), reverse=True)
     for c in few:
         assert c.row is not None and c.row.text == rows[c.chunk_id]
