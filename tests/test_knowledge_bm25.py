@@ -18,6 +18,7 @@ import random
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
@@ -517,6 +518,48 @@ def test_filtered_vector_search_through_hnsw(bm25_base: Bm25Base,
     monkeypatch.setattr(retrieval, "FILTERED_EF_FACTOR", 1)
     with session_scope() as s:
         assert [c.chunk_id for c in retrieval.vector_search(s, info, qvec, 100, flt)] == exact
+
+
+def test_heading_filtered_vector_search_takes_hnsws_candidates_then_filters(
+        bm25_base: Bm25Base, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A heading filter (which the planner cannot estimate) through HNSW: the candidates first,
+    filtered after; when too few pass but the most candidates HNSW gives would hold enough,
+    those are looked at before the exact scan. Close to the exact filtered list either way."""
+    info = bm25_base.info
+    info.same_dim_chunks = None
+    qvec = kbs.embedder_for_index(SYSTEM, None).embed(["w5 w8 w13"])[0]
+    flt = retrieval.Filters(heading="second part")
+    with session_scope() as s:
+        s.execute(text("UPDATE kb_chunks SET metadata = metadata || '{\"heading\": \"The "
+                       "Second Part\"}' WHERE index_id = :i AND metadata->>'source' = "
+                       "'part1.txt'"), {"i": info.id})
+    try:
+        with session_scope() as s:
+            exact = [c.chunk_id for c in retrieval.vector_search(s, info, qvec, 60, flt)]
+        assert set(_sources(exact).values()) == {"part1.txt"} and len(exact) == 60
+        monkeypatch.setattr(retrieval, "EXACT_MAX_CHUNKS", 0)
+        monkeypatch.setattr(retrieval, "SMALL_INDEX_CHUNKS", 0)
+        efs: list[int] = []
+        real = retrieval._hnsw_rows
+
+        def spied(*a: Any) -> list[Any]:
+            efs.append(int(a[6]))
+            assert a[7] is True  # candidates first, filtered after
+            return real(*a)
+
+        monkeypatch.setattr(retrieval, "_hnsw_rows", spied)
+        for factor, tries in ((retrieval.FILTERED_EF_FACTOR, [240]), (1, [60, 1000])):
+            monkeypatch.setattr(retrieval, "FILTERED_EF_FACTOR", factor)
+            efs.clear()
+            with session_scope() as s:
+                got = [c.chunk_id for c in retrieval.vector_search(s, info, qvec, 60, flt)]
+            assert efs == tries
+            assert len(got) >= 54 and set(_sources(got).values()) == {"part1.txt"}
+            assert len(set(got) & set(exact)) >= 0.9 * len(got)
+    finally:
+        with session_scope() as s:
+            s.execute(text("UPDATE kb_chunks SET metadata = metadata - 'heading' WHERE index_id "
+                           "= :i"), {"i": info.id})
 
 
 def test_chunks_are_indexed_by_the_metadata_filters_use() -> None:

@@ -211,24 +211,53 @@ def vector_search(session: Session, index: IndexInfo, query_vec: np.ndarray, n: 
         ef = max(n, SMALL_EF_SEARCH if index.n_chunks < SMALL_INDEX_CHUNKS else 0)
         if filters.active:
             ef = max(ef, min(MAX_EF_SEARCH, FILTERED_EF_FACTOR * n))
-        expr = f"(c.embedding::vector({dim}))"
-        # (within a transaction the larger ef_search stays to its end, as SET LOCAL did)
-        with (_plan(session, {"hnsw.ef_search": str(ef)}, restore=False) if ef > EF_SEARCH
-              else nullcontext(session.connection())) as conn:
-            rows = conn.execute(statement(
-            f"SELECT c.id, 1 - ({expr} <=> CAST(:q AS vector({dim}))) AS score, c.document_id"
-            f"{cols} FROM kb_chunks c "
-            f"WHERE c.dim = {dim} AND c.index_id = :i AND c.enabled{where} "
-            f"ORDER BY {expr} <=> CAST(:q AS vector({dim})) LIMIT :n"
-            ).execution_options(prepare=False), params).all()
-        if len(rows) >= min(n, index.n_chunks) * 0.9:
+        want = min(n, index.n_chunks) * 0.9
+        # a heading filter alone: the planner cannot tell how many chunks pass (_hnsw_rows)
+        post = bool(filters.heading) and not (filters.sources or filters.file_types)
+        rows = _hnsw_rows(session, statement, dim, cols, where, params, ef, post)
+        if len(rows) < want and filters.active and ef < MAX_EF_SEARCH \
+                and len(rows) * MAX_EF_SEARCH / ef >= want:
+            # as many of the most candidates HNSW gives as passed of these would be enough:
+            # look at those before scanning every chunk (a filter that a third of the chunks
+            # pass, questions whose neighbours mostly do not)
+            rows = _hnsw_rows(session, statement, dim, cols, where, params, MAX_EF_SEARCH, post)
+        if len(rows) >= want:
             return candidates(rows)
     # exact: order by an expression the HNSW index does not cover
-    rows = session.execute(statement(
+    rows = list(session.execute(statement(
         f"SELECT c.id, 1 - (c.embedding <=> CAST(:q AS vector)) AS score, c.document_id{cols} "
         f"FROM kb_chunks c WHERE c.index_id = :i AND c.dim = :d AND c.enabled{where} "
-        "ORDER BY c.embedding <=> CAST(:q AS vector) LIMIT :n"), params).all()
+        "ORDER BY c.embedding <=> CAST(:q AS vector) LIMIT :n"), params).all())
     return candidates(rows)
+
+
+def _hnsw_rows(session: Session, statement: Callable[[str], Any], dim: int, cols: str,
+               where: str, params: dict[str, Any], ef: int, post_filter: bool = False
+               ) -> list[Any]:
+    """The HNSW index's ``:n`` nearest of ``ef`` candidates that are this index's, enabled and
+    pass the filters (``where``). ``post_filter``: the ``ef`` candidates are taken first and
+    filtered after, spelled out. For a heading filter (``ILIKE`` on JSON) the planner expects a
+    handful of rows where a third of the chunks may pass, and left to itself scans every chunk
+    (140 ms at 100k chunks; bench/search.py's heading filter, vector p95 185-219 -> 72 ms); a
+    filter on source or file type it judges well (their indexes' statistics), and there it may
+    rightly read a page's chunks by key instead."""
+    a = "h" if post_filter else "c"  # (the candidates' alias)
+    expr = f"({a}.embedding::vector({dim}))"
+    nearest = (f"SELECT {a}.id, 1 - ({expr} <=> CAST(:q AS vector({dim}))) AS score, "
+               f"{a}.document_id{'' if post_filter else cols} FROM kb_chunks {a} WHERE "
+               f"{a}.dim = {dim} AND {a}.index_id = :i AND {a}.enabled"
+               f"{'' if post_filter else where} ORDER BY {expr} <=> CAST(:q AS vector({dim})) "
+               "LIMIT :n")
+    if post_filter:
+        nearest = (f"SELECT c.id, nn.score, c.document_id{cols} FROM ("
+                   + nearest.replace("LIMIT :n", "LIMIT :ef") + ") nn JOIN kb_chunks c ON "
+                   f"c.id = nn.id WHERE TRUE{where} ORDER BY nn.score DESC, c.id LIMIT :n")
+    # (within a transaction a larger ef_search stays to its end, as SET LOCAL did)
+    with (_plan(session, {"hnsw.ef_search": str(ef)}, restore=False) if ef > EF_SEARCH
+          else nullcontext(session.connection())) as conn:
+        # (HNSW looks at ef_search candidates whatever the limit: all of them are filtered)
+        return list(conn.execute(statement(nearest).execution_options(prepare=False),
+                                 {**params, "ef": max(ef, EF_SEARCH)}).all())
 
 
 # BM25 shares are summed as whole multiples of 1 / BM25_SCALE (exact in float8 below 2^53)
