@@ -457,7 +457,6 @@ def main() -> int:
         # statements each mode sends through the service (each a round trip to Postgres)
         from sqlalchemy import Engine, event
 
-
         sent: list[str] = []
 
         def count(*a: Any) -> None:

@@ -247,11 +247,11 @@ def _hnsw_rows(session: Session, statement: Callable[[str], Any], dim: int, cols
                f"{a}.document_id{'' if post_filter else cols} FROM kb_chunks {a} WHERE "
                f"{a}.dim = {dim} AND {a}.index_id = :i AND {a}.enabled"
                f"{'' if post_filter else where} ORDER BY {expr} <=> CAST(:q AS vector({dim})) "
-               "LIMIT :n")
+               f"LIMIT {':ef' if post_filter else ':n'}")
     if post_filter:
-        nearest = (f"SELECT c.id, nn.score, c.document_id{cols} FROM ("
-                   + nearest.replace("LIMIT :n", "LIMIT :ef") + ") nn JOIN kb_chunks c ON "
-                   f"c.id = nn.id WHERE TRUE{where} ORDER BY nn.score DESC, c.id LIMIT :n")
+        nearest = (f"SELECT c.id, nn.score, c.document_id{cols} FROM ({nearest}) nn JOIN "
+                   f"kb_chunks c ON c.id = nn.id WHERE TRUE{where} ORDER BY nn.score DESC, c.id "
+                   "LIMIT :n")
     # (within a transaction a larger ef_search stays to its end, as SET LOCAL did)
     with (_plan(session, {"hnsw.ef_search": str(ef)}, restore=False) if ef > EF_SEARCH
           else nullcontext(session.connection())) as conn:
@@ -327,6 +327,22 @@ def within_budget(weights: list[QueryTerm], budget: int | None, at_least: int = 
     return weights[:keep], weights[keep:]
 
 
+def _bm25_params(index: IndexInfo) -> dict[str, Any]:
+    """The index and its length normalisation for ``_bm25_share``: ``k1 * (1 - b)`` and
+    ``k1 * b / avgdl``."""
+    avgdl = max(1.0, index.total_length / max(1, index.n_chunks))
+    return {"i": index.id, "bm25_c1": BM25_K1 * (1 - BM25_B),
+            "bm25_c2": BM25_K1 * BM25_B / avgdl}
+
+
+def _bm25_share(weight: str) -> str:
+    """SQL of one posting's (``ct``: kb_chunk_terms) share of a chunk's score, given its term's
+    scaled weight: rounded to a whole number, the same way wherever a share is summed, so that
+    every way of scoring a chunk gives the same score."""
+    return (f"round({weight} * ct.tf / (ct.tf + CAST(:bm25_c1 AS float8) + "
+            "CAST(:bm25_c2 AS float8) * ct.dl))")
+
+
 def bm25_scores_sql(weights: list[QueryTerm], params: dict[str, Any],
                     index: IndexInfo, scaled: bool = False) -> str:
     """SQL of ``(chunk_id, score)``: every chunk that holds a term of ``weights``, with its
@@ -343,16 +359,13 @@ def bm25_scores_sql(weights: list[QueryTerm], params: dict[str, Any],
     delivers them: chunks whose scores are equal tie exactly (then the chunk id decides), as
     they did when every chunk's shares were added in the same order. ``scaled``: the score is
     left in those units (not divided by ``BM25_SCALE``)."""
-    avgdl = max(1.0, index.total_length / max(1, index.n_chunks))
-    params.update({"i": index.id, "bm25_c1": BM25_K1 * (1 - BM25_B),
-                   "bm25_c2": BM25_K1 * BM25_B / avgdl})
+    params.update(_bm25_params(index))
     parts = []
     for j, (term, weight, _df) in enumerate(weights):
         # (the weight comes scaled: multiplying by a power of two first rounds the same)
         params[f"bm25_t{j}"], params[f"bm25_w{j}"] = term, weight * BM25_SCALE
         parts.append(
-            f"(SELECT ct.chunk_id, round(CAST(:bm25_w{j} AS float8) * ct.tf / (ct.tf + "
-            "CAST(:bm25_c1 AS float8) + CAST(:bm25_c2 AS float8) * ct.dl)) AS v "
+            f"(SELECT ct.chunk_id, {_bm25_share(f'CAST(:bm25_w{j} AS float8)')} AS v "
             f"FROM kb_chunk_terms ct WHERE ct.index_id = :i AND ct.term = :bm25_t{j} "
             "ORDER BY ct.chunk_id)")
     total = "sum(p.v)" if scaled else f"sum(p.v) / {BM25_SCALE}"
@@ -381,11 +394,14 @@ def _set_plan(conn: Any, settings: dict[str, str]) -> dict[str, str]:
 @contextmanager
 def _plan(session: Session, settings: dict[str, str], restore: bool = True) -> Iterator[Any]:
     """The session's connection with ``settings`` in force: none to set on a connection that
-    started with them (``session.info["connection_options"]`` is ``BM25_OPTIONS``); else set for
-    the transaction and put back after (``restore`` False: not, on a transaction that ends
-    now; on a connection in autocommit they are always put back)."""
+    started with them (``db.read_scope(options)``); else set for the transaction and put back
+    after (``restore`` False: not, on a transaction that ends now; on a connection in autocommit
+    they are always put back)."""
     conn = session.connection()
-    if settings == BM25_PLAN and session.info.get("connection_options") == BM25_OPTIONS:
+    words = str(session.info.get("connection_options", "")).split()
+    started = dict(w.split("=", 1) for flag, w in zip(words[::2], words[1::2], strict=False)
+                   if flag == "-c" and "=" in w)
+    if all(started.get(k) == v for k, v in settings.items()):
         yield conn
         return
     # (a failed statement ends the transaction, and these settings with it)
@@ -448,8 +464,8 @@ def _keyword_rows(conn: Any, scored: str, params: dict[str, Any], where: str,
     params.update({"rest_t": [w.term for w in rest],
                    "rest_w": [w.weight * BM25_SCALE for w in rest]})
     rescore = (
-        "SELECT top.chunk_id, (top.score + coalesce((SELECT sum(round(r.w * ct.tf / (ct.tf + "
-        "CAST(:bm25_c1 AS float8) + CAST(:bm25_c2 AS float8) * ct.dl))) FROM kb_chunk_terms ct "
+        f"SELECT top.chunk_id, (top.score + coalesce((SELECT sum({_bm25_share('r.w')}) "
+        "FROM kb_chunk_terms ct "
         "JOIN unnest(CAST(:rest_t AS text[]), CAST(:rest_w AS float8[])) r(term, w) ON "
         "r.term = ct.term WHERE ct.chunk_id = top.chunk_id AND ct.term = ANY(CAST(:rest_t AS "
         f"text[]))), 0)) / {BM25_SCALE} AS score, top.document_id{cols.replace('c.', 'top.')} "
@@ -496,14 +512,12 @@ def _narrow_rows(conn: Any, index: IndexInfo, weights: list[QueryTerm], where: s
     """The ``n`` best of the chunks that pass the filter, each scored from its own postings of
     the question's terms (primary key (chunk, term)): the same shares, rounded the same way,
     as ``bm25_scores_sql``, so the same scores and order as reading every posting."""
-    avgdl = max(1.0, index.total_length / max(1, index.n_chunks))
-    params = {**params, "i": index.id, "n": n, "bm25_c1": BM25_K1 * (1 - BM25_B),
-              "bm25_c2": BM25_K1 * BM25_B / avgdl, "nt": [w.term for w in weights],
+    params = {**params, **_bm25_params(index), "n": n, "nt": [w.term for w in weights],
               "nw": [w.weight * BM25_SCALE for w in weights]}
     return list(conn.execute(text(
         f"WITH f AS (SELECT c.id FROM kb_chunks c WHERE c.index_id = :i AND c.enabled{where}), "
-        "sc AS (SELECT ct.chunk_id, sum(round(w.w * ct.tf / (ct.tf + CAST(:bm25_c1 AS float8) "
-        "+ CAST(:bm25_c2 AS float8) * ct.dl))) AS score FROM f JOIN kb_chunk_terms ct ON "
+        f"sc AS (SELECT ct.chunk_id, sum({_bm25_share('w.w')}) AS score FROM f JOIN "
+        "kb_chunk_terms ct ON "
         "ct.chunk_id = f.id AND ct.term = ANY(CAST(:nt AS text[])) JOIN unnest(CAST(:nt AS "
         "text[]), CAST(:nw AS float8[])) w(term, w) ON w.term = ct.term GROUP BY ct.chunk_id) "
         f"SELECT sc.chunk_id, sc.score / {BM25_SCALE} AS score, c.document_id{cols} FROM sc "
