@@ -57,9 +57,19 @@ def list_(
 @app.command("show")
 def show(model: str, as_json: bool = JSON_OPTION) -> None:
     """One model, by name or id."""
+    from backend.services.lineage import chain_text, lineage_chain
+
+    actor = cli_actor()
     with service_errors(as_json):
-        m = models_service.get_model(actor=cli_actor(), model=model)
-    emit(m, as_json, _print_model)
+        m = models_service.get_model(actor=actor, model=model)
+        chain = lineage_chain(actor=actor, model=m.id) if m.lineage else []
+
+    def human(view: models_service.ModelView) -> None:
+        _print_model(view)
+        if chain:
+            typer.echo(f"  made from: {chain_text(chain)}")
+
+    emit(m, as_json, human)
 
 
 @app.command("add")

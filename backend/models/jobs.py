@@ -54,6 +54,10 @@ class Job(IdMixin, WorkspaceOwnedMixin, TimestampMixin, Base):
 
     kind: Mapped[str] = mapped_column(String(64), index=True)
     title: Mapped[str] = mapped_column(String(300), default="", server_default="")
+    # a title the system wrote: ``title`` is its English text (for search, the CLI and the API);
+    # the studio shows ``title_template`` translated and filled with ``title_args``
+    title_template: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    title_args: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
     queue: Mapped[str] = mapped_column(String(32), default="cpu", server_default="cpu")
     status: Mapped[str] = mapped_column(
         String(16), default=JobStatus.queued.value, server_default="queued", index=True

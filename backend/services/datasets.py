@@ -28,6 +28,7 @@ from backend.accounts.audit import record
 from backend.accounts.uploads import display_name
 from backend.config import get_settings
 from backend.db import session_scope
+from backend.jobs import titles
 from backend.jobs.context import JobContext
 from backend.jobs.kinds import job_kind
 from backend.models.finetune import DatasetVersion, TrainingDataset
@@ -312,7 +313,7 @@ def start_qa_generation(*, actor: Actor, kb: int | str, model: int | str,
     return jobs_service.submit_job(
         actor=actor, kind=KB_QA_KIND, enqueue=enqueue,
         params={"kb_id": base.id, "kb": base.name, "model": spec.name, "max_chunks": max_chunks},
-        title=f"Q&A pairs from {base.name} by {spec.name}"[:300])
+        title_template=titles.KB_QA, title_args={"kb": base.name, "model": spec.name})
 
 
 @job_kind(KB_QA_KIND, queue="cpu", title="Q&A pairs from a knowledge base")

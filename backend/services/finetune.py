@@ -21,6 +21,7 @@ from sqlalchemy import select
 from backend.accounts.actor import Actor, Role
 from backend.config import get_settings
 from backend.db import session_scope
+from backend.jobs import titles
 from backend.jobs.context import JobContext
 from backend.jobs.kinds import job_kind
 from backend.models.jobs import Job
@@ -132,9 +133,11 @@ def start_finetune(*, actor: Actor, base_model: int | str, dataset: int | str,
         "dataset_format": view.format, "config": config.to_dict(), "output_name": out_name,
         "eval_dataset": eval_ref,
     }
-    title = f"{config.method.upper()} {base.name} on {view.name} v{number} → {out_name}"
-    return jobs_service.submit_job(actor=actor, kind=KIND, params=params, title=title[:300],
-                                   enqueue=enqueue)
+    title_args = {"method": titles.METHOD_NAMES.get(config.method, config.method),
+                  "base": base.name, "dataset": view.name, "version": number, "output": out_name}
+    return jobs_service.submit_job(
+        actor=actor, kind=KIND, params=params, enqueue=enqueue, title_args=title_args,
+        title_template=titles.FINETUNE_FULL if config.method == "full" else titles.FINETUNE)
 
 
 def list_runs(*, actor: Actor, limit: int = 50) -> list[jobs_service.JobView]:

@@ -17,6 +17,8 @@ from backend.config import get_settings
 from backend.db import session_scope
 from backend.jobs.kinds import get_kind
 from backend.jobs.reaper import reap_stale_jobs
+from backend.jobs.titles import TITLE_MAX
+from backend.jobs.titles import fill as fill_title
 from backend.models.jobs import FINISHED_STATUSES, Job, JobLog, JobMetric, JobStatus, Worker
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,9 @@ class JobView:
     finished_at: datetime | None
     heartbeat_at: datetime | None
     error_detail: str | None = field(default=None, repr=False)
+    # a system-written title as a template and its values (pages show it translated)
+    title_template: str | None = None
+    title_args: dict[str, Any] | None = None
 
     @property
     def finished(self) -> bool:
@@ -94,6 +99,7 @@ def _view(job: Job, actor: Actor) -> JobView:
         started_at=job.started_at, finished_at=job.finished_at, heartbeat_at=job.heartbeat_at,
         # tracebacks are for admins only
         error_detail=job.error_detail if actor.is_admin else None,
+        title_template=job.title_template, title_args=job.title_args,
     )
 
 
@@ -215,15 +221,28 @@ def submit_job(
     kind: str,
     params: dict[str, Any] | None = None,
     title: str = "",
+    title_template: str | None = None,
+    title_args: dict[str, Any] | None = None,
     retry_of_id: int | None = None,
     enqueue: bool = True,
 ) -> JobView:
-    """Create a queued job and send it to its queue. ``enqueue=False`` leaves it for ``run_inline``."""
+    """Create a queued job and send it to its queue. ``enqueue=False`` leaves it for ``run_inline``.
+
+    A title the system writes is given as ``title_template`` (one of ``backend.jobs.titles``)
+    and its ``title_args``: the row keeps the English text as ``title`` and the template, so a
+    page can show it in the reader's language (``title`` is then ignored). A ``title`` alone (a
+    person's words) is shown as written."""
     actor.require_role(Role.builder, f"launch {kind} jobs")
     spec = get_kind(kind)
+    if title_template is not None:
+        title_args = dict(title_args or {})
+        title = fill_title(title_template, title_args)
+    else:
+        title_args = None
     with session_scope() as session:
         job = Job(
-            kind=kind, title=title, queue=spec.queue, params=params or {},
+            kind=kind, title=title[:TITLE_MAX], title_template=title_template,
+            title_args=title_args, queue=spec.queue, params=params or {},
             workspace_id=actor.workspace_id, created_by=actor.user_id, retry_of_id=retry_of_id,
         )
         session.add(job)
@@ -360,6 +379,7 @@ def retry_job(*, actor: Actor, job_id: int) -> JobView:
     if not old.finished:
         raise JobStateError(f"Job #{job_id} is still {old.status}; cancel it before retrying.")
     new = submit_job(actor=actor, kind=old.kind, params=old.params, title=old.title,
+                     title_template=old.title_template, title_args=old.title_args,
                      retry_of_id=old.id)
     record(actor, "retry", "job", old.id, {"kind": old.kind, "new_job": new.id},
            workspace_id=old.workspace_id)

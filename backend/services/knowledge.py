@@ -477,10 +477,11 @@ def delete_document(*, actor: Actor, kb: int | str, document_id: int) -> Documen
         session.delete(doc)
         record(actor, "delete", "kb_document", doc.id, {"kb": base.name, "source": doc.source},
                session=session)
-        kb_id = base.id
+        kb_id, base_name = base.id, base.name
     _remove_stored(kb_id, stored)
     if requeue:
-        _submit_ingest(actor, kb_id, requeue, title=f"Re-index copies of {view.source}")
+        _submit_ingest(actor, kb_id, requeue, kb_name=base_name, template="copies",
+                       source=view.source)
     return view
 
 
@@ -563,12 +564,13 @@ def _walk(path: Path) -> Iterable[tuple[str, Path]]:
         raise FileNotFoundError(f"{path} does not exist.")
 
 
-def _submit_ingest(actor: Actor, kb_id: int, items: list[dict[str, Any]], *, title: str,
-                   enqueue: bool = True) -> int:
+def _submit_ingest(actor: Actor, kb_id: int, items: list[dict[str, Any]], *, kb_name: str,
+                   template: str = "add", source: str = "", enqueue: bool = True) -> int:
+    from backend.jobs import titles
     from backend.services.jobs import submit_job
 
     job = submit_job(actor=actor, kind=INGEST_KIND, params={"kb_id": kb_id, "files": items},
-                     title=title[:300], enqueue=enqueue)
+                     title_template=title_template, title_args=args, enqueue=enqueue)
     return job.id
 
 
@@ -576,6 +578,11 @@ def ingest_files(*, actor: Actor, kb: int | str, paths: Sequence[str | Path] | N
                  uploads: Sequence[tuple[str, bytes | BinaryIO]] | None = None,
                  enqueue: bool = True) -> int:
     """Store the files (folders walked, names kept relative to them; zips opened by the job)
+    if template == "copies":  # the copies of a removed document are indexed in its place
+        title_template, args = titles.KB_REINDEX_COPIES, {"kb": kb_name, "source": source}
+    else:
+        names = ", ".join(i["source"] for i in items[:3]) + (" …" if len(items) > 3 else "")
+        title_template, args = titles.KB_INGEST, {"kb": kb_name, "files": names}
     and launch the ingest job on the cpu queue. Returns the job id."""
     actor.require_role(Role.builder, "add documents")
     from backend.accounts.uploads import display_name, max_upload_bytes
@@ -592,8 +599,7 @@ def ingest_files(*, actor: Actor, kb: int | str, paths: Sequence[str | Path] | N
         items.append(_stash(kb_id, display_name(name, keep_dirs=True), data, limit))
     if not items:
         raise ValueError("No files to ingest: give files, folders or a zip.")
-    names = ", ".join(i["source"] for i in items[:3]) + (" …" if len(items) > 3 else "")
-    job_id = _submit_ingest(actor, kb_id, items, title=f"{kb_name}: {names}", enqueue=enqueue)
+    job_id = _submit_ingest(actor, kb_id, items, kb_name=kb_name, enqueue=enqueue)
     record(actor, "launch", "kb_ingest", kb_id, {"kb": kb_name, "files": len(items),
                                                  "job": job_id})
     return job_id
@@ -609,9 +615,10 @@ def reindex(*, actor: Actor, kb: int | str, enqueue: bool = True) -> int:
         base = _load(session, actor, kb)
         kb_id, name = base.id, base.name
     job = submit_job(actor=actor, kind=REINDEX_KIND, params={"kb_id": kb_id},
-                     title=f"{name}: re-index", enqueue=enqueue)
+                     title_template=titles.KB_REINDEX, title_args={"kb": name}, enqueue=enqueue)
     return job.id
 
+    from backend.jobs import titles
 
 def kb_jobs(*, actor: Actor, kb: int | str, limit: int = 10) -> list[Any]:
     """Recent ingest and re-index jobs of this base, newest first (the page follows them)."""

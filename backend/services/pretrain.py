@@ -13,6 +13,7 @@ from typing import Any
 
 from backend.accounts.actor import Actor, Role
 from backend.config import get_settings
+from backend.jobs import titles
 from backend.jobs.context import JobContext
 from backend.jobs.kinds import job_kind
 from backend.services import corpora
@@ -142,7 +143,11 @@ def launch_pretrain(*, actor: Actor, corpus: int | str, version: int | None = No
         "workspace_id": actor.workspace_id, "user_id": actor.user_id, "username": actor.username,
     }
     return jobs_service.submit_job(actor=actor, kind=KIND, params=params,
-                                   title=title or f"Pre-train {name}", enqueue=enqueue)
+                                   title_template=titles.PRETRAIN, title_args={"name": name},
+                                   enqueue=enqueue)
+    if title:  # the person's own words
+        return jobs_service.submit_job(actor=actor, kind=KIND, params=params, title=title,
+                                       enqueue=enqueue)
 
 
 def run_result(*, actor: Actor, job_id: int) -> dict[str, Any]:
@@ -215,6 +220,7 @@ def run_pretrain_job(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     return {**result.to_dict(), "registered_model": view.name, "model_id": view.id,
             "objective": cfg.objective}
 
+    ctx.progress(1.0, "done")
 
 def _cuda_count() -> int:
     import torch

@@ -19,6 +19,7 @@ from typing import Any
 
 from backend.accounts.actor import Actor, Role
 from backend.config import get_settings
+from backend.jobs import titles
 from backend.jobs.context import JobContext
 from backend.jobs.kinds import job_kind
 from backend.llm.types import GenerationParams, Message
@@ -135,10 +136,11 @@ def submit_eval(*, actor: Actor, rows: Sequence[Mapping[str, Any]], models: Sequ
         "actor": {"user_id": actor.user_id, "username": actor.username,
                   "role": actor.role.value, "workspace_id": actor.workspace_id},
     }
-    label = f"prompt {prompt} v{version}" if prompt_id else "prompt"
-    job = jobs_service.submit_job(actor=actor, kind=KIND, params=job_params,
-                                  title=f"Evaluate {label}: {len(rows)} rows x {len(models)} "
-                                        f"model(s)", enqueue=enqueue)
+    counts = {"rows": len(rows), "models": len(models)}
+    job = jobs_service.submit_job(
+        actor=actor, kind=KIND, params=job_params, enqueue=enqueue,
+        title_template=titles.PROMPT_EVAL if prompt_id else titles.PROMPT_EVAL_DRAFT,
+        title_args={"prompt": prompt, "version": version, **counts} if prompt_id else counts)
     return job.id
 
 

@@ -300,6 +300,9 @@ class CorpusStats:
     heldout_characters: int
     languages: dict[str, int]  # language -> documents
     byte_tokens: int  # UTF-8 bytes: the token count of a byte-level tokenizer before merges
+    # documents given as text (a knowledge base's documents, each one file it was built from);
+    # they are counted in ``files_read`` too
+    documents_given: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -338,7 +341,9 @@ def build_corpus(paths: Iterable[Source], out_dir: Path, *, heldout_fraction: fl
 
     report = ReadReport()
     say(0.05, "Reading files")
-    raw = list(read_documents(paths, report)) + list(extra_documents)
+    given = list(extra_documents)
+    raw = list(read_documents(paths, report)) + given
+    report.files_read += len(given)
     say(0.35, "Cleaning")
     cleaned = [Document(d.source, clean_text(d.text)) for d in raw]
     usable = [d for d in cleaned if len(d.text) >= MIN_DOCUMENT_CHARS]
@@ -365,6 +370,7 @@ def build_corpus(paths: Iterable[Source], out_dir: Path, *, heldout_fraction: fl
         heldout_characters=sum(len(d.text) for d in val),
         languages=dict(languages.most_common()),
         byte_tokens=sum(len(d.text.encode()) for d in kept),
+        documents_given=len(given),
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, part in (("train.jsonl", train), ("val.jsonl", val)):

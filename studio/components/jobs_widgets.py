@@ -81,6 +81,19 @@ _STAGE_TEMPLATES: tuple[str, ...] = (
     N_("done"),
 )
 
+# Titles the system gives jobs (backend/jobs/titles.py), listed so the translator sees them.
+_TITLE_TEMPLATES: tuple[str, ...] = (
+    N_("Pre-train {name}"),
+    N_("{method} fine-tune of {base} on {dataset} v{version} → {output}"),
+    N_("Full fine-tune of {base} on {dataset} v{version} → {output}"),
+    N_("Evaluate prompt {prompt} v{version}: {rows} row(s) × {models} model(s)"),
+    N_("Evaluate the draft prompt: {rows} row(s) × {models} model(s)"),
+    N_("Add {files} to {kb}"),
+    N_("Re-index {kb}"),
+    N_("Index the copies of {source} in {kb}"),
+    N_("Q&A pairs from {kb} by {model}"),
+)
+
 # Fixed sentences the job system writes as a job's error; other errors show as written.
 _SYSTEM_MESSAGES: frozenset[str] = frozenset({
     N_("Cancelled on request."),
@@ -144,7 +157,13 @@ def kind_label(kind: str) -> str:
 
 
 def job_title(job: JobView) -> str:
-    """The title given at launch, else the kind's name in the reader's language."""
+    """The title in the reader's language: a system-written title is its template translated
+    and filled; a title a person gave shows as written; else the kind's name."""
+    if job.title_template:
+        try:
+            return _(job.title_template).format(**(job.title_args or {}))
+        except (KeyError, IndexError, ValueError):
+            pass
     return job.title or kind_label(job.kind)
 
 

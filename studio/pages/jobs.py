@@ -38,7 +38,7 @@ from studio.components.jobs_widgets import (
 )
 from studio.components.session import current_actor
 from studio.formatting import format_datetime, format_duration
-from studio.i18n import _, ngettext
+from studio.i18n import N_, _, ngettext
 
 DEMO_PARAMS = {"steps": 40, "step_seconds": 0.25}
 PICK = "jobs_pick"
@@ -49,8 +49,10 @@ can_launch = actor.has_role(Role.builder)
 
 
 # actions run as callbacks, before the page is drawn, so they may pick the job to show ----------
-def _flash(kind: str, message: str) -> None:
-    st.session_state[FLASH] = (kind, message)
+def _flash(kind: str, message: str, **args: Any) -> None:
+    """A notice kept as its English template and values: it is shown in the reader's language
+    when the page is drawn (whatever language the callback ran in)."""
+    st.session_state[FLASH] = (kind, message, args)
 
 
 def _run_demo() -> None:
@@ -61,12 +63,12 @@ def _run_demo() -> None:
         return
     st.session_state[PICK] = job.id
     if workers_alive(queue=job.queue):
-        _flash("success", _("Demo job #{id} is queued; a worker picks it up in a moment.").format(
-            id=job.id))
+        _flash("success", N_("Demo job #{id} is queued; a worker picks it up in a moment."),
+               id=job.id)
     else:
-        _flash("warning", _("Demo job #{id} is queued, but no worker serves the {queue} queue, so "
-                            "it waits. Start one with `studio worker` or `studio up`.").format(
-            id=job.id, queue=job.queue))
+        _flash("warning", N_("Demo job #{id} is queued, but no worker serves the {queue} queue, "
+                             "so it waits. Start one with `studio worker` or `studio up`."),
+               id=job.id, queue=job.queue)
 
 
 def _cancel(job_id: int) -> None:
@@ -76,10 +78,10 @@ def _cancel(job_id: int) -> None:
         st.session_state[FLASH] = ("error", exc, _("Cancelling the job"))
         return
     if job.status == "cancelled":
-        _flash("success", _("Job #{id} is cancelled.").format(id=job_id))
+        _flash("success", N_("Job #{id} is cancelled."), id=job_id)
     else:
-        _flash("info", _("Job #{id} was asked to stop; it stops at its next checkpoint.").format(
-            id=job_id))
+        _flash("info", N_("Job #{id} was asked to stop; it stops at its next checkpoint."),
+               id=job_id)
 
 
 def _retry(job_id: int) -> None:
@@ -89,7 +91,7 @@ def _retry(job_id: int) -> None:
         st.session_state[FLASH] = ("error", exc, _("Retrying the job"))
         return
     st.session_state[PICK] = job.id
-    _flash("success", _("Job #{old} is retried as job #{new}.").format(old=job_id, new=job.id))
+    _flash("success", N_("Job #{old} is retried as job #{new}."), old=job_id, new=job.id)
 
 
 def _pick_from_table(ids: list[int]) -> None:
@@ -106,7 +108,8 @@ def _show_flash() -> None:
     if flash[0] == "error":
         show_error(flash[1], doing=flash[2])
     else:
-        getattr(st, flash[0])(flash[1])
+        kind, template, args = flash
+        getattr(st, kind)(_(template).format(**args))
 
 
 # header -----------------------------------------------------------------------------------------

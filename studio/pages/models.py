@@ -21,8 +21,9 @@ from backend.services.models import (
     test_model,
 )
 from studio.components.errors import show_error
+from studio.components.lineage import model_lineage
 from studio.components.session import current_actor
-from studio.formatting import format_relative
+from studio.formatting import format_number, format_relative
 from studio.i18n import _
 
 FLASH = "models_flash"
@@ -87,6 +88,26 @@ def _table(models: list[ModelView]) -> None:
     st.dataframe(rows, hide_index=True, width="stretch")
 
 
+def _lineage_rows(m: ModelView) -> list[tuple[str, str]]:
+    """Where the model came from, as a chain, and what its training measured."""
+    lin = m.lineage or {}
+    rows: list[tuple[str, str]] = []
+    chain = model_lineage(m.id, actor=actor)
+    if chain:
+        rows.append((_("Made from"), chain))
+    figures = (
+        ("parameters", _("Parameters")),
+        ("steps", _("Training steps")),
+        ("tokens_seen", _("Tokens seen in training")),
+        ("initial_eval_loss", _("Held-out loss before training")),
+        ("final_eval_loss", _("Held-out loss after training")),
+    )
+    for key, label in figures:
+        if isinstance(lin.get(key), int | float):
+            rows.append((label, format_number(lin[key])))
+    return rows
+
+
 def _properties(m: ModelView) -> None:
     rows: list[tuple[str, str]] = [
         (_("Kind"), KIND_LABELS.get(m.kind, m.kind)),
@@ -99,8 +120,9 @@ def _properties(m: ModelView) -> None:
     else:
         rows.append((_("Folder or hub id"), m.source))
     if m.lineage:
-        rows += [(_("Lineage: {key}").format(key=k), str(v)) for k, v in m.lineage.items()]
-    if m.description:
+        rows += _lineage_rows(m)
+    # a model made here has a description the system wrote in English: its lineage says it
+    if m.description and not (m.kind == "produced" and m.lineage):
         rows.append((_("Description"), m.description))
     rows.append((_("Last test"), _status(m)))
     if m.last_tested_at:
