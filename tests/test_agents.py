@@ -663,7 +663,9 @@ def test_knowledge_answers_carry_sources_and_nothing_relevant_means_i_dont_know(
     assert "4711" in system and "[1] handbook.md" in system  # the passage went to the model
     msgs = agents.get_messages(actor=ws["user"], conversation_id=res.conversation_id)
     assert msgs[1].sources[0]["chunk_id"] == res.sources[0]["chunk_id"]
-    assert [s["kind"] for s in res.steps] == ["retrieval", "model"]
+    assert [s["kind"] for s in res.steps] == ["retrieval", "context", "model"]
+    fit = next(s for s in res.steps if s["kind"] == "context")["output"]
+    assert fit["passages_used"] == len(res.sources) and fit["passages_found"] >= 1
     silent = Script()  # the model is not asked at all
     res = agents.run_agent(actor=ws["user"], agent=bot.name,
                            question="Which football club won the 1954 world cup final?",

@@ -10,6 +10,8 @@ from typing import Any
 
 AGENT_TYPES = ("tools", "plan")
 KB_MODES = ("context", "tool", "both")
+MIN_CONTEXT_BUDGET = 256
+MAX_CONTEXT_BUDGET = 2_000_000
 DEFAULT_IDK = ("I'm sorry, I don't know: I found nothing about that in the documents I can "
                "search.")
 
@@ -26,7 +28,10 @@ class AgentConfig:
     saved_prompt_version: int | None = None  # None: the prompt's latest version
     knowledge_bases: list[str] = field(default_factory=list)
     kb_mode: str = "context"  # context: retrieved on every question; tool: the model searches
-    kb_top_k: int = 4
+    kb_top_k: int = 4  # passages retrieved per question (as many as fit the context go in)
+    # tokens a question may use, prompt and answer together; None: the model's context window
+    # (8,192 for a model whose window the studio cannot read). The smaller of the two counts.
+    context_budget: int | None = None
     # hits below this cosine similarity are not relevant (hybrid search); None keeps the top k
     kb_threshold: float | None = 0.2
     citations: bool = True
@@ -53,6 +58,13 @@ class AgentConfig:
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise ValueError(f"{name} must be a whole number from {low} to {high} "
                                  f"(got {value!r}).")
+        if self.context_budget in (0, None):
+            self.context_budget = None
+        elif (not isinstance(self.context_budget, int) or isinstance(self.context_budget, bool)
+              or not MIN_CONTEXT_BUDGET <= self.context_budget <= MAX_CONTEXT_BUDGET):
+            raise ValueError(f"context_budget must be a whole number of tokens from "
+                             f"{MIN_CONTEXT_BUDGET} to {MAX_CONTEXT_BUDGET:,}, or empty for "
+                             f"the model's own context (got {self.context_budget!r}).")
         if not 0.5 <= float(self.tool_timeout_s) <= 300:
             raise ValueError("tool_timeout_s must be between 0.5 and 300 seconds.")
         if not 100 <= int(self.tool_max_chars) <= 1_000_000:

@@ -43,7 +43,9 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.runtime import Runtime
 
+from backend.agents import packing
 from backend.agents.config import AgentConfig
+from backend.agents.packing import PromptBudget
 from backend.agents.tools import AgentTool, ToolError, ToolOutput
 
 TokenSink = Callable[[str], None]
@@ -491,17 +493,7 @@ class TurnResult:
 
 
 def context_block(hits: list[dict[str, Any]], citations: bool) -> str:
-    parts = []
-    for i, h in enumerate(hits, 1):
-        meta = h.get("metadata") or {}
-        where = meta.get("page") and f"page {meta['page']}" or " > ".join(
-            meta.get("heading_path") or []) or ""
-        label = f"[{i}] {h.get('source', '')}" + (f" ({where})" if where else "")
-        parts.append(f"{label}\n{h.get('text', '')}")
-    rule = ("Cite the numbers of the passages you use, like [1]. " if citations else "")
-    return ("Answer from these passages of the knowledge base. " + rule
-            + "If they do not contain the answer, say that you don't know.\n\n"
-            + "\n\n".join(parts))
+    return packing.context_block(hits, citations)
 
 
 def _history_messages(history: Sequence[dict[str, str]]) -> list[BaseMessage]:
@@ -519,13 +511,21 @@ class Turn:
     call ahead when it is known before the turn runs: the tool loop's, unless knowledge
     retrieved for the question goes into its prompt. ``run()`` answers; ``history``: earlier
     turns ({role, content}) inside the memory window, ``summary``: what came before it. The
-    answer is exactly what went to ``on_token``."""
+    answer is exactly what went to ``on_token``. ``budget``: the model's context, which the
+    prompt is fitted into (:mod:`backend.agents.packing`: passages best first while they fit,
+    the oldest turns dropped first); the fit is a "context" step of the trace."""
 
     def __init__(self, llm: BaseChatModel | Any, config: AgentConfig, *, question: str,
                  system: str, history: Sequence[dict[str, str]] = (), summary: str = "",
                  tools: Sequence[AgentTool] = (), retrieve: Retriever | None = None,
-                 tracer: Tracer, on_token: TokenSink | None = None) -> None:
+                 tracer: Tracer, on_token: TokenSink | None = None,
+                 budget: PromptBudget | None = None) -> None:
         self.llm, self.config, self.question = llm, config, question
+        self.budget = budget
+        self.history = [{"role": m["role"], "content": m["content"]} for m in history
+                        if m.get("role") in ("user", "assistant")]
+        self._fitted = budget is None
+        self._fit_error: Exception | None = None
         self.tools, self.retrieve, self.tracer, self.on_token = tools, retrieve, tracer, on_token
         self.system_text = system + (
             f"\n\nSummary of the earlier conversation:\n{summary}" if summary else "")
@@ -545,7 +545,33 @@ class Turn:
         if self.on_token is not None:
             self.on_token(text)
 
+    def _fit(self, hits: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """Fit the prompt into the budget (once): returns the passages that went in."""
+        if self._fitted:
+            return list(hits or [])
+        if self._fit_error is not None:
+            raise self._fit_error
+        assert self.budget is not None
+        started = time.perf_counter()
+        try:
+            packed = packing.fit_prompt(self.budget, system=self.system_text,
+                                        question=self.question, history=self.history,
+                                        hits=hits, citations=self.config.citations)
+        except packing.PromptTooLong as exc:
+            self._fit_error = exc
+            self.tracer.add("context", "fit", error=str(exc),
+                            latency_ms=(time.perf_counter() - started) * 1000)
+            raise
+        self._fitted = True
+        self.system_text = packed.system
+        self.hist = _history_messages(packed.history)
+        if hits or packed.dropped_turns:  # a prompt that fit as it was is no step of its own
+            self.tracer.add("context", "fit", output=packed.summary(self.budget),
+                            latency_ms=(time.perf_counter() - started) * 1000)
+        return packed.passages
+
     def _loop_start(self) -> tuple[_Run, dict[str, Any]]:
+        self._fit()
         if self._loop is None:
             c = self.config
             self._loop = tool_loop_graph(self.llm, self.tools, max_steps=c.max_steps,
@@ -599,11 +625,14 @@ class Turn:
             if not hits and config.kb_mode == "context":
                 self._sink(config.idk_message)
                 return TurnResult(answer="".join(self.pieces))
-            if hits:
+            if hits and self.budget is not None:
+                self.sources.extend(self._fit(hits))
+            elif hits:
                 self.sources.extend(hits)
                 self.system_text += "\n\n" + context_block(hits, config.citations)
             self._prompt_ready = True
         if config.type == "plan":
+            self._fit()
             graph = plan_graph(self.llm, self.tools, system=self.system_text, history=self.hist,
                                max_steps=config.max_steps, tracer=tracer, sources=self.sources,
                                timeout_s=config.tool_timeout_s,
@@ -630,11 +659,12 @@ class Turn:
 def run_turn(llm: BaseChatModel | Any, config: AgentConfig, *, question: str, system: str,
              history: Sequence[dict[str, str]] = (), summary: str = "",
              tools: Sequence[AgentTool] = (), retrieve: Retriever | None = None,
-             tracer: Tracer, on_token: TokenSink | None = None) -> TurnResult:
+             tracer: Tracer, on_token: TokenSink | None = None,
+             budget: PromptBudget | None = None) -> TurnResult:
     """Answer one question (a :class:`Turn` run at once)."""
     return Turn(llm, config, question=question, system=system, history=history,
                 summary=summary, tools=tools, retrieve=retrieve, tracer=tracer,
-                on_token=on_token).run()
+                on_token=on_token, budget=budget).run()
 
 
 def _dedupe(sources: list[dict[str, Any]]) -> list[dict[str, Any]]:

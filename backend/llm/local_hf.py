@@ -8,7 +8,9 @@ a flag the stopping criterion reads each token, so a stop takes effect at the ne
 
 from __future__ import annotations
 
+import copy
 import logging
+import os
 import queue
 import threading
 import time
@@ -242,12 +244,50 @@ def _generation_kwargs(lm: LoadedModel, params: GenerationParams,
     return {"generation_config": GenerationConfig(**cfg)}
 
 
+def model_label(source: str, name: str | None = None) -> str:
+    """How an error names a local model: its registered name, else its folder's (or hub id's)
+    last part; never a path on the server."""
+    if name:
+        return name
+    return os.path.basename(str(source).rstrip("/\\")) or "the model"
+
+
+def hide_source(text: str, source: str, name: str | None = None) -> str:
+    """``text`` with the model's folder (as given, absolute or resolved) named by
+    :func:`model_label` instead: error messages leave the server without its paths."""
+    if not source:
+        return text
+    label = model_label(source, name)
+    forms = {str(source)}
+    try:
+        forms |= {os.path.abspath(source), os.path.realpath(source)}
+    except (OSError, ValueError):
+        pass
+    for form in sorted((f for f in forms if f and len(f) > 1), key=len, reverse=True):
+        text = text.replace(repr(form), repr(label)).replace(form, label)
+    return text
+
+
+def renamed(exc: BaseException, source: str, name: str | None = None) -> BaseException:
+    """The same error, its message naming the model by :func:`model_label` (never a path)."""
+    message = str(exc)
+    hidden = hide_source(message, source, name)
+    if hidden == message:
+        return exc
+    if isinstance(exc, LLMError):
+        new = copy.copy(exc)
+        new.args = (hidden,)
+        return new
+    return LLMError(hidden)
+
+
 def encode_chat(lm: LoadedModel, messages: list[Message],
-                tools: list[dict[str, Any]] | None) -> dict[str, Any]:
+                tools: list[dict[str, Any]] | None, name: str | None = None) -> dict[str, Any]:
     tok = lm.tokenizer
+    label = model_label(lm.source, name)
     if not getattr(tok, "chat_template", None):
         raise LLMError(
-            f"The model {lm.source} has no chat template, so it cannot chat. Use an instruct/chat "
+            f"The model {label} has no chat template, so it cannot chat. Use an instruct/chat "
             "model, or add a chat_template.jinja to its folder."
         )
     try:
@@ -255,12 +295,13 @@ def encode_chat(lm: LoadedModel, messages: list[Message],
                                       return_tensors="pt", return_dict=True)
     except Exception as exc:  # noqa: BLE001 - the template refuses these messages: say why
         raise InvalidChatRequest(
-            f"The chat template of {lm.source} refused these messages: {exc}") from None
+            f"The chat template of {label} refused these messages: "
+            f"{hide_source(str(exc), lm.source, name)}") from None
     n = int(enc["input_ids"].shape[1])
     limit = context_length(lm)
     if limit is not None and n >= limit:
         raise InvalidChatRequest(
-            f"The prompt has {n} tokens but the model {lm.source} reads at most {limit}; "
+            f"The prompt has {n} tokens but the model {label} reads at most {limit}; "
             "shorten the messages.")
     return {k: v.to(lm.device) for k, v in enc.items()}
 
@@ -300,11 +341,13 @@ def run_local_chat(
     should_stop: Callable[[], bool] | None = None,
     stop_flag: threading.Event | None = None,
     where: str = "in-process",
+    name: str | None = None,
 ) -> Usage:
     """Generate in this thread, handing each text piece or tool call to ``emit`` as it is made.
 
     ``should_stop`` is polled about every 100 ms (so it may be slow); ``stop_flag`` is read every
     token. Returns the usage: tokens in/out, time to first token, tokens/s, why it ended.
+    ``name``: the model's registered name, which errors use (never its folder).
     """
     import torch
     from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
@@ -312,7 +355,7 @@ def run_local_chat(
     from backend.llm.constrained import logits_processor
 
     started = time.perf_counter()
-    inputs = encode_chat(lm, messages, tools)
+    inputs = encode_chat(lm, messages, tools, name)
     prompt_tokens = int(inputs["input_ids"].shape[1])
     limit = context_length(lm)
     budget = params.max_new_tokens if limit is None else \
@@ -342,7 +385,8 @@ def run_local_chat(
         raise
     except Exception as exc:  # noqa: BLE001 - a readable line for the user, the trace in the log
         log.exception("generation with %s failed", lm.source)
-        raise LLMError(f"Generation with {lm.source} failed: {type(exc).__name__}: {exc}") \
+        raise LLMError(f"Generation with {model_label(lm.source, name)} failed: "
+                       f"{type(exc).__name__}: {hide_source(str(exc), lm.source, name)}") \
             from exc
     ended = time.perf_counter()
     n = streamer.n_tokens
@@ -377,6 +421,7 @@ def generate_local(
     *,
     should_stop: Callable[[], bool] | None = None,
     where: str = "in-process",
+    name: str | None = None,
 ) -> Iterator[ChatEvent]:
     """:func:`run_local_chat` as an iterator: pieces as they are made, then one Usage. Generation
     runs in a helper thread; closing the iterator early stops it."""
@@ -389,7 +434,7 @@ def generate_local(
         try:
             result.append(run_local_chat(lm, messages, params, tools, emit=out.put,
                                          should_stop=should_stop, stop_flag=stop_flag,
-                                         where=where))
+                                         where=where, name=name))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             errors.append(exc)
         finally:

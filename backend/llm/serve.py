@@ -12,7 +12,7 @@ import redis
 
 from backend.llm.channel import ChannelWriter, stop_requested
 from backend.llm.errors import InvalidChatRequest, LLMError
-from backend.llm.local_hf import ModelCache, model_cache, run_local_chat
+from backend.llm.local_hf import ModelCache, hide_source, model_cache, run_local_chat
 from backend.llm.types import GenerationParams, ToolCall, validate_messages
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,9 @@ def serve_chat_request(request: dict[str, Any], *, r: redis.Redis, worker: str,
         out.send("error", message="The chat was cancelled before a worker took it.")
         return "dropped"
     out.send("accepted", worker=worker)
+    source = str(request["model"].get("source") or "")
+    name = str(request["model"].get("name") or "") or None
     try:
-        source = str(request["model"]["source"])
         messages = validate_messages(request["messages"])
         params = GenerationParams.from_dict(request.get("params"))
         tools = request.get("tools") or None
@@ -68,18 +69,20 @@ def serve_chat_request(request: dict[str, Any], *, r: redis.Redis, worker: str,
             usage = run_local_chat(
                 lm, messages, params, tools, emit=publisher.piece,
                 should_stop=lambda: stop_requested(r, rid), where=f"worker {worker}",
+                name=name,
             )
         finally:
             publisher.flush()
     except InvalidChatRequest as exc:
-        out.send("error", message=str(exc), code="invalid_request")
+        out.send("error", message=hide_source(str(exc), source, name), code="invalid_request")
         return "error"
     except LLMError as exc:
-        out.send("error", message=str(exc))
+        out.send("error", message=hide_source(str(exc), source, name))
         return "error"
     except Exception as exc:  # noqa: BLE001 - the caller gets one line; the trace is logged
         log.exception("chat request %s failed", rid)
-        out.send("error", message=f"The worker {worker} failed: {type(exc).__name__}: {exc}")
+        out.send("error", message=f"The worker {worker} failed: {type(exc).__name__}: "
+                 f"{hide_source(str(exc), source, name)}")
         return "error"
     out.send("done", **usage.to_dict())
     return usage.finish_reason

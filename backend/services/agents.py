@@ -465,16 +465,22 @@ def list_versions(*, actor: Actor, agent: int | str) -> list[dict[str, Any]]:
 
 
 def create_bot(*, actor: Actor, name: str, model: str, knowledge_bases: Sequence[str],
-               welcome: str = "", publish: bool = True) -> AgentView:
-    """The three-step bot: a knowledge base, a model, a name. Retrieval on every question,
+               welcome: str = "", publish: bool = True, top_k: int = 4,
+               context_budget: int | None = None) -> AgentView:
+    """The three-step bot: a knowledge base, a model, a name. Retrieval on every question
+    (``top_k`` passages, as many as fit the model's context or ``context_budget`` tokens),
     citations on, "I don't know" when nothing relevant is found; published at once."""
-    cfg = AgentConfig(
-        model=model, knowledge_bases=list(knowledge_bases), kb_mode="context", citations=True,
-        system_prompt=("You answer questions from the team's documents. Use only the passages "
-                       "you are given, cite them like [1], and say you don't know when they do "
-                       "not answer the question."),
-        welcome=welcome,
-        params={"temperature": 0.2})
+    try:
+        cfg = AgentConfig(
+            model=model, knowledge_bases=list(knowledge_bases), kb_mode="context",
+            citations=True, kb_top_k=int(top_k), context_budget=context_budget or None,
+            system_prompt=("You answer questions from the team's documents. Use only the "
+                           "passages you are given, cite them like [1], and say you don't know "
+                           "when they do not answer the question."),
+            welcome=welcome,
+            params={"temperature": 0.2})
+    except ValueError as exc:
+        raise AgentError(str(exc)) from None
     view = create_agent(actor=actor, name=name, config=cfg, icon="📚")
     return publish_agent(actor=actor, agent=view.id) if publish else view
 
@@ -823,6 +829,24 @@ _MODEL_COLUMNS = ("name", "kind", "source", "base_url", "remote_model", "api_key
                   "capabilities", "default_params")
 
 
+def _prompt_budget(cfg: AgentConfig, model: Any, tools: Sequence[AgentTool]) -> Any:
+    """How many tokens a question may use with this model (a spec or a registry row; None:
+    an unknown model, estimated): its context window, or the agent's smaller context budget,
+    less the longest answer asked for."""
+    import json
+
+    from backend.agents.packing import model_budget
+
+    defaults = dict(getattr(model, "default_params", None) or {})
+    answer = cfg.params.get("max_new_tokens") or defaults.get("max_new_tokens")
+    local = model is not None and getattr(model, "kind", "") in ("local", "produced")
+    extra = json.dumps([t.spec() for t in tools]) if tools else ""
+    return model_budget(name=getattr(model, "name", None) or cfg.model or "the model",
+                        source=getattr(model, "source", None) if local else None,
+                        answer_tokens=int(answer) if answer else None,
+                        context_budget=cfg.context_budget, extra_text=extra)
+
+
 @cache
 def _run_statement(version: str, by: str) -> Any:
     """The one statement a turn reads its agent with: columns only (no ORM objects to build),
@@ -985,6 +1009,7 @@ def stream_agent(*, actor: Actor, agent: int | str, question: str,
                     if m.get("role") in ("user", "assistant")]
         agent_id, agent_name, workspace_id = a.id, a.name, a.workspace_id
         conv_id = conversation_id
+        model_row = a.model
     keep = cfg.memory_turns * 2
     window = past[-keep:] if keep else []
     older = past[:-keep] if keep else past
@@ -1002,7 +1027,8 @@ def stream_agent(*, actor: Actor, agent: int | str, question: str,
     turn = Turn(llm, cfg, question=question, system=system,
                 history=[{"role": m["role"], "content": m["content"]} for m in window],
                 summary=summary if cfg.memory_summary else "", tools=tools, retrieve=retrieve,
-                tracer=tracer, on_token=run._emit)
+                tracer=tracer, on_token=run._emit,
+                budget=_prompt_budget(cfg, spec or model_row, tools))
     started = time.perf_counter()
     # The first model call goes out now, when it is known (no knowledge to retrieve into its
     # prompt first): the model works on it while the answer's thread and its graph start.

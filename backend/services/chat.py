@@ -42,9 +42,9 @@ from backend.llm.channel import (
     request_stop,
     stop_requested,
 )
-from backend.llm.errors import InferenceBusy, InferenceUnavailable
+from backend.llm.errors import InferenceBusy, InferenceUnavailable, LLMError
 from backend.llm.langchain_chat import StudioChatModel
-from backend.llm.local_hf import generate_local, model_cache
+from backend.llm.local_hf import generate_local, model_cache, renamed
 from backend.llm.openai_compat import stream_chat_openai
 from backend.llm.stream import ChatResult, ChatStream
 from backend.llm.types import ChatEvent, GenerationParams, Message, ModelSpec, validate_messages
@@ -202,8 +202,11 @@ def _in_process(spec: ModelSpec, msgs: list[Message], gp: GenerationParams,
                 ticket: _Ticket) -> Iterator[ChatEvent]:
     try:
         ticket.wait()
-        lm = model_cache().get(spec.source)
-        yield from generate_local(lm, msgs, gp, tools,
+        try:
+            lm = model_cache().get(spec.source)
+        except LLMError as exc:  # named as registered: no server path leaves in an error
+            raise renamed(exc, spec.source, spec.name) from None
+        yield from generate_local(lm, msgs, gp, tools, name=spec.name,
                                   should_stop=lambda: stop_requested(r, rid), where="in-process")
     finally:
         ticket.release()
