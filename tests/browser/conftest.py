@@ -13,6 +13,7 @@ Screenshots: every step a helper of ``ui.py`` takes is photographed into
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -258,10 +259,8 @@ def page(chromium: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     finally:
         failed = request.node.stash.get(_FAILED, True)
         if failed:
-            try:
+            with contextlib.suppress(Exception):  # the page may be gone
                 ui.shot(pg, "failure")
-            except Exception:  # noqa: BLE001 - the page may be gone
-                pass
         context.close()
         if not failed and not os.environ.get("STUDIO_BROWSER_KEEP_SHOTS"):
             shutil.rmtree(shots, ignore_errors=True)
@@ -288,10 +287,8 @@ def new_page(chromium: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     for context in contexts:
         for pg in context.pages:
             if failed:
-                try:
+                with contextlib.suppress(Exception):
                     ui.shot(pg, "failure")
-                except Exception:  # noqa: BLE001
-                    pass
         context.close()
     if not failed and not os.environ.get("STUDIO_BROWSER_KEEP_SHOTS"):
         for folder in (SHOTS_ROOT / module).glob(f"{request.node.name}-*"):
