@@ -140,3 +140,22 @@ def test_corpus_from_given_documents_counts_them_as_files_read(tmp_path: Path) -
     (tmp_path / "one.txt").write_text("One more file about the printers on the third floor.")
     stats = build_corpus([tmp_path / "one.txt"], tmp_path / "out2", extra_documents=given[:5])
     assert stats.files_read == 6
+
+
+def test_the_file_uploaders_own_words_are_rewritten_into_the_readers_language() -> None:
+    """Streamlit writes them in English in the browser; the page's script swaps them with these
+    rules (JavaScript's replace; checked here with Python's)."""
+    from studio.components.uploader_text import rules
+
+    def swap(lang: str, text: str) -> str:
+        for pattern, replacement in rules(lang):
+            if re.match(pattern, text):
+                return re.sub(pattern, re.sub(r"\$(\d)", r"\\\1", replacement), text)
+        return text
+
+    assert swap("zh_CN", "Upload") == "上传"
+    assert swap("zh_CN", "200MB per file") == "每个文件不超过 200MB"
+    assert swap("zh_CN", "File must be 200.0MB or smaller.") == "文件不能超过 200.0MB。"
+    assert swap("zh_CN", "upload") == "upload"  # the icon's name is not a word on the page
+    assert swap("en", "每个文件不超过 200MB") == "200MB per file"  # and back after a switch
+    assert swap("en", "Upload") == "Upload"
