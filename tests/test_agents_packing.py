@@ -116,3 +116,88 @@ def test_an_over_long_prompt_error_from_the_model_names_no_path(
     message = str(err.value)
     assert "reads at most 1024" in message and name in message
     assert str(tiny_model_dir) not in message and "/" not in message.split("model")[1][:60]
+
+
+WORDS = ("amber", "birch", "cedar", "delta", "ember", "fjord", "granite", "harbor", "iris",
+         "juniper", "kestrel", "lantern", "meadow", "nectar", "orchid", "pebble", "quartz",
+         "raven", "saffron", "thistle", "umber", "violet", "willow", "yarrow", "zephyr")
+
+
+def _garage(i: int) -> str:
+    """A long page of its own words (pages that share their text are boilerplate)."""
+    w = WORDS
+    return f"# Garage {w[i]}\n\n" + " ".join(
+        f"In the {w[(i * 7 + j) % 25]} wing the gate opens with the {w[(i + j * 3) % 25]} card, "
+        f"and {w[(i * j + 5) % 25]} visitors park by the {w[(i * 11 + j * 2) % 25]} stairs."
+        for j in range(30))
+
+
+@pytest.fixture(scope="module")
+def place(studio_env: dict[str, str], tiny_model_dir: Path) -> dict[str, Any]:
+    from backend.accounts.actor import Role
+    from backend.services import jobs, models
+    from backend.services import knowledge as kbs
+    from tests.accounts_helpers import actor_of, make_key, make_user, make_workspace
+
+    wid = make_workspace("fit")
+    user = make_user(Role.builder, [wid], prefix="fit-builder")
+    builder = actor_of(user, wid)
+    model = models.add_local_model(actor=builder, name=f"demo-{uuid.uuid4().hex[:6]}",
+                                   source=str(tiny_model_dir)).name
+    kb = kbs.create_knowledge_base(actor=builder, name=f"garages-{uuid.uuid4().hex[:4]}")
+    uploads = [(f"garage{i}.md", _garage(i).encode()) for i in range(1, 6)]
+    job = jobs.run_inline(actor=builder, job_id=kbs.ingest_files(
+        actor=builder, kb=kb.id, uploads=uploads, enqueue=False))
+    assert job.status == "succeeded", job.error
+    return {"builder": builder, "model": model, "kb": kb.name, "key": make_key(user, wid)}
+
+
+def test_the_three_step_bot_answers_its_first_question_on_the_tiny_model(
+        place: dict[str, Any]) -> None:
+    """Finding 2: the retrieved passages (top 5 of long pages) are far more than the tiny
+    model's 1,024 tokens; the bot answers anyway, with the passages that fit as its sources."""
+    from backend.services import agents
+
+    bot = agents.create_bot(actor=place["builder"], name=f"garage-bot-{uuid.uuid4().hex[:4]}",
+                            model=place["model"], knowledge_bases=[place["kb"]], top_k=5)
+    agents.update_agent(actor=place["builder"], agent=bot.id, config={
+        **bot.config, "params": {"temperature": 0, "max_new_tokens": 8}})
+    agents.publish_agent(actor=place["builder"], agent=bot.id)
+    run = agents.stream_agent(actor=place["builder"], agent=bot.id, placement="local",
+                              question="How does the gate of the garage open?")
+    answer = "".join(run)
+    res = run.result
+    assert res is not None and answer.strip() and res.answer == answer
+    fit = next(s for s in res.steps if s["kind"] == "context")["output"]
+    assert fit["passages_found"] == 5 and 1 <= fit["passages_used"] < 5
+    assert fit["counted"] == "tokenizer" and fit["context_window"] == 1024
+    assert fit["prompt_tokens"] <= fit["prompt_limit"]
+    assert len(res.sources) == fit["passages_used"]
+    model_step = next(s for s in res.steps if s["kind"] == "model")
+    assert model_step["error"] is None and model_step["prompt_tokens"] <= 1024
+
+
+def test_cli_sets_top_k_and_the_context_budget(place: dict[str, Any]) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from backend.cli import app
+
+    def cli(*args: str) -> tuple[int, Any]:
+        res = CliRunner().invoke(app, ["--api-key", place["key"], *args])
+        return res.exit_code, json.loads(res.stdout) if res.stdout.strip() else res.stderr
+
+    name = f"cli-fit-{uuid.uuid4().hex[:4]}"
+    code, out = cli("agents", "create", name, "--model", place["model"], "--kb", place["kb"],
+                    "--top-k", "3", "--context-budget", "512", "--json")
+    assert code == 0, out
+    assert out["config"]["kb_top_k"] == 3 and out["config"]["context_budget"] == 512
+    code, out = cli("agents", "update", name, "--top-k", "7", "--context-budget", "0",
+                    "-n", "16", "--json")
+    assert code == 0, out
+    cfg = out["config"]
+    assert cfg["kb_top_k"] == 7 and cfg["context_budget"] is None
+    assert cfg["params"]["max_new_tokens"] == 16 and cfg["knowledge_bases"] == [place["kb"]]
+    code, out = cli("agents", "update", name, "--context-budget", "100", "--json")
+    assert code == 1 and "context_budget" in out["error"]

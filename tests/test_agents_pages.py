@@ -87,3 +87,29 @@ def test_pages_render_in_chinese_with_a_bot_open(place: dict[str, Any], page: st
     data |= {f"🤖 {n}" for n in data}
     left = untranslated(at._tree, data=data)
     assert not left, "\n".join(left)
+
+
+def test_a_question_after_new_conversation_goes_into_the_new_one(place: dict[str, Any]) -> None:
+    """Issue 22 finding 10: the picker kept its old pick, so the first question after "New
+    conversation" went into the previous conversation."""
+    at = _app(place["user"], "chat").run()
+    at.chat_input(key="chat_input").set_value("First question").run()
+    assert not at.exception, [e.value for e in at.exception]
+    first = at.session_state["chat_conversation_" + str(place["bot_id"])]
+    at.button(key=f"chat_new_{place['bot_id']}").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "chat_conversation_" + str(place["bot_id"]) not in at.session_state
+    at.chat_input(key="chat_input").set_value("Second question").run()
+    assert not at.exception, [e.value for e in at.exception]
+    second = at.session_state["chat_conversation_" + str(place["bot_id"])]
+    assert second != first
+    titles = {c.id: (c.title, c.messages) for c in agents.list_conversations(
+        actor=place["user"], agent=place["bot_id"])}
+    assert titles[first] == ("First question", 2) and titles[second] == ("Second question", 2)
+    # picking the first one in the history shows it again, and the next question goes there
+    at.radio(key=f"chat_hist_{place['bot_id']}").set_value(first).run()
+    at.chat_input(key="chat_input").set_value("Third question").run()
+    assert not at.exception, [e.value for e in at.exception]
+    counts = {c.id: c.messages for c in agents.list_conversations(
+        actor=place["user"], agent=place["bot_id"])}
+    assert counts[first] == 4 and counts[second] == 2

@@ -1,4 +1,4 @@
-"""``studio agents create|list|show|delete|publish|run``: agents and published bots."""
+"""``studio agents create|update|list|show|delete|publish|run``: agents and published bots."""
 
 from __future__ import annotations
 
@@ -8,6 +8,11 @@ from typing import Any
 import typer
 
 from backend.cli.output import JSON_OPTION, cli_actor, echo_lines, emit, fail, service_errors
+
+TOP_K_HELP = ("Passages retrieved per question; as many as fit the model's context go into "
+              "the prompt, best first.")
+BUDGET_HELP = ("The most tokens a question may use, prompt and answer together (default: the "
+               "model's context window).")
 
 app = typer.Typer(help="Agents: tools, knowledge, memory; publish them as bots.",
                   no_args_is_help=True)
@@ -40,6 +45,8 @@ def create(
     summary: bool = typer.Option(False, "--summary", help="Keep older turns as a summary."),
     temperature: float = typer.Option(None, "--temperature", "-t"),
     max_new_tokens: int = typer.Option(None, "--max-new-tokens", "-n"),
+    top_k: int = typer.Option(4, "--top-k", help=TOP_K_HELP),
+    context_budget: int = typer.Option(None, "--context-budget", help=BUDGET_HELP),
     description: str = typer.Option("", "--description"),
     publish: bool = typer.Option(False, "--publish", help="Publish it at once."),
     as_json: bool = JSON_OPTION,
@@ -53,7 +60,8 @@ def create(
         "model": model, "type": agent_type, "knowledge_bases": list(kb or []), "kb_mode": kb_mode,
         "tools": list(tool or []), "max_steps": max_steps, "memory_turns": memory_turns,
         "memory_summary": summary, "saved_prompt": saved_prompt,
-        "saved_prompt_version": saved_prompt_version,
+        "saved_prompt_version": saved_prompt_version, "kb_top_k": top_k,
+        "context_budget": context_budget or None,
         "params": {k: v for k, v in (("temperature", temperature),
                                      ("max_new_tokens", max_new_tokens)) if v is not None}}
     if prompt:
@@ -66,6 +74,58 @@ def create(
     emit(view, as_json, lambda a: typer.echo(f"Created agent #{a.id} {a.name!r}"
                                              + (f", published as v{a.published_version}."
                                                 if a.published_version else " (a draft).")))
+
+
+@app.command("update")
+def update(
+    name: str = typer.Argument(..., help="The agent (name or id)."),
+    rename: str = typer.Option(None, "--name", help="A new name."),
+    model: str = typer.Option(None, "--model", "-m", help="A registered chat model."),
+    kb: list[str] = typer.Option(None, "--kb", help="Knowledge bases (repeatable; replaces "
+                                 "the list)."),
+    kb_mode: str = typer.Option(None, "--kb-mode", help="context, tool, or both."),
+    prompt: str = typer.Option(None, "--prompt", help="The system prompt."),
+    top_k: int = typer.Option(None, "--top-k", help=TOP_K_HELP),
+    context_budget: int = typer.Option(None, "--context-budget",
+                                       help=BUDGET_HELP + " 0 goes back to the model's own."),
+    temperature: float = typer.Option(None, "--temperature", "-t"),
+    max_new_tokens: int = typer.Option(None, "--max-new-tokens", "-n"),
+    max_steps: int = typer.Option(None, "--max-steps"),
+    memory_turns: int = typer.Option(None, "--memory-turns"),
+    description: str = typer.Option(None, "--description"),
+    publish: bool = typer.Option(False, "--publish", help="Publish the new draft at once."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Change an agent's draft: only the options given change (publish to serve it)."""
+    from backend.services import agents
+
+    actor = cli_actor()
+    with service_errors(as_json):
+        view = agents.get_agent(actor=actor, agent=name)
+        cfg: dict[str, Any] = dict(view.config)
+        for key, value in (("model", model), ("kb_mode", kb_mode), ("system_prompt", prompt),
+                           ("kb_top_k", top_k), ("max_steps", max_steps),
+                           ("memory_turns", memory_turns)):
+            if value is not None:
+                cfg[key] = value
+        if kb:
+            cfg["knowledge_bases"] = list(kb)
+        if context_budget is not None:
+            cfg["context_budget"] = context_budget or None
+        params = dict(cfg.get("params") or {})
+        if temperature is not None:
+            params["temperature"] = temperature
+        if max_new_tokens is not None:
+            params["max_new_tokens"] = max_new_tokens
+        cfg["params"] = params
+        view = agents.update_agent(actor=actor, agent=view.id, name=rename,
+                                   description=description, config=cfg)
+        if publish:
+            view = agents.publish_agent(actor=actor, agent=view.id)
+    emit(view, as_json, lambda a: typer.echo(
+        f"Updated agent #{a.id} {a.name!r}" + (f", published as v{a.published_version}."
+                                               if publish else " (the draft; publish to serve "
+                                               "it).")))
 
 
 @app.command("list")

@@ -15,7 +15,43 @@ from studio.components.errors import show_error
 from studio.i18n import _
 
 STEP_KINDS = {"model": _("Model call"), "tool": _("Tool call"), "retrieval": _("Retrieval"),
-              "plan": _("Plan")}
+              "plan": _("Plan"), "context": _("Context")}
+
+
+def step_name(step: dict[str, Any]) -> str:
+    """A step's name as a reader sees it: the fit of the context says how many passages went
+    in ("3 of 5 passages fit")."""
+    out = step.get("output") or {}
+    if step.get("kind") == "context" and isinstance(out, dict) and "passages_used" in out:
+        text = _("{used} of {found} passages fit").format(used=out["passages_used"],
+                                                         found=out["passages_found"])
+        if out.get("turns_dropped"):
+            text += " · " + _("{n} older turns left out").format(n=out["turns_dropped"])
+        return text
+    if step.get("kind") == "context":
+        return _("Fitting the prompt into the model's context")
+    return str(step.get("name") or "")
+
+
+def share_url(bot: str) -> str:
+    """The address that opens this bot's chat: the studio's own address as the browser sees it
+    (a relative one where the page has none, as under AppTest)."""
+    from urllib.parse import quote, urlsplit
+
+    path = f"chat?bot={quote(bot, safe='')}"
+    here = getattr(st.context, "url", None)
+    if not here:
+        return "/" + path
+    parts = urlsplit(here)
+    base = parts.path.rstrip("/").rsplit("/", 1)[0] if parts.path.strip("/") else ""
+    return f"{parts.scheme}://{parts.netloc}{base}/{path}"
+
+
+def share_box(bot: str) -> None:
+    """The bot's share link, to copy (the copy button is the code block's own)."""
+    st.markdown(_("**Share link**: anyone in this workspace opens {name}'s chat with it.")
+                .format(name=bot))
+    st.code(share_url(bot), language=None)
 
 
 def conversation_key(prefix: str, agent_id: int) -> str:
@@ -33,6 +69,9 @@ def show_sources(sources: list[dict[str, Any]], key: str) -> None:
                 where.append(_("page {page}").format(page=meta["page"]))
             if meta.get("heading_path"):
                 where.append(" > ".join(str(h) for h in meta["heading_path"]))
+            if meta.get("relevance") is not None:
+                where.append(_("relevance {percent}").format(
+                    percent=f"{float(meta['relevance']):.0%}"))
             st.markdown(f"**[{i}] {s.get('source', '')}**" + (f" · {' · '.join(where)}"
                                                                   if where else ""))
             with st.popover(_("Show the passage"), key=f"{key}_src_{i}"):
@@ -51,11 +90,18 @@ def show_trace(actor: Actor, trace_id: int, key: str) -> None:
             tokens=trace.prompt_tokens + trace.completion_tokens))
         if trace.error:
             st.error(trace.error)
+        fit = next((s for s in trace.steps if s["kind"] == "context" and s["output"]), None)
+        if fit is not None:
+            st.caption(_("Context: {what}; the prompt took {tokens} of the {limit} tokens the "
+                         "model leaves after {answer} for the answer.").format(
+                what=step_name(fit), tokens=fit["output"].get("prompt_tokens", 0),
+                limit=fit["output"].get("prompt_limit", 0),
+                answer=fit["output"].get("answer_tokens", 0)))
         for plan in trace.plan or []:
             st.markdown(_("**Plan {version}**").format(version=plan["version"]))
             st.markdown("\n".join(f"{i}. {s}" for i, s in enumerate(plan["steps"], 1)))
         rows = [{_("Step"): s["seq"], _("Kind"): STEP_KINDS.get(s["kind"], s["kind"]),
-                 _("Name"): s["name"], _("Milliseconds"): round(s["latency_ms"]),
+                 _("Name"): step_name(s), _("Milliseconds"): round(s["latency_ms"]),
                  _("Tokens"): s["prompt_tokens"] + s["completion_tokens"],
                  _("Error"): s["error"] or ""} for s in trace.steps]
         st.dataframe(rows, hide_index=True, width="stretch")
@@ -143,21 +189,32 @@ def chat_panel(actor: Actor, agent: agents_service.AgentView, *, prefix: str,
 
 
 def history_picker(actor: Actor, agent: agents_service.AgentView, *, prefix: str) -> None:
-    """Past conversations with this agent (builders: everyone's; users: their own)."""
+    """Past conversations with this agent (builders: everyone's; users: their own).
+
+    The picked conversation lives in one session key (``conversation_key``); the radio only
+    shows it. Both buttons act in callbacks, before the page runs again, so the question asked
+    next goes to the conversation the page shows (a radio keeping its old pick used to put the
+    first question after "New conversation" into the previous one)."""
     conv_key = conversation_key(prefix, agent.id)
+    radio_key = f"{prefix}_hist_{agent.id}"
     convs = agents_service.list_conversations(actor=actor, agent=agent.id, limit=50)
-    if st.button(_("New conversation"), key=f"{prefix}_new_{agent.id}", icon="➕"):
+
+    def new_conversation() -> None:
         st.session_state.pop(conv_key, None)
-        st.rerun()
+        st.session_state[radio_key] = None
+
+    def picked() -> None:
+        st.session_state[conv_key] = st.session_state.get(radio_key)
+
+    st.button(_("New conversation"), key=f"{prefix}_new_{agent.id}", icon="➕",
+              on_click=new_conversation)
     if not convs:
         st.caption(_("No conversations yet."))
         return
     labels = {c.id: f"{c.title[:48]} ({c.messages})" for c in convs}
     current = st.session_state.get(conv_key)
     options = list(labels)
-    pick = st.radio(_("Conversations"), options, format_func=lambda i: labels[i],
-                    index=options.index(current) if current in options else None,
-                    key=f"{prefix}_hist_{agent.id}")
-    if pick is not None and pick != current:
-        st.session_state[conv_key] = pick
-        st.rerun()
+    # the radio shows the conversation the chat is in, whatever it was left at
+    st.session_state[radio_key] = current if current in options else None
+    st.radio(_("Conversations"), options, format_func=lambda i: labels[i], key=radio_key,
+             on_change=picked)

@@ -11,7 +11,7 @@ import streamlit as st
 
 from backend.accounts.actor import Role
 from backend.services import agents as agents_service
-from studio.components.agent_chat import chat_panel, history_picker
+from studio.components.agent_chat import chat_panel, history_picker, share_box
 from studio.components.errors import show_error
 from studio.components.page_links import page_link
 from studio.components.session import current_actor
@@ -22,6 +22,7 @@ actor = current_actor()
 PICK = "agents_pick"
 NEXT_PICK = "agents_pick_next"  # applied at the top of the next run, before the widget exists
 FLASH = "agents_flash"
+BOT3_MADE = "bot3_made"  # the bot the three steps made last (its links stay shown)
 NEW = 0
 
 st.title(_("Agents"))
@@ -31,6 +32,10 @@ if not actor.has_role(Role.builder):
     st.stop()
 
 TYPE_LABELS = {"tools": _("Tool-calling loop"), "plan": _("Plan and execute")}
+TOP_K_HELP = _("How many passages the search returns for each question. As many of them as fit "
+               "the model's context go into the prompt, best first; the trace says how many.")
+BUDGET_HELP = _("The most tokens one question may use, prompt and answer together. 0 uses the "
+                "model's whole context window (8,192 tokens for a model that does not say).")
 KB_MODE_LABELS = {"context": _("Retrieve on every question (with citations)"),
                   "tool": _("A search tool the model calls"), "both": _("Both")}
 BUILTIN_LABELS = {"calculator": _("Calculator"), "current_datetime": _("Current date and time"),
@@ -134,6 +139,12 @@ def _config_form(a: agents_service.AgentView | None) -> None:
         kb_mode = c2.radio(_("Use the knowledge"), modes, format_func=lambda m: KB_MODE_LABELS[m],
                            index=modes.index(cfg.get("kb_mode", "context")))
         c1, c2 = st.columns(2)
+        top_k = c1.number_input(_("Passages to retrieve (top-k)"), 1, 50,
+                                int(cfg.get("kb_top_k") or 4), help=TOP_K_HELP)
+        budget = c2.number_input(_("Context budget in tokens (0: the model's whole context)"),
+                                 0, 2_000_000, int(cfg.get("context_budget") or 0), step=256,
+                                 help=BUDGET_HELP)
+        c1, c2 = st.columns(2)
         citations = c1.checkbox(_("Cite sources"), value=cfg.get("citations", True))
         idk = c2.text_input(_("Said when nothing relevant is found"),
                             value=cfg.get("idk_message") or _(
@@ -154,7 +165,8 @@ def _config_form(a: agents_service.AgentView | None) -> None:
     if not submitted:
         return
     new_cfg = {**{k: v for k, v in cfg.items() if k in (
-        "kb_top_k", "kb_threshold", "tool_timeout_s", "tool_max_chars")},
+        "kb_threshold", "tool_timeout_s", "tool_max_chars")},
+        "kb_top_k": int(top_k), "context_budget": int(budget) or None,
         "model": model, "type": agent_type, "system_prompt": system,
         "params": {**params, "temperature": temperature, "max_new_tokens": int(max_tokens)},
         "saved_prompt": saved or None, "saved_prompt_version": int(saved_version) or None,
@@ -291,18 +303,31 @@ with tab_bot:
             model = st.selectbox(_("Step 2: model"), model_names)
             name = st.text_input(_("Step 3: the bot's name"))
             welcome = st.text_input(_("Welcome message (optional)"))
+            with st.expander(_("Advanced"), icon="⚙️"):
+                c1, c2 = st.columns(2)
+                bot_top_k = c1.number_input(_("Passages to retrieve (top-k)"), 1, 50, 4,
+                                            help=TOP_K_HELP)
+                bot_budget = c2.number_input(
+                    _("Context budget in tokens (0: the model's whole context)"), 0, 2_000_000,
+                    0, step=256, help=BUDGET_HELP)
             go = st.form_submit_button(_("Create and publish the bot"), type="primary")
         if go:
             try:
                 with st.spinner(_("Creating the bot…")):
-                    bot = agents_service.create_bot(actor=actor, name=name, model=model,
-                                                    knowledge_bases=[kb], welcome=welcome)
+                    bot = agents_service.create_bot(
+                        actor=actor, name=name, model=model, knowledge_bases=[kb],
+                        welcome=welcome, top_k=int(bot_top_k),
+                        context_budget=int(bot_budget) or None)
                 st.session_state[NEXT_PICK] = bot.id
-                st.success(_("{name} is ready to chat and to share.").format(name=bot.name))
-                page_link("chat", label=_("Chat with {name}").format(name=bot.name), icon="💬",
-                          query_params={"bot": bot.name})
+                st.session_state[BOT3_MADE] = bot.name
             except Exception as exc:  # noqa: BLE001
                 show_error(exc, doing=_("Creating the bot"))
+        made_bot = st.session_state.get(BOT3_MADE)
+        if made_bot:  # stays until the next bot: the user follows the link when ready
+            st.success(_("{name} is ready to chat and to share.").format(name=made_bot))
+            page_link("chat", label=_("Chat with {name}").format(name=made_bot), icon="💬",
+                      query_params={"bot": made_bot})
+            share_box(made_bot)
 
 
 # ---------------------------------------------------------------------------------- tools

@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from backend.services import agents as agents_service
-from studio.components.agent_chat import chat_panel, history_picker
+from studio.components.agent_chat import chat_panel, history_picker, share_box
 from studio.components.errors import show_error
 from studio.components.session import current_actor
 from studio.i18n import _
@@ -35,6 +35,8 @@ with side:
     name = st.selectbox(_("Bot"), names, key="chat_bot")
     bot = next(b for b in bots if b.name == name)
     st.query_params["bot"] = bot.name
+    with st.popover(_("Share"), icon="🔗"):
+        share_box(bot.name)
     st.subheader(_("History"))
     history_picker(actor, bot, prefix="chat")
 with main:
