@@ -347,6 +347,9 @@ def test_packing_trains_on_fewer_rows(tiny_model_dir: Path, tmp_path: Path) -> N
     assert result["steps"] == 2 and result["val_loss"] > 0 and result["perplexity"] > 1
     names = {n for n, _, _ in ctx.metrics}
     assert {"train_loss", "learning_rate", "val_loss", "tokens_per_s", "eta_s"} <= names
+    for name in ("tokens_per_s", "eta_s"):  # one point a step, not one per log call
+        steps = [s for n, s, _ in ctx.metrics if n == name]
+        assert steps == sorted(set(steps)), (name, steps)
 
 
 def test_torchrun_launch_relays_progress_and_result(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -121,3 +121,63 @@ def test_launch_from_the_page_creates_a_job(seeded: dict[str, object]) -> None:
     assert len(new) == 1 and new[0].queue == "gpu" and new[0].params["config"]["method"] == "lora"
     assert any(f"#{new[0].id}" in s.value for s in at.success)
     jobs_service.cancel_job(actor=SYSTEM, job_id=new[0].id)
+
+
+def _fresh(lang: str = "en") -> AppTest:
+    """The wizard as a person first opens it: nothing chosen yet."""
+    at = AppTest.from_file(str(PAGE), default_timeout=120)
+    at.session_state["actor"] = SYSTEM
+    at.session_state["lang"] = lang
+    return at
+
+
+def test_choices_survive_the_steps(seeded: dict[str, object]) -> None:
+    """Issue 22, finding 1: the model picked in step 1 and the dataset picked in step 2 reach
+    step 3 (Streamlit forgets the keys of widgets a rerun does not draw), and the step picker
+    cannot be emptied by clicking the active step."""
+    at = _fresh().run()
+    assert not at.exception, [e.value for e in at.exception]
+    steps = at.segmented_control(key="ft_step_pick")
+    assert steps.value == "model" and steps.proto.required
+    at.selectbox(key="ft_model_pick").set_value(seeded["base"]).run()
+    at.button(key="ft_next_data").click().run()  # "Next: prepare the data"
+    assert at.segmented_control(key="ft_step_pick").value == "data"
+    text = _text(at)
+    assert "Choose a base model in step 1" not in text
+    at.selectbox(key="ft_dataset_pick").set_value(seeded["dataset"]).run()
+    assert at.get("html"), "the preview through the chosen model's template"
+    at.segmented_control(key="ft_step_pick").set_value("train").run()
+    assert not at.exception, [e.value for e in at.exception]
+    text = _text(at)
+    assert "Choose a base model (step 1)" not in text
+    assert f"**{seeded['base']}**" in text and f"**{seeded['dataset']}**" in text
+    assert at.button(key="ft_start")
+    at.segmented_control(key="ft_step_pick").set_value("model").run()
+    assert at.selectbox(key="ft_model_pick").value == seeded["base"]
+    at.segmented_control(key="ft_step_pick").set_value("data").run()
+    assert at.selectbox(key="ft_dataset_pick").value == seeded["dataset"]
+
+
+def test_upload_names_the_dataset_after_its_file_and_lists_it(seeded: dict[str, object]) -> None:
+    """Issue 22, findings 1 and 10: choosing a file fills in the dataset name; a saved dataset
+    is listed and chosen in the same run (not "No dataset yet")."""
+    at = _fresh()
+    at.session_state["ft_step"] = "data"
+    at.session_state["ft_model"] = seeded["base"]
+    at.run()
+    tag = uuid.uuid4().hex[:6]
+    rows = [{"instruction": f"Size of box {i}?", "output": f"Box {i} is small."} for i in range(4)]
+    data = "\n".join(json.dumps(r) for r in rows).encode()
+    at.file_uploader(key="ft_file").upload(f"boxes {tag}.jsonl", data, "application/json").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.text_input(key="ft_ds_name").value == f"boxes-{tag}"
+    at.button(key="ft_add").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(f"boxes-{tag}" in s.value for s in at.success)
+    assert "No dataset yet" not in _text(at)
+    assert at.selectbox(key="ft_dataset_pick").value == f"boxes-{tag}"
+    assert at.session_state["ft_dataset"] == f"boxes-{tag}"
+    # a name typed by hand is kept when another file is chosen
+    at.text_input(key="ft_ds_name").input("my-own-name").run()
+    at.file_uploader(key="ft_file").upload("other.jsonl", data, "application/json").run()
+    assert at.text_input(key="ft_ds_name").value == "my-own-name"

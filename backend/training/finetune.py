@@ -27,6 +27,7 @@ from typing import Any
 from backend.jobs.context import JobContext
 from backend.training.finetune_config import NORM_MODULES, FinetuneConfig, qlora_available
 from backend.training.finetune_data import encode_chat, prompt_and_answer, prompt_ids
+from backend.training.pace import Pace
 
 CHECKPOINTS = "checkpoints"
 
@@ -175,26 +176,34 @@ def _reporting_callback(ctx: JobContext, save_every_s: float) -> Any:
     from transformers import TrainerCallback
 
     class Report(TrainerCallback):  # type: ignore[misc]
-        """Loss, validation loss, learning rate, tokens/s and ETA to the job; cancel."""
+        """Loss, validation loss, learning rate, tokens/s and time left to the job; cancel.
+        Tokens/s and time left come from a window of recent steps (``Pace``) and are reported
+        once per training log, so their charts show the trend, not every step's jitter."""
 
         def __init__(self) -> None:
-            self.started = time.monotonic()
-            self.start_step = 0
-            self.start_tokens = 0
+            self.pace = Pace()
             self.cancelled = False
             self.last_save = time.monotonic()
+            self.reported_step = -1
+            self.training = False
+            self.last_step_end = time.monotonic()
 
         def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             self.last_save = time.monotonic()
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            self.started = time.monotonic()
-            self.start_step = state.global_step
-            self.start_tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
+            self.training = True
+            self.last_step_end = time.monotonic()
+            self.pace.begin(self.last_step_end, state.global_step, _tokens_seen(state))
             if state.global_step:
                 ctx.log(f"Resumed at step {state.global_step} of {state.max_steps}")
 
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.pace.step_begin(time.monotonic())
+
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.last_step_end = time.monotonic()
+            self.pace.step_end(self.last_step_end, state.global_step, _tokens_seen(state))
             total = max(1, state.max_steps)
             ctx.progress(0.05 + 0.85 * state.global_step / total,
                          "training: step {step}/{total}", step=state.global_step, total=total)
@@ -204,6 +213,13 @@ def _reporting_callback(ctx: JobContext, save_every_s: float) -> Any:
                 self.cancelled = True
                 control.should_save = True
                 control.should_training_stop = True
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.training = False
+
+        def on_evaluate(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.training:  # an evaluation between steps (it follows a step's end)
+                self.pace.evaluated(time.monotonic() - self.last_step_end)
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
             logs = logs or {}
@@ -216,15 +232,33 @@ def _reporting_callback(ctx: JobContext, save_every_s: float) -> Any:
                 ctx.metric("val_loss", float(logs["eval_loss"]), step)
             if "rewards/margins" in logs:
                 ctx.metric("reward_margin", float(logs["rewards/margins"]), step)
-            elapsed = time.monotonic() - self.started
-            done = step - self.start_step
-            if elapsed > 0 and done > 0:
-                tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0) - self.start_tokens
-                if tokens > 0:
-                    ctx.metric("tokens_per_s", tokens / elapsed, step)
-                ctx.metric("eta_s", elapsed / done * max(0, state.max_steps - step), step)
+            if "loss" not in logs or step <= self.reported_step:
+                return  # evaluation and end-of-run logs: no second point at the same step
+            self.reported_step = step
+            rate = self.pace.tokens_per_s()
+            if rate is not None:
+                ctx.metric("tokens_per_s", rate, step)
+            left = self.pace.seconds_left(time.monotonic(), state.max_steps,
+                                          _evals_left(args, step, state.max_steps))
+            if left is not None:
+                ctx.metric("eta_s", left, step)
 
     return Report()
+
+
+def _evals_left(args: Any, step: int, max_steps: int) -> int:
+    """Evaluations the trainer will still run between steps, by its evaluation settings; the
+    one at ``step`` counts (the trainer logs a step's loss before it evaluates)."""
+    strategy = getattr(args, "eval_strategy", "no")
+    if str(getattr(strategy, "value", strategy)) != "steps" or not args.eval_steps:
+        return 0
+    every = args.eval_steps if args.eval_steps >= 1 else math.ceil(max_steps * args.eval_steps)
+    every = max(1, int(every))
+    return max(0, max_steps // every - (step - 1) // every)
+
+
+def _tokens_seen(state: Any) -> int:
+    return int(getattr(state, "num_input_tokens_seen", 0) or 0)
 
 
 def _any_rank(flag: bool) -> bool:

@@ -20,11 +20,12 @@ from backend.services.jobs import JobView, get_job
 from studio.components.errors import show_error
 from studio.components.jobs_widgets import job_progress, log_tail, status_with_icon
 from studio.components.page_links import page_link
-from studio.components.session import current_actor
+from studio.components.session import current_actor, require_page_role
 from studio.formatting import format_duration, format_number, format_relative
 from studio.i18n import _
 
 actor = current_actor()
+require_page_role(actor, Role.builder)  # users chat with the bots
 can_edit = actor.has_role(Role.builder)
 
 STEP = "ft_step"
@@ -66,9 +67,43 @@ st.title(_("Fine-tune"))
 st.caption(_("Teach a model your team's answers: pick a base model, bring examples, train, "
              "compare the answers before and after, then use the result everywhere."))
 
-st.session_state.setdefault(STEP, "model")
+
+
+# The wizard's choices (step, model, dataset, run) live in plain session-state keys that no
+# widget owns: Streamlit forgets a widget's key when the widget is not drawn on a rerun (the
+# model picker is only drawn in step 1), so each picker has a key of its own, is set from the
+# choice before it is drawn, and copies a new pick back into the choice.
+
+def _keep(widget_key: str, state_key: str) -> None:
+    st.session_state[state_key] = st.session_state[widget_key]
+
+
+def _bind(widget_key: str, state_key: str, options: list[Any]) -> dict[str, Any]:
+    """Set the picker ``widget_key`` to the choice ``state_key`` (the first option when the
+    choice is not among them) before it is drawn; returns the picker's keyword arguments."""
+    value = st.session_state.get(state_key)
+    if value not in options:
+        value = options[0]
+        st.session_state[state_key] = value
+    if st.session_state.get(widget_key) != value:
+        st.session_state[widget_key] = value
+    return {"key": widget_key, "on_change": _keep, "args": (widget_key, state_key)}
+
+
+def _go(step: str) -> None:
+    st.session_state[STEP] = step
+
+
+def _next_button(step: str, label: str) -> None:
+    st.button(label, key=f"ft_next_{step}", on_click=_go, args=(step,),
+              icon=":material/arrow_forward:")
+
+
+if st.session_state.get(STEP) not in STEPS:
+    st.session_state[STEP] = "model"
 step = st.segmented_control(_("Step"), STEPS, format_func=lambda s: STEP_LABELS[s],
-                            key=STEP, label_visibility="collapsed") or "model"
+                            required=True, label_visibility="collapsed",
+                            **_bind("ft_step_pick", STEP, STEPS)) or st.session_state[STEP]
 
 
 def _local_models() -> list[models_service.ModelView]:
@@ -99,12 +134,9 @@ def _model_step() -> None:
                   "a tiny demo model), or pre-train one."))
         page_link("models", label=_("Open Models"), icon="🧠")
         return
-    by_name = {m.name: m for m in models}
-    current = st.session_state.get(MODEL)
-    st.selectbox(_("Base model"), list(by_name), key=MODEL,
-                 index=list(by_name).index(current) if current in by_name else 0,
-                 help=_("Any local model, including the ones the studio pre-trained."))
-    name = st.session_state[MODEL]
+    names = [m.name for m in models]
+    name = st.selectbox(_("Base model"), names, **_bind("ft_model_pick", MODEL, names),
+                        help=_("Any local model, including the ones the studio pre-trained."))
     try:
         info = finetune_service.base_model_info(actor=actor, model=name)
     except (ValueError, LookupError, OSError) as exc:
@@ -122,6 +154,7 @@ def _model_step() -> None:
     else:
         st.warning(_("This model has no chat template: examples are laid out as plain "
                      "'role: text' lines."))
+    _next_button("data", _("Next: prepare the data"))
 
 
 # --- 2. data -------------------------------------------------------------------------------
@@ -131,39 +164,52 @@ def _issues_table(issues: list[datasets_service.Issue]) -> None:
                  hide_index=True, key="ft_issues")
 
 
-def _upload_form() -> None:
-    with st.form("ft_upload", clear_on_submit=False):
-        upload = st.file_uploader(_("Examples file (JSONL, JSON or CSV)"),
-                                  type=["jsonl", "json", "csv"], key="ft_file")
-        cols = st.columns(2)
-        name = cols[0].text_input(_("Dataset name"), key="ft_ds_name",
-                                  help=_("An existing name gets a new version."))
-        fmt = cols[1].selectbox(_("Format"), list(FORMAT_LABELS),
-                                format_func=lambda f: FORMAT_LABELS[f], key="ft_format")
-        submitted = st.form_submit_button(_("Check and add"), type="primary",
-                                          disabled=not can_edit)
-    if not submitted:
+def _name_from_file() -> None:
+    """A file was chosen: its name (without the extension) becomes the dataset name, unless
+    the person typed a name of their own."""
+    upload = st.session_state.get("ft_file")
+    if upload is None:
         return
+    stem = upload.name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    suggested = "-".join(stem.split()) or stem
+    typed = st.session_state.get("ft_ds_name", "")
+    if not typed.strip() or typed == st.session_state.get("ft_ds_name_suggested"):
+        st.session_state["ft_ds_name"] = suggested
+    st.session_state["ft_ds_name_suggested"] = suggested
+
+
+def _upload_form() -> datasets_service.DatasetView | None:
+    """The file, its name and format, and "Check and add". Returns the dataset it saved."""
+    upload = st.file_uploader(_("Examples file (JSONL, JSON or CSV)"),
+                              type=["jsonl", "json", "csv"], key="ft_file",
+                              on_change=_name_from_file)
+    cols = st.columns(2)
+    name = cols[0].text_input(_("Dataset name"), key="ft_ds_name",
+                              help=_("Filled in from the file's name. An existing name gets a "
+                                     "new version."))
+    fmt = cols[1].selectbox(_("Format"), list(FORMAT_LABELS),
+                            format_func=lambda f: FORMAT_LABELS[f], key="ft_format")
+    if not st.button(_("Check and add"), type="primary", key="ft_add", disabled=not can_edit):
+        return None
     if upload is None or not name.strip():
         st.error(_("Choose a file and give the dataset a name."))
-        return
+        return None
     try:
         with st.spinner(_("Checking every record…")):
             view = datasets_service.add_dataset(
-                actor=actor, name=name, filename=upload.name, data=upload.getvalue(),
+                actor=actor, name=name.strip(), filename=upload.name, data=upload.getvalue(),
                 format=None if fmt == "auto" else fmt,
                 base_model=st.session_state.get(MODEL), max_length=None)
     except datasets_service.DatasetInvalid as exc:
         st.error(_("{count} record(s) need fixing; nothing was saved.").format(
             count=len(exc.issues)))
         _issues_table(exc.issues)
-        return
+        return None
     except Exception as exc:  # noqa: BLE001 - shown in words
         show_error(exc, doing=_("Adding the dataset"))
-        return
+        return None
     st.session_state[DATASET] = view.name
-    st.success(_("Saved {name} version {version} with {count} records.").format(
-        name=view.name, version=view.latest_version, count=view.records))
+    return view
 
 
 def _histogram(hist: list[dict[str, int]]) -> go.Figure:
@@ -251,34 +297,25 @@ def _kb_builder() -> None:
             show_error(exc, doing=_("Saving the pairs"))
         else:
             st.session_state[DATASET] = view.name
-            st.success(_("Saved {name} version {version} with {count} records.").format(
-                name=view.name, version=view.latest_version, count=view.records))
+            _saved(view)
+
+
+def _saved(view: datasets_service.DatasetView) -> None:
+    st.success(_("Saved {name} version {version} with {count} records.").format(
+        name=view.name, version=view.latest_version, count=view.records))
 
 
 def _data_step() -> None:
     st.subheader(_("Prepare the data"))
-    search = st.text_input(_("Search datasets"), key="ft_ds_search")
-    views = datasets_service.list_datasets(actor=actor, search=search)
-    if views:
-        st.dataframe({
-            _("Name"): [v.name for v in views],
-            _("Format"): [FORMAT_LABELS.get(v.format, v.format) for v in views],
-            _("Version"): [v.latest_version for v in views],
-            _("Records"): [v.records for v in views],
-            _("Added"): [format_relative(v.created_at) for v in views],
-        }, hide_index=True, key="ft_ds_table")
-        names = [v.name for v in views]
-        current = st.session_state.get(DATASET)
-        st.selectbox(_("Dataset to train on"), names, key=DATASET,
-                     index=names.index(current) if current in names else 0)
-    else:
-        st.info(_("No dataset yet: upload one below."))
-    with st.expander(_("Upload a new dataset (or a new version)"), expanded=not views):
+    # the list is drawn after the forms below ran, so a dataset saved by them is in it
+    listing = st.container()
+    existing = bool(datasets_service.list_datasets(actor=actor))
+    with st.expander(_("Upload a new dataset (or a new version)"), expanded=not existing):
         st.caption(_("Instruction form: `instruction`, `input`, `output`. Chat form: `messages` "
                      "with roles (`system`, `user`, `assistant`). Preference form: `prompt`, "
                      "`chosen`, `rejected`. Every record is checked; a bad line is reported by "
                      "number and nothing is saved."))
-        _upload_form()
+        saved = _upload_form()
     with st.expander(_("Build a dataset from a knowledge base")):
         _kb_builder()
     with st.expander(_("Build a dataset from agent feedback")):
@@ -294,9 +331,35 @@ def _data_step() -> None:
             else:
                 st.success(_("{chat} chat example(s) and {pairs} preference pair(s) saved.")
                            .format(chat=len(out["chat"]), pairs=len(out["preference"])))
+    with listing:
+        if saved is not None:
+            _saved(saved)
+        search = st.text_input(_("Search datasets"), key="ft_ds_search")
+        views = datasets_service.list_datasets(actor=actor, search=search)
+        if views:
+            st.dataframe({
+                _("Name"): [v.name for v in views],
+                _("Format"): [FORMAT_LABELS.get(v.format, v.format) for v in views],
+                _("Version"): [v.latest_version for v in views],
+                _("Records"): [v.records for v in views],
+                _("Added"): [format_relative(v.created_at) for v in views],
+            }, hide_index=True, key="ft_ds_table")
+            names = [v.name for v in views]
+            chosen = st.session_state.get(DATASET)
+            if chosen is None or chosen in names or not search:
+                st.selectbox(_("Dataset to train on"), names,
+                             **_bind("ft_dataset_pick", DATASET, names))
+            else:
+                    st.caption(_("The chosen dataset, {name}, is not among the ones found.")
+                           .format(name=chosen))
+        elif search:
+            st.info(_("No dataset matches the search."))
+        else:
+            st.info(_("No dataset yet: upload one below."))
     if st.session_state.get(DATASET):
         st.divider()
         _preview(st.session_state[DATASET])
+        _next_button("train", _("Next: train"))
 
 
 # --- 3. train ------------------------------------------------------------------------------
@@ -380,9 +443,11 @@ def _train_step() -> None:
             show_error(exc, doing=_("Starting the fine-tune"))
             return
         st.session_state[JOB] = job.id
-        st.success(_("Training started as job #{id}. Follow it in step 4.").format(id=job.id))
+        st.success(_("Training started as job #{id}. Follow it here or in step 4.").format(
+            id=job.id))
     if st.session_state.get(JOB):
         job_progress(st.session_state[JOB], actor=actor, key="ft_train_job")
+        _next_button("evaluate", _("Next: evaluate"))
 
 
 # --- 4. evaluate ---------------------------------------------------------------------------
@@ -393,13 +458,10 @@ def _pick_run() -> JobView | None:
         st.info(_("No fine-tune has run yet. Start one in step 3."))
         return None
     by_id = {r.id: r for r in runs}
-    current = st.session_state.get(JOB)
-    st.selectbox(_("Fine-tune run"), list(by_id), key="ft_run_pick",
-                 index=list(by_id).index(current) if current in by_id else 0,
-                 format_func=lambda i: f"#{i} {status_with_icon(by_id[i].status)} "
-                                       f"{by_id[i].title}")
-    picked = st.session_state["ft_run_pick"]
-    st.session_state[JOB] = picked
+    picked = st.selectbox(_("Fine-tune run"), list(by_id),
+                          format_func=lambda i: f"#{i} {status_with_icon(by_id[i].status)} "
+                                                f"{by_id[i].title}",
+                          **_bind("ft_run_pick", JOB, list(by_id)))
     return get_job(actor=actor, job_id=picked)
 
 
@@ -440,6 +502,7 @@ def _evaluate_step() -> None:
             _("Exact match"): [scores["base"]["exact_match"], scores["tuned"]["exact_match"]],
             _("Contains"): [scores["base"]["contains"], scores["tuned"]["contains"]],
         }, hide_index=True, key="ft_scores")
+    _next_button("deploy", _("Next: deploy"))
 
 
 # --- 5. deploy -----------------------------------------------------------------------------
