@@ -74,7 +74,8 @@ def docx_bytes() -> bytes:
 
 MARKDOWN = """# Espresso machine manual
 
-Welcome to the manual of the BrewMaster 3000.
+Welcome to the manual of the BrewMaster 3000. It explains how to keep the machine clean, how
+often to descale it, and what to do when it stops brewing or makes unusual noises.
 
 ## Cleaning
 
@@ -89,7 +90,8 @@ Wipe the steam wand with a damp cloth after every use.
 
 ## Troubleshooting
 
-If the pump is loud, the water tank is probably empty. Refill it and restart.
+If the pump is loud, the water tank is probably empty. Refill it and restart. If the machine
+still does not heat up, unplug it for a minute and switch it on again.
 
 ```
 # not a heading: a comment inside code
@@ -167,3 +169,101 @@ def zip_bomb_bytes() -> bytes:
         for _ in range(120):
             fh.write(block)
     return buf.getvalue()
+
+
+# A small generated manual (texinfo / old latex2html style): every page carries the same banner,
+# a "Prev | Up | Next | Home" table of links, a "Next: …, Previous: …, Up: …" line whose link
+# texts differ from page to page, and the same footer; no class names mark any of it.
+MANUAL_TOPICS = [
+    ("install", "Installing Gadget",
+     "Gadget installs from the gadget-setup package. The installer needs 512 megabytes of free "
+     "disk space and asks for the folder where the toolkit lives."),
+    ("config", "The configuration file",
+     "Settings live in gadget.toml in the home folder. Each section of the file names one "
+     "module; unknown keys are reported as warnings at start-up."),
+    ("logging", "Logging",
+     "Gadget writes its log to gadget.log and rotates the file when it reaches 20 megabytes. "
+     "Set log_level to debug to see every request the toolkit makes."),
+    ("network", "Proxies and networking",
+     "Behind a corporate proxy, set http_proxy in gadget.toml. Connections time out after 45 "
+     "seconds and are retried three times with a growing pause."),
+    ("backup", "Backups",
+     "Run gadget backup to copy the database into the backup folder. Backups are kept for "
+     "fourteen days; older archives are deleted every night at two o'clock."),
+    ("accounts", "User accounts",
+     "An administrator creates user accounts with gadget user add. Every account needs an "
+     "e-mail address, and the first login asks the person to choose a passphrase."),
+    ("permissions", "Permissions",
+     "Permissions are granted to groups, never to single users. The viewer group may read "
+     "reports; the editor group may also change dashboards."),
+    ("schedule", "Scheduling tasks",
+     "Recurring tasks are written in cron syntax in the schedule section. A task that is still "
+     "running when its next start comes is skipped, not started twice."),
+    ("alerts", "E-mail alerts",
+     "Alerts are sent through the SMTP relay named in the mail section. A silenced alert stays "
+     "quiet for six hours unless its severity rises to critical."),
+    ("themes", "Themes and colours",
+     "The dashboard ships a light and a dark theme. Custom themes are CSS files placed in the "
+     "themes folder; the toolkit reloads them without a restart."),
+    ("plugins", "Writing plugins",
+     "A plugin is a Python module with a register function. Gadget loads plugins in "
+     "alphabetical order and disables one that raises an error while loading."),
+    ("cli", "The command line",
+     "Every gadget command accepts --json for scripts. The exit status is zero on success and "
+     "three when the toolkit could not reach its database."),
+    ("upgrade", "Upgrading",
+     "Before an upgrade, stop the scheduler. The upgrade migrates the database in place and "
+     "keeps a copy of the old schema named gadget-previous."),
+    ("troubleshooting", "Troubleshooting",
+     "When the dashboard shows a blank page, clear the browser cache and check that port 8470 "
+     "is open. Most start-up failures come from a typo in gadget.toml."),
+    ("uninstall", "Uninstalling",
+     "Uninstalling removes the program folder but keeps gadget.toml and the backups, so a later "
+     "installation finds the old settings again."),
+]
+
+
+def manual_pages(topics: list[tuple[str, str, str]] | None = None) -> dict[str, bytes]:
+    """``{file name: HTML}`` of a small manual of generated pages (see ``MANUAL_TOPICS``)."""
+    topics = topics or MANUAL_TOPICS
+    pages = {}
+    for i, (slug, title, body) in enumerate(topics):
+        prev_ = topics[i - 1] if i else None
+        next_ = topics[i + 1] if i + 1 < len(topics) else None
+        cells = []
+        if prev_:
+            cells.append(f'<td><a href="{prev_[0]}.html">Prev</a></td>')
+        cells.append('<td><a href="index.html">Up</a></td>')
+        if next_:
+            cells.append(f'<td><a href="{next_[0]}.html">Next</a></td>')
+        cells.append('<td><a href="index.html">Home</a></td>')
+        links = []
+        if next_:
+            links.append(f'Next: <a href="{next_[0]}.html">{next_[1]}</a>')
+        if prev_:
+            links.append(f'Previous: <a href="{prev_[0]}.html">{prev_[1]}</a>')
+        links.append('Up: <a href="index.html">Gadget Toolkit Manual</a>')
+        pages[f"{slug}.html"] = f"""<!DOCTYPE html>
+<html><head><title>{title} (Gadget Toolkit 2.4 Manual)</title></head>
+<body>
+<div><b>Gadget Toolkit 2.4 Manual</b> &mdash; FULL</div>
+<table cellpadding="2" border="0"><tr>{''.join(cells)}</tr></table>
+<p>{', '.join(links)}</p>
+<hr>
+<h1>{title}</h1>
+<p>{body}</p>
+<p>This page belongs to chapter {i + 1} of the manual. {title} is described here for Gadget
+version 2.4; earlier versions behave the same unless their release notes say otherwise.</p>
+<hr>
+<p>Next: <a href="{(next_ or topics[0])[0]}.html">{(next_ or topics[0])[1]}</a>, Up: <a
+href="index.html">Gadget Toolkit Manual</a></p>
+<table cellpadding="2" border="0"><tr>{''.join(cells)}</tr></table>
+<p>Copyright 2024 The Gadget Project. Found a mistake in this manual? Report it on the
+project's tracker.</p>
+</body></html>
+""".encode()
+    return pages
+
+
+NAVIGATION_TEXT = ("Prev", "Home", "Previous:", "Next:", "Gadget Toolkit 2.4 Manual", "FULL",
+                   "Copyright 2024", "Found a mistake")

@@ -331,7 +331,10 @@ def test_search_shows_at_most_n_chunks_of_a_document_before_others(base: Base, m
     expected = [h.chunk_id for h in diversify(plain, lambda h: h.document_id)][:5]
     hits = kbs.search(actor=SYSTEM, kb=base.id, query=question, k=5, mode=mode)
     assert [h.chunk_id for h in hits] == expected
-    assert max(Counter(h.document_id for h in hits).values()) <= PER_DOCUMENT
+    # (when the matching documents hold enough chunks to fill the top without a third one)
+    lead = sum(min(n, PER_DOCUMENT) for n in Counter(h.document_id for h in plain).values())
+    if lead >= 5:
+        assert max(Counter(h.document_id for h in hits).values()) <= PER_DOCUMENT
     one = kbs.search(actor=SYSTEM, kb=base.id, query=question, k=5, mode=mode,
                      per_document=1)
     m = min(5, len({h.document_id for h in plain}))

@@ -32,6 +32,12 @@ from sqlalchemy import select
 from backend.db import session_scope
 from backend.jobs.context import JobContext
 from backend.knowledge.archive import extract_zip
+from backend.knowledge.boilerplate import (
+    MIN_DOCUMENTS,
+    TYPES,
+    boilerplate_of_files,
+    strip_boilerplate,
+)
 from backend.knowledge.loaders import DocumentError, ParsedDocument, load
 from backend.knowledge.splitting import ChunkDraft, split_document
 from backend.knowledge.store import remove_document_chunks, write_chunks
@@ -78,13 +84,47 @@ def chunk_metas(doc: ParsedDocument, drafts: list[ChunkDraft], *, source: str, f
 
 
 def prepare(path: Path, file_type: str, source: str, *, chunk_size: int, chunk_overlap: int,
-            splitter: str) -> tuple[ParsedDocument, list[ChunkDraft]]:
+            splitter: str, boilerplate: frozenset[str] | None = None
+            ) -> tuple[ParsedDocument, list[ChunkDraft]]:
+    """Parse, drop the lines in ``boilerplate`` (what most documents of its upload share:
+    ``backend.knowledge.boilerplate``) and split."""
     doc = load(path, file_type, source)
+    if boilerplate:
+        try:
+            doc = strip_boilerplate(doc, boilerplate)
+        except DocumentError as exc:
+            raise DocumentError(f"{source}: {exc}") from exc
     drafts = split_document(doc, chunk_size=chunk_size, chunk_overlap=chunk_overlap,
                             splitter=splitter)
     if not drafts:
         raise DocumentError(f"{source} has no text to index.")
     return doc, drafts
+
+
+def shared_boilerplate(kb_id: int, files: list[tuple[Path, str, str]], *,
+                       job_id: int | None = None) -> dict[str, frozenset[str]]:
+    """The lines most documents of one upload share, per file type: found among ``files``
+    ((path, file type, source) of the upload); a type with too few files there to tell is
+    compared with the base's ready documents of that type (of the upload ``job_id`` when given,
+    else all of them)."""
+    counts: dict[str, int] = {}
+    for _path, file_type, _source in files:
+        counts[file_type] = counts.get(file_type, 0) + 1
+    few = [t for t in TYPES if counts.get(t, 0) < MIN_DOCUMENTS]
+    reference = list(files)
+    if few:
+        names = {source for _p, _t, source in files}
+        with session_scope() as session:
+            stmt = select(KnowledgeDocument.stored_path, KnowledgeDocument.file_type,
+                          KnowledgeDocument.source).where(
+                KnowledgeDocument.kb_id == kb_id,
+                KnowledgeDocument.status == DocumentStatus.ready.value,
+                KnowledgeDocument.file_type.in_(few))
+            if job_id is not None:
+                stmt = stmt.where(KnowledgeDocument.job_id == job_id)
+            rows = session.execute(stmt.order_by(KnowledgeDocument.id).limit(2000)).all()
+        reference += [(Path(p), t, src) for p, t, src in rows if src not in names]
+    return boilerplate_of_files(reference)
 
 
 def embed_in_batches(embedder: TextEmbedder, texts: list[str], batch: int = 256,
@@ -148,15 +188,16 @@ def _store(*, kb_id: int, document_id: int, index_id: int, doc: ParsedDocument,
 
 def index_document(*, kb_id: int, document_id: int, path: Path, file_type: str, source: str,
                    embedder_for_index: Callable[[KnowledgeIndex], TextEmbedder],
-                   new_values: dict[str, Any], check: Callable[[], None] | None = None
-                   ) -> tuple[int, int]:
+                   new_values: dict[str, Any], check: Callable[[], None] | None = None,
+                   boilerplate: frozenset[str] | None = None) -> tuple[int, int]:
     """One document alone: parse, split and embed for the base's active index outside any
     transaction, then store it (``_store``). If a re-index switched the active index
     meanwhile, the document is prepared again for the new one. Returns (chunks, characters)."""
     for _ in range(5):
         index = _active_index(kb_id)
         doc, drafts = prepare(path, file_type, source, chunk_size=index.chunk_size,
-                              chunk_overlap=index.chunk_overlap, splitter=index.splitter)
+                              chunk_overlap=index.chunk_overlap, splitter=index.splitter,
+                              boilerplate=boilerplate)
         embed_texts = [d.embed_text(doc.title) for d in drafts]
         vectors = embed_in_batches(embedder_for_index(index), embed_texts, should_stop=check)
         metas = chunk_metas(doc, drafts, source=source, file_type=file_type,
@@ -241,6 +282,12 @@ def ingest_files(ctx: JobContext, *, kb_id: int, items: list[FileItem],
         if kb is None or kb.active_index_id is None:
             raise LookupError(f"Knowledge base #{kb_id} is gone.")
     embedders: dict[int, TextEmbedder] = {}
+    # what most pages of this upload share (a site's navigation, headers, footers)
+    shared = shared_boilerplate(kb_id, [(Path(i.stored_path), i.file_type, i.source)
+                                        for i in items if not i.error])
+    for file_type, keys in sorted(shared.items()):
+        ctx.log(f"{len(keys)} lines that most {file_type} files of this upload share "
+                "(navigation, headers, footers) are left out of the index.")
 
     def embedder_of(ix: KnowledgeIndex) -> TextEmbedder:
         # the active index may change under a long job (a re-index): one embedder per index
@@ -260,11 +307,13 @@ def ingest_files(ctx: JobContext, *, kb_id: int, items: list[FileItem],
                                  f"{exc}).", replace=replace)
         report.failed += 1
 
-    def done(n: int, chars: int) -> None:
+    def done(n: int, chars: int, source: str) -> None:
         report.ingested += 1
         report.chunks += n
         report.characters += chars
         ctx.metric("chunks", report.chunks, report.ingested + report.failed)
+        if total <= 500 or report.ingested % max(1, total // 100) == 0:
+            ctx.log(f"{source}: {n} chunks ({report.ingested + report.failed}/{total} files)")
 
     group: list[_Prepared] = []  # parsed, waiting for vectors
     writing: list[_Prepared] = []  # embedded, handed to the writer thread
@@ -281,11 +330,12 @@ def ingest_files(ctx: JobContext, *, kb_id: int, items: list[FileItem],
                         kb_id=kb_id, document_id=p.document_id, path=p.path,
                         file_type=p.item.file_type, source=p.item.source,
                         embedder_for_index=embedder_of, new_values=p.new_values,
-                        check=ctx.check_cancelled)
+                        check=ctx.check_cancelled,
+                        boilerplate=shared.get(p.item.file_type))
             except Exception as exc:  # noqa: BLE001 - the file fails alone
                 failed(p.item, p.document_id, exc, replace=p.replace)
                 continue
-            done(*result)
+            done(*result, p.item.source)
 
     def embed_group(store: ThreadPoolExecutor) -> None:
         """Embed the waiting documents together, then hand them to the writer (after the
@@ -362,7 +412,8 @@ def ingest_files(ctx: JobContext, *, kb_id: int, items: list[FileItem],
                     doc, drafts = prepare(path, item.file_type, item.source,
                                           chunk_size=index.chunk_size,
                                           chunk_overlap=index.chunk_overlap,
-                                          splitter=index.splitter)
+                                          splitter=index.splitter,
+                                          boilerplate=shared.get(item.file_type))
                 except Exception as exc:  # noqa: BLE001 - the file fails alone
                     failed(item, doc_id, exc, replace=replace)
                     continue

@@ -49,6 +49,10 @@ class ParsedDocument:
     title: str
     sections: list[Section]
     meta: dict[str, Any] = field(default_factory=dict)
+    # HTML: a line of text -> the same line with each link's text replaced by ``LINK`` (what a
+    # generated site's templates share across pages: "Next: LINK, Previous: LINK, Up: LINK");
+    # only lines with links. Not stored: ``backend.knowledge.boilerplate`` reads it
+    templates: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def char_count(self) -> int:
@@ -191,6 +195,30 @@ _BOILERPLATE = re.compile(
     re.I)
 _BOILER_ROLES = re.compile("navigation|banner|contentinfo|search|complementary")
 _HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
+# a link's text in a line's template (``ParsedDocument.templates``)
+LINK = "\u27e8link\u27e9"
+# words of a manual's page-to-page navigation ("Prev | Up | Next | Home", "Next: Tuples")
+NAV_WORDS = frozenset((
+    "prev", "previous", "next", "up", "home", "top", "contents", "index", "back", "forward",
+    "toc", "start", "first", "last", "page", "go", "to", "table", "of", "search", "modules",
+    "上一页", "下一页", "上一节", "下一节", "上一章", "下一章", "上一篇", "下一篇", "首页", "主页",
+    "目录", "返回", "索引", "顶部", "回到顶部"))
+_WORD = re.compile(r"\w+")
+
+
+def is_navigation_line(line: str, template: str) -> bool:
+    """A line of links that moves between pages: it has a link, every word outside its links
+    is a navigation word, and either some are ("Next: Tuples, Up: Data structures") or the
+    links' own words all are ("Prev", "[ Up ]", "Home")."""
+    if LINK not in template:
+        return False
+    outside = [w.lower() for w in _WORD.findall(template.replace(LINK, " "))]
+    if any(w not in NAV_WORDS for w in outside):
+        return False
+    if outside:
+        return True
+    words = [w.lower() for w in _WORD.findall(line)]
+    return bool(words) and all(w in NAV_WORDS for w in words)
 _BLOCKS = frozenset(("p", "li", "pre", "dt", "dd", "td", "th", "blockquote", "caption",
                      "figcaption", "div", "section", "article", "table", "ul", "ol", "dl", "tr"))
 
@@ -222,12 +250,29 @@ def load_html(data: bytes, name: str) -> ParsedDocument:
     sections: list[Section] = []
     path: list[tuple[int, str]] = []
     buf: list[str] = []
+    tbuf: list[str] = []  # the same text with each link's text as LINK
+    templates: dict[str, str] = {}
+
+    def emit(piece: str, template: str | None = None) -> None:
+        buf.append(piece)
+        tbuf.append(piece if template is None else template)
 
     def flush() -> None:
-        body_text = clean_text("".join(buf))
+        body_text, template = clean_text("".join(buf)), clean_text("".join(tbuf))
+        buf.clear()
+        tbuf.clear()
+        lines, tlines = body_text.split("\n"), template.split("\n")
+        if len(lines) == len(tlines):
+            kept = []
+            for line, tline in zip(lines, tlines, strict=True):
+                if tline != line and line:
+                    if is_navigation_line(line, tline):
+                        continue
+                    templates[line] = tline
+                kept.append(line)
+            body_text = clean_text("\n".join(kept))
         if body_text:
             sections.append(Section(body_text, [h for _, h in path]))
-        buf.clear()
 
     def walk(el: Any) -> None:
         tag = el.tag if isinstance(el.tag, str) else ""
@@ -239,22 +284,26 @@ def load_html(data: bytes, name: str) -> ParsedDocument:
                 path[:] = [(lv, h) for lv, h in path if lv < level] + [(level, heading)]
             return
         if tag == "pre":
-            buf.append("\n" + el.text_content() + "\n")
+            emit("\n" + el.text_content() + "\n")
             return
         if tag == "br":
-            buf.append("\n")
+            emit("\n")
+            return
+        if tag == "a" and not any(isinstance(c.tag, str) and c.tag in _BLOCKS for c in el):
+            link = el.text_content().replace("\n", " ")
+            emit(link, f" {LINK} " if link.strip() else link)
             return
         block = tag in _BLOCKS
         if block:
-            buf.append("\n")
+            emit("\n")
         if el.text:
-            buf.append(el.text.replace("\n", " "))
+            emit(el.text.replace("\n", " "))
         for child in el:
             walk(child)
             if child.tail:
-                buf.append(child.tail.replace("\n", " "))
+                emit(child.tail.replace("\n", " "))
         if block:
-            buf.append("\n")
+            emit("\n")
 
     try:
         walk(start)
@@ -267,7 +316,7 @@ def load_html(data: bytes, name: str) -> ParsedDocument:
     title = (page_title.split(" — ")[0].split(" | ")[0].strip()
              or (sections[0].heading_path[0] if sections[0].heading_path else "")
              or Path(name).stem)
-    return ParsedDocument(title=title[:200], sections=sections)
+    return ParsedDocument(title=title[:200], sections=sections, templates=templates)
 
 
 def _strip_repeated_lines(pages: list[str]) -> list[str]:

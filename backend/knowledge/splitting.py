@@ -119,6 +119,64 @@ def _pack_sections(sections: list[Section], size: int) -> list[Section]:
     return out
 
 
+def min_chunk_chars(chunk_size: int) -> int:
+    """The shortest chunk worth keeping on its own: an eighth of the chunk size, between 40 and
+    120 characters. A shorter piece (a one-word leftover such as "FULL", a lone heading line)
+    matches questions by accident and cites nothing; it joins a neighbour instead."""
+    return max(40, min(120, chunk_size // 8))
+
+
+def merge_short(drafts: list[ChunkDraft], min_chars: int) -> list[ChunkDraft]:
+    """Join every draft shorter than ``min_chars`` to a neighbour on the same page: the one
+    before it (its heading line kept when it sits under another heading), else the one after.
+    A document that is one short chunk stays one chunk; records are never merged."""
+    out: list[ChunkDraft] = []
+    carry: ChunkDraft | None = None  # a short first draft, waiting for the next one
+    for d in drafts:
+        if "record" in d.meta:
+            out.append(d)
+            continue
+        if carry is not None and carry.page == d.page:
+            d = ChunkDraft(_join(carry, d, keep_first=True), d.heading_path, d.page, d.meta)
+            carry = None
+        elif carry is not None:
+            out.append(carry)
+            carry = None
+        if len(d.text) >= min_chars:
+            out.append(d)
+            continue
+        prev = out[-1] if out else None
+        if prev is not None and "record" not in prev.meta and prev.page == d.page:
+            out[-1] = ChunkDraft(_join(prev, d), prev.heading_path, prev.page, prev.meta)
+        else:
+            carry = d
+    if carry is not None:
+        prev = out[-1] if out else None
+        if prev is not None and "record" not in prev.meta and prev.page == carry.page:
+            out[-1] = ChunkDraft(_join(prev, carry), prev.heading_path, prev.page, prev.meta)
+        else:
+            out.append(carry)
+    return out
+
+
+def _join(first: ChunkDraft, second: ChunkDraft, *, keep_first: bool = False) -> str:
+    """The two texts as one; the heading of the draft that loses its own heading path goes
+    in front of its text (when it differs from the one kept)."""
+    if keep_first:  # the result keeps ``second``'s heading path
+        extra = first.heading_path[-1] if first.heading_path and \
+            first.heading_path != second.heading_path else ""
+        head = f"{extra}\n{first.text}" if extra and not first.text.startswith(extra) \
+            else first.text
+        return f"{head}\n\n{second.text}"
+    extra = second.heading_path[-1] if second.heading_path and \
+        second.heading_path != first.heading_path else ""
+    tail = f"{extra}\n{second.text}" if extra and not second.text.startswith(extra) \
+        else second.text
+    if tail in first.text:  # an overlap piece already held by the chunk before it
+        return first.text
+    return f"{first.text}\n\n{tail}"
+
+
 def split_document(doc: ParsedDocument, *, chunk_size: int = 1000, chunk_overlap: int = 150,
                    splitter: str = "heading") -> list[ChunkDraft]:
     if splitter not in SPLITTERS:
@@ -137,10 +195,10 @@ def split_document(doc: ParsedDocument, *, chunk_size: int = 1000, chunk_overlap
         for s in doc.sections:
             for piece in _split_recursive(s.text, chunk_size, chunk_overlap):
                 drafts.append(ChunkDraft(piece, list(s.heading_path), s.page))
-        return drafts
+        return merge_short(drafts, min_chunk_chars(chunk_size))
     sections = _pack_sections(doc.sections, chunk_size)
     for s in sections:
         pieces = (_split_sentences(s.text, chunk_size, chunk_overlap) if splitter == "sentence"
                   else _split_recursive(s.text, chunk_size, chunk_overlap))
         drafts.extend(ChunkDraft(p, list(s.heading_path), s.page) for p in pieces)
-    return drafts
+    return merge_short(drafts, min_chunk_chars(chunk_size))

@@ -49,7 +49,12 @@ def run_ingest(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
 def run_reindex(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     """Build a new index beside the active one, then switch in one transaction. A retry goes on
     with the index it had started (documents already in it are not redone)."""
-    from backend.knowledge.ingest import chunk_metas, embed_in_batches, prepare
+    from backend.knowledge.ingest import (
+        chunk_metas,
+        embed_in_batches,
+        prepare,
+        shared_boilerplate,
+    )
     from backend.knowledge.loaders import DocumentError
     from backend.knowledge.store import write_chunks
     from backend.services.knowledge import (
@@ -88,7 +93,7 @@ def run_reindex(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     def ready_docs(session: Any, lock: bool = False) -> list[Any]:
         stmt = select(KnowledgeDocument.id, KnowledgeDocument.source,
                       KnowledgeDocument.stored_path, KnowledgeDocument.file_type,
-                      KnowledgeDocument.sha256).where(
+                      KnowledgeDocument.sha256, KnowledgeDocument.job_id).where(
             KnowledgeDocument.kb_id == kb_id,
             KnowledgeDocument.status == DocumentStatus.ready.value).order_by(KnowledgeDocument.id)
         rows = session.execute(stmt.with_for_update() if lock else stmt).all()
@@ -98,6 +103,20 @@ def run_reindex(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
         return set(session.execute(select(KnowledgeChunk.document_id).where(
             KnowledgeChunk.index_id == new_id).distinct()).scalars())
 
+    # what most documents of each upload share (navigation, headers, footers), by upload job
+    shared: dict[int | None, dict[str, frozenset[str]]] = {}
+
+    def boilerplate_of(job_id: int | None, file_type: str) -> frozenset[str] | None:
+        if job_id not in shared:
+            with session_scope() as session:
+                batch = [(Path(r[2]), r[3], r[1]) for r in ready_docs(session)
+                         if r[5] == job_id]
+            shared[job_id] = shared_boilerplate(kb_id, batch, job_id=job_id)
+            for ftype, keys in sorted(shared[job_id].items()):
+                ctx.log(f"{len(keys)} lines shared by most {ftype} files of upload job "
+                        f"#{job_id} are left out of the index.")
+        return shared[job_id].get(file_type)
+
     old_id: int | None = None
     while True:
         with session_scope() as session:
@@ -105,13 +124,16 @@ def run_reindex(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
             ready = ready_docs(session)
             todo = [r for r in ready if r[0] not in have]
             total = max(1, len(ready))
-        for doc_id, source, stored, ftype, sha in todo:
+        finished = len(have)  # documents already in the new index (a retry goes on)
+        for doc_id, source, stored, ftype, sha, job_id in todo:
             ctx.check_cancelled()
-            ctx.progress(min(0.99, len(have) / total), "file {current}/{total}: {name}",
-                         current=min(total, len(have) + 1), total=total, name=source[-80:])
+            ctx.progress(min(0.99, finished / total), "file {current}/{total}: {name}",
+                         current=min(total, finished + 1), total=total, name=source[-80:])
+            finished += 1
             try:
                 doc, drafts = prepare(Path(stored), ftype, source, chunk_size=ix.chunk_size,
-                                      chunk_overlap=ix.chunk_overlap, splitter=ix.splitter)
+                                      chunk_overlap=ix.chunk_overlap, splitter=ix.splitter,
+                                      boilerplate=boilerplate_of(job_id, ftype))
             except (DocumentError, OSError) as exc:
                 if _still_ready(doc_id, sha):
                     ctx.log(f"{source}: {exc}", level="WARNING")
@@ -141,6 +163,7 @@ def run_reindex(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
                                                                 file_type=ftype,
                                                                 document_id=doc_id))
             done += 1
+            ctx.log(f"{source}: {len(drafts)} chunks ({finished}/{total} files)")
         # switch when every ready document is in the new index, checked under the base's lock:
         # an ingest writes under a share lock of it, so none can slip in between
         with session_scope() as session:
