@@ -16,6 +16,7 @@ from backend.services import models as models_service
 from backend.services import prompts as svc
 
 PAGE = Path(__file__).resolve().parent.parent / "studio" / "pages" / "playground.py"
+APP = PAGE.parent.parent / "app.py"
 SYSTEM = Actor.system()
 
 
@@ -200,3 +201,96 @@ def test_a_column_continues_as_a_chat(tiny: str) -> None:
     assert [m["role"] for m in run.messages] == ["user", "assistant", "user", "assistant"]
     assert run.messages[0]["content"] == "Hello there" and run.messages[2]["content"] == follow
     assert follow in "\n".join(c.value for c in at.caption)  # the turn shows above the answer
+
+
+@pytest.fixture(scope="module")
+def tiny2(tiny_model_dir: Path) -> str:
+    name = f"page-tiny2-{uuid.uuid4().hex[:6]}"
+    models_service.add_local_model(actor=SYSTEM, name=name, source=str(tiny_model_dir),
+                                   source_type="folder")
+    return name
+
+
+def test_the_draft_survives_another_page_and_model_param_keeps_it(tiny: str, tiny2: str) -> None:
+    at = AppTest.from_file(str(APP), default_timeout=180)  # the app, with its pages
+    at.session_state["actor"] = SYSTEM
+    at.session_state["lang"] = "en"
+    at.run()
+    at.switch_page("pages/playground.py").run()
+    _ok(at)
+    at.text_area(key="play_system").input("Be kind.")
+    at.text_area(key="play_template").input("Hi {{ who }}").run()
+    at.text_area(key="play_var_who").input("Ann")
+    at.number_input(key="play_n_cols").set_value(2).run()
+    at.selectbox(key="play_model_0").set_value(tiny)
+    at.selectbox(key="play_model_1").set_value(tiny2)
+    at.number_input(key="play_max_1").set_value(7)
+    at.run()
+    _ok(at)
+    at.switch_page("pages/models.py").run()  # Streamlit drops this page's widget values
+    _ok(at)
+    assert "play_template" not in at.session_state and "play_draft" in at.session_state
+    at.switch_page("pages/playground.py").run()
+    _ok(at)
+    assert at.text_area(key="play_system").value == "Be kind."
+    assert at.text_area(key="play_template").value == "Hi {{ who }}"
+    assert at.text_area(key="play_var_who").value == "Ann"
+    assert at.number_input(key="play_n_cols").value == 2
+    assert at.selectbox(key="play_model_1").value == tiny2
+    assert at.number_input(key="play_max_1").value == 7
+    assert at.selectbox(key="play_model_0").value == tiny
+    # "Try it in the playground" (?model=) picks the model and keeps the draft
+    at.switch_page("pages/models.py").run()
+    at.query_params["model"] = tiny2
+    at.switch_page("pages/playground.py").run()
+    _ok(at)
+    assert at.selectbox(key="play_model_0").value == tiny2
+    assert tiny2 in at.multiselect(key="play_e_models").value
+    assert at.text_area(key="play_template").value == "Hi {{ who }}"
+    assert at.text_area(key="play_var_who").value == "Ann"
+    assert any(tiny2 in i.value for i in at.info)
+    at.selectbox(key="play_model_0").set_value(tiny).run()  # the person's choice is kept
+    assert at.selectbox(key="play_model_0").value == tiny
+
+
+def test_evaluation_says_which_version_and_fills_missing_columns_from_the_editor(
+        tiny: str) -> None:
+    name = f"page-eval-{uuid.uuid4().hex[:6]}"
+    at = _app()
+    at.run()
+    at.text_area(key="play_template").input("{{ tone }}: {{ q }}").run()
+    at.text_area(key="play_var_tone").input("Brief")
+    at.selectbox(key="play_model_0").set_value(tiny).run()
+    assert "not saved yet" in _text(at)
+    assert at.multiselect(key="play_e_models").value == [tiny]  # preselected, not empty
+    at.text_input(key="play_save_name").input(name)
+    at.button(key="FormSubmitter:play_save_form-Save").click().run()
+    _ok(at)
+    assert f"Runs version 1 of **{name}**" in _text(at)
+    at.text_area(key="play_template").input("{{ tone }} - {{ q }}").run()
+    assert f"not a saved version of **{name}**" in _text(at)
+    at.text_area(key="play_template").input("{{ tone }}: {{ q }}").run()
+    assert f"Runs version 1 of **{name}**" in _text(at)
+    # the data file has no `tone` column: the editor's value fills it, and the page says so
+    from backend.services import prompt_drafts
+
+    fill = prompt_drafts.fill_missing_columns(actor=SYSTEM, rows=[{"q": "a"}, {"q": "b"}],
+                                              names=["tone", "q", "style"],
+                                              values={"tone": "Brief", "q": "x"})
+    assert fill.rows == [{"q": "a", "tone": "Brief"}, {"q": "b", "tone": "Brief"}]
+    assert fill.filled == {"tone": "Brief"} and fill.missing == ["style"]
+    at.session_state["play_e_data"] = ("rows.csv", [{"q": "2+2?", "expected": "4"}])
+    at.number_input(key="play_e_max").set_value(2)
+    at.run()
+    _ok(at)
+    assert any("tone" in i.value and "Brief" in i.value for i in at.info), _text(at)
+    at.button(key="play_e_start").click().run()
+    _ok(at)
+    job_id = at.session_state["play_e_job"]
+    from backend.services.jobs import get_job
+
+    job = get_job(actor=SYSTEM, job_id=int(job_id))
+    assert job.params["version"] == 1 and job.params["prompt_id"]
+    assert job.params["prompt"]["template"] == "{{ tone }}: {{ q }}"
+    rows = Path(job.params["data_path"]).read_text()
+    assert '"tone": "Brief"' in rows
