@@ -11,10 +11,11 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
+from backend.accounts.actor import Role  # noqa: E402
 from studio.components.language import apply_language, language_switch  # noqa: E402
 from studio.components.login import account_sidebar, login_page  # noqa: E402
 from studio.components.session import refresh_session, sync_session_cookie  # noqa: E402
-from studio.i18n import _  # noqa: E402
+from studio.i18n import N_, _  # noqa: E402
 
 st.set_page_config(page_title="LLM Studio", page_icon="🧪", layout="wide")
 
@@ -41,41 +42,45 @@ actor = refresh_session()  # the login behind this browser session, checked on e
 sync_session_cookie()  # after a login or logout: keep the browser's cookie in step
 apply_language()  # before any _(): the page titles below are translated
 
+PAGES = ROOT / "studio" / "pages"
+
+# Every page, the least role that may open it, and its group in the sidebar. A page a role may
+# not use is not registered for it at all, so its link is not shown and its URL opens nothing
+# (the services refuse the calls anyway). README's role table says the same.
+PAGE_TABLE = [
+    # (group, file, title, icon, url_path, role)
+    (N_("Studio"), "home.py", N_("Home"), "🏠", "home", Role.user),
+    (N_("Studio"), "chat.py", N_("Chat"), "🗨️", "chat", Role.user),
+    (N_("Build"), "playground.py", N_("Playground"), "💬", "playground", Role.builder),
+    (N_("Build"), "knowledge.py", N_("Knowledge"), "📚", "knowledge", Role.builder),
+    (N_("Build"), "agents.py", N_("Agents"), "🤖", "agents", Role.builder),
+    (N_("Train"), "finetune.py", N_("Fine-tune"), "🎯", "finetune", Role.builder),
+    (N_("Train"), "pretrain.py", N_("Pre-train"), "🏗️", "pretrain", Role.builder),
+    (N_("Operate"), "models.py", N_("Models"), "🧠", "models", Role.builder),
+    (N_("Operate"), "jobs.py", N_("Jobs"), "⚙️", "jobs", Role.user),
+    (N_("Operate"), "settings.py", N_("Settings"), "🔧", "settings", Role.builder),
+    (N_("Operate"), "admin.py", N_("Admin"), "🛡️", "admin", Role.admin),
+    (N_("Operate"), "account.py", N_("My account"), "👤", "account", Role.user),
+]
+
 if actor is None:  # nobody logged in: the login page (first start: create the first admin)
     with st.sidebar:
         language_switch()
-    st.navigation([st.Page(login_page, title=_("Log in"), icon="🔑", url_path="login")],
-                  position="hidden").run()
+    # The login form answers at every page's address, so a link to a page (a bot's share link,
+    # /chat?bot=NAME) shows the login form, not "page not found", and keeps its address and
+    # query: after the login the rerun opens that very page (a page is known by its url_path).
+    login = [st.Page(login_page, title=_("Log in"), icon="🔑", url_path="login", default=True)]
+    login += [st.Page(login_page, title=_("Log in"), icon="🔑", url_path=row[4])
+              for row in PAGE_TABLE]
+    st.navigation(login, position="hidden").run()
     st.stop()
 
-PAGES = ROOT / "studio" / "pages"
-
-pages = {
-    _("Studio"): [
-        st.Page(str(PAGES / "home.py"), title=_("Home"), icon="🏠", url_path="home", default=True),
-        st.Page(str(PAGES / "chat.py"), title=_("Chat"), icon="🗨️", url_path="chat"),
-    ],
-    _("Build"): [
-        st.Page(str(PAGES / "playground.py"), title=_("Playground"), icon="💬", url_path="playground"),
-        st.Page(str(PAGES / "knowledge.py"), title=_("Knowledge"), icon="📚", url_path="knowledge"),
-        st.Page(str(PAGES / "agents.py"), title=_("Agents"), icon="🤖", url_path="agents"),
-    ],
-    _("Train"): [
-        st.Page(str(PAGES / "finetune.py"), title=_("Fine-tune"), icon="🎯", url_path="finetune"),
-        st.Page(str(PAGES / "pretrain.py"), title=_("Pre-train"), icon="🏗️", url_path="pretrain"),
-    ],
-    _("Operate"): [
-        st.Page(str(PAGES / "models.py"), title=_("Models"), icon="🧠", url_path="models"),
-        st.Page(str(PAGES / "jobs.py"), title=_("Jobs"), icon="⚙️", url_path="jobs"),
-        st.Page(str(PAGES / "settings.py"), title=_("Settings"), icon="🔧", url_path="settings"),
-    ],
-}
-
-if actor.is_admin:
-    pages[_("Operate")].append(
-        st.Page(str(PAGES / "admin.py"), title=_("Admin"), icon="🛡️", url_path="admin"))
-pages[_("Operate")].append(
-    st.Page(str(PAGES / "account.py"), title=_("My account"), icon="👤", url_path="account"))
+pages: dict[str, list[st.Page]] = {}
+for group, file, title, icon, url_path, role in PAGE_TABLE:
+    if actor.has_role(role):
+        pages.setdefault(_(group), []).append(st.Page(
+            str(PAGES / file), title=_(title), icon=icon, url_path=url_path,
+            default=url_path == "home"))
 
 account_sidebar(actor)
 with st.sidebar:

@@ -97,8 +97,8 @@ class World:
     remote: str  # an endpoint model (the fake upstream), in workspace A
     broken: str  # an endpoint model that fails in the middle of its answer, in A
     embed_only: str  # registered in A without the chat capability
-    key_a: str  # a plain user of A
-    key_b: str  # a plain user of B
+    key_a: str  # a builder of A (a user-role key chats with bots only)
+    key_b: str  # a builder of B
     key_b_admin: str  # an admin whose key is for B
 
 
@@ -117,8 +117,8 @@ def world(tiny_model_dir: Path, fake_upstream: str, broken_upstream: str) -> Wor
                                            source=str(tiny_model_dir),
                                            capabilities=["embeddings"]).name
     return World(ws_a=ws_a, model=model, remote=remote, broken=broken, embed_only=embed,
-                 key_a=make_key(make_user(Role.user, [ws_a]), ws_a),
-                 key_b=make_key(make_user(Role.user, [ws_b]), ws_b),
+                 key_a=make_key(make_user(Role.builder, [ws_a]), ws_a),
+                 key_b=make_key(make_user(Role.builder, [ws_b]), ws_b),
                  key_b_admin=make_key(make_user(Role.admin, [ws_b]), ws_b))
 
 

@@ -109,9 +109,13 @@ def test_roles_and_workspace_isolation(tiny_model_dir: Path, other_workspace: in
         models_service.add_local_model(actor=user, name=name, source=str(tiny_model_dir))
     m = models_service.add_local_model(actor=builder, name=name, source=str(tiny_model_dir))
     assert m.workspace_id == other_workspace and m.created_by == 901
-    # everyone in the workspace can list and use it
-    assert name in [x.name for x in models_service.list_models(actor=user)]
-    assert models_service.model_spec(actor=user, model=name).source == m.source
+    # builders of the workspace list and use it; a user chats with the published bots only
+    assert name in [x.name for x in models_service.list_models(actor=builder)]
+    assert models_service.model_spec(actor=builder, model=name).source == m.source
+    for call in (models_service.list_models, models_service.get_model,
+                 models_service.model_spec):
+        with pytest.raises(PermissionDenied, match="builder role"):
+            call(actor=user, **({} if call is models_service.list_models else {"model": name}))
     # another workspace cannot see it, by name or by id
     assert name not in [x.name for x in models_service.list_models(actor=outsider)]
     for ref in (name, m.id):

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -28,6 +28,7 @@ from backend.services import (
     knowledge,
     models,
     pretrain,
+    prompt_eval,
     prompts,
     secrets,
     workspaces,
@@ -186,10 +187,32 @@ def _agent_chat(actor: Actor, w: World) -> object:
     agents.list_agents(actor=actor)
     agents.get_agent(actor=actor, agent=bot.id)
     agents.published_agents(actor=actor)
+    return agents.delete_conversation(actor=actor, conversation_id=res.conversation_id)
+
+
+def _agent_form_lists(actor: Actor, w: World) -> object:
     agents.chat_model_names(actor=actor)
     agents.knowledge_base_names(actor=actor)
-    agents.saved_prompt_names(actor=actor)
-    return agents.delete_conversation(actor=actor, conversation_id=res.conversation_id)
+    return agents.saved_prompt_names(actor=actor)
+
+
+def _kb_bot_chat(actor: Actor, w: World) -> object:
+    """A user asks a published bot that searches a knowledge base and uses a saved prompt:
+    the bot reads them although the user may not read them directly."""
+    from tests.agents_helpers import Script
+
+    if "kb_bot" not in w.extras:
+        owner = Actor.system(w.ws_a)
+        name = unique("bot-prompt")
+        prompts.create_prompt(actor=owner, name=name, template="{{ q }}", system="Be brief.")
+        bot = agents.create_agent(actor=owner, name=unique("kb-bot"), config={
+            "model": w.model_a, "knowledge_bases": [knowledge.get_knowledge_base(
+                actor=owner, kb=_kb(w)).name], "saved_prompt": name})
+        w.extras["kb_bot"] = agents.publish_agent(actor=owner, agent=bot.id)
+    res = agents.run_agent(actor=actor, agent=w.extras["kb_bot"].name,
+                           question="Where are the secrets kept?", llm=Script("ok").model())
+    assert any("blue binder" in str(s.get("text")) for s in res.sources), res.sources
+    return res
 
 
 def _agent_review(actor: Actor, w: World) -> object:
@@ -234,6 +257,34 @@ def _prompt_lifecycle(actor: Actor, w: World) -> object:
     prompts.save_version(actor=actor, name=name, template="Hello {{ who }}")
     prompts.restore_version(actor=actor, name=name, version=1)
     return prompts.delete_prompt(actor=actor, name=name)
+def _prompt_reads(actor: Actor, w: World) -> object:
+    if "prompt" not in w.extras:
+        w.extras["prompt"] = prompts.create_prompt(actor=Actor.system(w.ws_a), name=unique("p"),
+                                                   template="Hi {{ who }}").name
+    prompts.get_prompt(actor=actor, name=w.extras["prompt"])
+    prompts.list_versions(actor=actor, name=w.extras["prompt"])
+    prompts.gallery(actor=actor)
+    try:  # the role is checked first; then the endpoint (nobody listens) fails
+        return prompts.run_prompt(actor=actor, name=w.extras["prompt"], models=[w.model_a],
+                                  variables={"who": "you"}, timeout_s=5)
+    except PermissionDenied:
+        raise
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _raw_chat(actor: Actor, w: World) -> object:
+    from backend.services import chat
+
+    chat.chat_model(actor=actor, model=w.model_a)
+    try:  # the role is checked first; then the endpoint (nobody listens) fails
+        return chat.stream_chat(w.model_a, [{"role": "user", "content": "hi"}], actor=actor)
+    except PermissionDenied:
+        raise
+    except Exception:  # noqa: BLE001
+        return None
+
+
 def _corpus_a(w: World) -> int:
     """A small corpus in workspace A (made once), from text that ships with Python."""
     if "corpus_a" not in w.extras:
@@ -348,8 +399,8 @@ MATRIX: dict[str, tuple[Role, Call]] = {
     "jobs.retry_job": (Role.builder, lambda a, w: jobs.retry_job(
         actor=a, job_id=jobs.cancel_job(actor=SYSTEM, job_id=_job(w.ws_a)).id)),
     # models registry
-    "models.list_models": (Role.user, lambda a, w: models.list_models(actor=a)),
-    "models.get_model": (Role.user, lambda a, w: models.get_model(actor=a, model=w.model_a)),
+    "models.list_models": (Role.builder, lambda a, w: models.list_models(actor=a)),
+    "models.get_model": (Role.builder, lambda a, w: models.get_model(actor=a, model=w.model_a)),
     "models.add_openai_model + models.set_api_key + models.remove_model": (Role.builder, _model_lifecycle),
     # accounts
     "accounts.create_user": (Role.admin, lambda a, w: accounts.create_user(
@@ -394,31 +445,32 @@ MATRIX: dict[str, tuple[Role, Call]] = {
     "secrets.list_secrets": (Role.builder, lambda a, w: secrets.list_secrets(actor=a)),
     "secrets.rotate_secret_key": (Role.admin, _rotate),
     # corpora and pre-training
-    "corpora.list_corpora": (Role.user, lambda a, w: corpora.list_corpora(actor=a)),
-    "corpora.get_corpus + corpora.get_version + corpora.corpus_sample": (Role.user, _read_corpus),
+    "corpora.list_corpora": (Role.builder, lambda a, w: corpora.list_corpora(actor=a)),
+    "corpora.get_corpus + corpora.get_version + corpora.corpus_sample": (Role.builder, _read_corpus),
     "corpora.add_corpus + corpora.record_token_files + corpora.delete_corpus": (
         Role.builder, _corpus_lifecycle),
-    "pretrain.presets": (Role.user, lambda a, w: pretrain.presets(actor=a)),
-    "pretrain.plan_run": (Role.user, lambda a, w: pretrain.plan_run(actor=a, preset="small")),
+    "pretrain.presets": (Role.builder, lambda a, w: pretrain.presets(actor=a)),
+    "pretrain.plan_run": (Role.builder, lambda a, w: pretrain.plan_run(actor=a, preset="small")),
     "pretrain.compare_tokenizers": (Role.builder, lambda a, w: pretrain.compare_tokenizers(
         actor=a, corpus=_corpus_a(w), vocab_size=400)),
     "pretrain.launch_pretrain": (Role.builder, _launch_pretrain),
-    "pretrain.run_result (own)": (Role.user, lambda a, w: pretrain.run_result(
+    "pretrain.run_result (own)": (Role.builder, lambda a, w: pretrain.run_result(
         actor=a, job_id=_job(w.ws_a, a))),
     # knowledge bases
-    "knowledge.list_knowledge_bases": (Role.user, lambda a, w: knowledge.list_knowledge_bases(
+    "knowledge.list_knowledge_bases": (Role.builder, lambda a, w: knowledge.list_knowledge_bases(
         actor=a)),
-    "knowledge.get_knowledge_base": (Role.user, lambda a, w: knowledge.get_knowledge_base(
+    "knowledge.get_knowledge_base": (Role.builder, lambda a, w: knowledge.get_knowledge_base(
         actor=a, kb=_kb(w))),
-    "knowledge.search + knowledge.highlight": (Role.user, lambda a, w: knowledge.search(
-        actor=a, kb=_kb(w), query="blue binder")),
-    "knowledge.list_chunks + knowledge.count_chunks": (Role.user, lambda a, w: (
+    "knowledge.search + knowledge.highlight": (Role.builder, lambda a, w: (knowledge.search(
+        actor=a, kb=_kb(w), query="blue binder"), knowledge.highlight(
+        actor=a, query="blue", text="the blue binder"))),
+    "knowledge.list_chunks + knowledge.count_chunks": (Role.builder, lambda a, w: (
         knowledge.list_chunks(actor=a, kb=_kb(w)), knowledge.count_chunks(actor=a, kb=_kb(w)))),
-    "knowledge.list_documents": (Role.user, lambda a, w: knowledge.list_documents(
+    "knowledge.list_documents": (Role.builder, lambda a, w: knowledge.list_documents(
         actor=a, kb=_kb(w))),
-    "knowledge.embedding_map": (Role.user, lambda a, w: knowledge.embedding_map(
+    "knowledge.embedding_map": (Role.builder, lambda a, w: knowledge.embedding_map(
         actor=a, kb=_kb(w))),
-    "knowledge.kb_jobs": (Role.user, lambda a, w: knowledge.kb_jobs(actor=a, kb=_kb(w))),
+    "knowledge.kb_jobs": (Role.builder, lambda a, w: knowledge.kb_jobs(actor=a, kb=_kb(w))),
     "knowledge.create_knowledge_base + knowledge.update_knowledge_base + knowledge.reindex + "
     "knowledge.delete_knowledge_base": (Role.builder, _kb_lifecycle),
     "knowledge.ingest_files + knowledge.update_chunk + knowledge.delete_document": (
@@ -427,7 +479,7 @@ MATRIX: dict[str, tuple[Role, Call]] = {
     "audit.list_audit": (Role.admin, lambda a, w: audit.list_audit(actor=a)),
     "audit.audit_facets": (Role.admin, lambda a, w: audit.audit_facets(actor=a)),
     # datasets and fine-tuning
-    "datasets.list_datasets": (Role.user, lambda a, w: datasets.list_datasets(actor=a)),
+    "datasets.list_datasets": (Role.builder, lambda a, w: datasets.list_datasets(actor=a)),
     "datasets.validate_file": (Role.user, lambda a, w: datasets.validate_file(
         actor=a, filename="x.jsonl", data=b'{"instruction": "q", "output": "a"}')),
     "datasets.add_records datasets.add_dataset datasets.get_dataset datasets.load_records "
@@ -437,7 +489,7 @@ MATRIX: dict[str, tuple[Role, Call]] = {
     "datasets.save_qa_pairs": (Role.builder, lambda a, w: datasets.save_qa_pairs(
         actor=a, name=unique("qa"), pairs=[{"question": "q", "answer": "a"}])),
     "datasets.start_qa_generation": (Role.builder, _start_qa),
-    "finetune.list_runs": (Role.user, lambda a, w: finetune.list_runs(actor=a)),
+    "finetune.list_runs": (Role.builder, lambda a, w: finetune.list_runs(actor=a)),
     "finetune.make_config finetune.methods_available": (Role.user, lambda a, w: (
         finetune.make_config(preset="quick"), finetune.methods_available())),
     "finetune.start_finetune": (Role.builder, _start_finetune),
@@ -446,9 +498,12 @@ MATRIX: dict[str, tuple[Role, Call]] = {
     "agents.unpublish_agent agents.duplicate_agent agents.delete_agent": (Role.builder,
                                                                          _agent_lifecycle),
     "agents.run_agent agents.give_feedback agents.get_messages agents.list_conversations "
-    "agents.list_agents agents.get_agent agents.published_agents agents.delete_conversation "
-    "agents.chat_model_names agents.knowledge_base_names agents.saved_prompt_names": (
+    "agents.list_agents agents.get_agent agents.published_agents agents.delete_conversation": (
         Role.user, _agent_chat),
+    "agents.chat_model_names agents.knowledge_base_names agents.saved_prompt_names": (
+        Role.builder, _agent_form_lists),
+    "agents.run_agent (a bot on a knowledge base, its model and saved prompt)": (
+        Role.user, _kb_bot_chat),
     "agents.list_feedback agents.usage agents.create_bot agents.get_trace": (Role.builder,
                                                                              _agent_review),
     "agents.create_http_tool agents.list_http_tools agents.openapi_tools agents.import_openapi "
@@ -459,8 +514,15 @@ MATRIX: dict[str, tuple[Role, Call]] = {
     # prompts
     "prompts.create_prompt + prompts.save_version + prompts.restore_version + "
     "prompts.delete_prompt": (Role.builder, _prompt_lifecycle),
-    "prompts.list_prompts": (Role.user, lambda a, w: prompts.list_prompts(actor=a)),
-    "prompts.list_runs": (Role.user, lambda a, w: prompts.list_runs(actor=a)),
+    "prompts.list_prompts": (Role.builder, lambda a, w: prompts.list_prompts(actor=a)),
+    "prompts.list_runs": (Role.builder, lambda a, w: prompts.list_runs(actor=a)),
+    "prompts.get_prompt prompts.list_versions prompts.gallery prompts.run_prompt": (
+        Role.builder, _prompt_reads),
+    "prompt_eval.parse_data_file": (Role.builder, lambda a, w: prompt_eval.parse_data_file(
+        actor=a, data="q\nhello\n", filename="rows.csv")),
+    # models and chatting with them directly (users chat with the published bots)
+    "models.model_spec": (Role.builder, lambda a, w: models.model_spec(actor=a, model=w.model_a)),
+    "chat.stream_chat chat.chat_model": (Role.builder, _raw_chat),
     "prompts.set_model_price": (Role.builder, lambda a, w: prompts.set_model_price(
         actor=a, model=w.model_a, input_per_mtok=None, output_per_mtok=None)),
 }
@@ -535,6 +597,21 @@ def test_workspace_isolation_through_services(role: Role, world: World) -> None:
         jobs.get_job(actor=a, job_id=world.job_b)
     with pytest.raises((jobs.JobNotFound, PermissionDenied)):
         jobs.job_log_tail(actor=a, job_id=world.job_b)
+    with pytest.raises(PermissionDenied):
+        workspaces.list_members(actor=a, workspace_id=world.ws_b)
+    with pytest.raises(workspaces.WorkspaceNotFound):
+        workspaces.get_workspace(actor=a, workspace_id=world.ws_b)
+    assert world.ws_b not in {w.id for w in workspaces.list_workspaces(actor=a)}
+    assert not {b.workspace_id for b in agents.published_agents(actor=a)} - {world.ws_a}
+    if role == Role.user:  # a user reaches no model or knowledge base directly, not even A's
+        for call in (lambda: models.list_models(actor=a),
+                     lambda: models.get_model(actor=a, model=world.model_a),
+                     lambda: knowledge.list_knowledge_bases(actor=a),
+                     lambda: knowledge.search(actor=a, kb=_kb(world), query="blue binder"),
+                     lambda: knowledge.list_chunks(actor=a, kb=_kb(world))):
+            with pytest.raises(PermissionDenied, match="needs the builder role"):
+                call()
+        return
     names = {m.name for m in models.list_models(actor=a)}
     assert world.model_a in names and world.model_b not in names
     assert world.model_b not in {m.name for m in models.list_models(actor=a,
@@ -553,11 +630,6 @@ def test_workspace_isolation_through_services(role: Role, world: World) -> None:
             knowledge.search(actor=a, kb=ref, query="anything")
         with pytest.raises(knowledge.KnowledgeBaseNotFound):
             knowledge.list_chunks(actor=a, kb=ref)
-    with pytest.raises(PermissionDenied):
-        workspaces.list_members(actor=a, workspace_id=world.ws_b)
-    with pytest.raises(workspaces.WorkspaceNotFound):
-        workspaces.get_workspace(actor=a, workspace_id=world.ws_b)
-    assert world.ws_b not in {w.id for w in workspaces.list_workspaces(actor=a)}
     if role == Role.builder:
         assert "B_ONLY" not in {s.name for s in secrets.list_secrets(actor=a)}
         with pytest.raises(PermissionDenied):
@@ -578,9 +650,10 @@ def test_admin_moves_things_between_workspaces(world: World) -> None:
                                 to_workspace_id=world.ws_b) == {"jobs": 1}
     workspaces.move_item(actor=admin, kind="models", item_id=model.id,
                          to_workspace_id=world.ws_b)
-    assert models.get_model(actor=b, model=model.name).workspace_id == world.ws_b
+    b_builder = replace(b, role=Role.builder)
+    assert models.get_model(actor=b_builder, model=model.name).workspace_id == world.ws_b
     with pytest.raises(models.ModelNotFound):
-        models.get_model(actor=world.actor(Role.user), model=model.name)
+        models.get_model(actor=world.actor(Role.builder), model=model.name)
     moved = audit.list_audit(actor=admin, actions=["move"], target_type="models",
                              target_id=str(model.id))
     assert moved and moved[0].details["to_workspace"] == world.ws_b
@@ -684,18 +757,45 @@ def test_api_models_list_per_key_workspace(world: World) -> None:
     from backend.api.app import app
 
     client = TestClient(app)
-    res = client.get("/v1/models", headers={"Authorization": f"Bearer {world.key_a_user}"})
+    res = client.get("/v1/models", headers={"Authorization": f"Bearer {world.key_a_builder}"})
     assert res.status_code == 200
     body = res.json()
     assert body["object"] == "list"
     names = {m["id"] for m in body["data"]}
     assert world.model_a in names and world.model_b not in names
     res = client.get(f"/v1/models/{world.model_b}",
-                     headers={"Authorization": f"Bearer {world.key_a_user}"})
+                     headers={"Authorization": f"Bearer {world.key_a_builder}"})
     assert res.status_code == 404 and res.json()["error"]["code"] == "model_not_found"
+    b_builder = make_key(make_user(Role.builder, [world.ws_b], prefix="b-builder"), world.ws_b)
     res = client.get(f"/v1/models/{world.model_b}",
-                     headers={"Authorization": f"Bearer {world.key_b_user}"})
+                     headers={"Authorization": f"Bearer {b_builder}"})
     assert res.status_code == 200 and res.json()["id"] == world.model_b
+
+
+def test_api_user_key_sees_and_uses_bots_only(world: World) -> None:
+    """A user-role key lists the workspace's published bots, no model; chatting with a model
+    directly is a 403 in OpenAI's error format, and the models' cards are not found."""
+    from backend.api.app import app
+
+    bot = _published_agent(world)
+    client = TestClient(app)
+    auth = {"Authorization": f"Bearer {world.key_a_user}"}
+    res = client.get("/v1/models", headers=auth)
+    assert res.status_code == 200
+    cards = res.json()["data"]
+    assert bot.name in {c["id"] for c in cards}
+    assert {c["kind"] for c in cards} == {"agent"} and world.model_a not in {c["id"] for c in cards}
+    res = client.get(f"/v1/models/{world.model_a}", headers=auth)
+    assert res.status_code == 404 and res.json()["error"]["code"] == "model_not_found"
+    assert client.get(f"/v1/models/{bot.name}", headers=auth).json()["kind"] == "agent"
+    res = client.post("/v1/chat/completions", headers=auth, json={
+        "model": world.model_a, "messages": [{"role": "user", "content": "hi"}]})
+    assert res.status_code == 403, res.text
+    err = res.json()["error"]
+    assert err["code"] == "permission_denied" and "published bots" in err["message"]
+    # the CLI with the same key refuses the builder's reads too
+    code, out = _cli("models", "list", "--json", key=world.key_a_user)
+    assert code == 1 and "needs the builder role" in out["error"]
 
 
 def test_api_refuses_missing_bad_and_revoked_keys(world: World) -> None:

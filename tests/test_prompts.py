@@ -168,8 +168,14 @@ def test_roles_and_workspaces() -> None:
     with pytest.raises(PermissionDenied, match="builder"):
         svc.create_prompt(actor=user, name=name, template="x")
     svc.create_prompt(actor=builder, name=name, template="Hi {{ who }}")
-    assert svc.render_prompt(actor=user, name=name, variables={"who": "a"})[-1]["content"] \
+    assert svc.render_prompt(actor=builder, name=name, variables={"who": "a"})[-1]["content"] \
         == "Hi a"
+    for call in (lambda: svc.render_prompt(actor=user, name=name, variables={"who": "a"}),
+                 lambda: svc.get_prompt(actor=user, name=name),
+                 lambda: svc.list_prompts(actor=user),
+                 lambda: svc.list_runs(actor=user)):
+        with pytest.raises(PermissionDenied, match="builder role"):  # users chat with bots
+            call()
     with pytest.raises(svc.PromptNotFound):
         svc.get_prompt(actor=other, name=name)
     assert name not in {p.name for p in svc.list_prompts(actor=other)}

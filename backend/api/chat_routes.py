@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -22,7 +23,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from backend.accounts.actor import Actor, PermissionDenied
+from backend.accounts.actor import Actor, PermissionDenied, Role
 from backend.api import agent_serving
 from backend.api.auth import RateLimited, error_body, require_actor
 from backend.api.chat_request import (
@@ -107,6 +108,15 @@ def _resolve(actor: Actor, name: str) -> ModelSpec | None:
     """The chat model called ``name`` in the key's own workspace (None: not there, whatever
     other workspaces hold, admins' keys included)."""
     name = name.strip()
+    if not actor.has_role(Role.builder):
+        # a model of the workspace is refused (403); any other name is not there (404)
+        peek = replace(actor, role=Role.builder)
+        if not any(m.name == name for m in models_service.list_models(actor=peek)):
+            return None
+        raise PermissionDenied(
+            f"{actor.username} ({actor.role.value}) may chat with the workspace's published bots "
+            f"only, and {name!r} is not one of them (GET /v1/models lists them). Chatting with a "
+            "model directly needs the builder role. Ask an admin.")
     view = next((m for m in models_service.list_models(actor=actor) if m.name == name), None)
     if view is None:
         return None

@@ -1,5 +1,6 @@
 """``GET /v1/models`` (and ``/v1/models/{name}``): the registered models of the API key's
-workspace, in OpenAI's list format, so ``client.models.list()`` works unchanged."""
+workspace and its published bots, in OpenAI's list format, so ``client.models.list()`` works
+unchanged. A user-role key (and a key limited to one bot) sees bots only."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from backend.accounts.actor import Actor
+from backend.accounts.actor import Actor, Role
 from backend.api import agent_serving
 from backend.api.auth import error_body, require_actor
 from backend.api.schemas import ModelCard, ModelList, responses
@@ -32,9 +33,10 @@ def _card(m: models_service.ModelView) -> dict[str, Any]:
 @router.get("/v1/models", response_model=ModelList, responses=responses(401),
             summary="The models of the key's workspace (and its published bots)")
 async def list_models(request: Request, actor: Actor = Depends(require_actor)) -> dict[str, Any]:
-    rows = await run_in_threadpool(lambda: models_service.list_models(actor=actor))
-    if await agent_serving.limited_to_agent(request):  # a key for one bot sees only that bot
-        rows = []
+    rows: list[models_service.ModelView] = []
+    # a key for one bot sees only that bot; a user-role key sees the published bots only
+    if actor.has_role(Role.builder) and not await agent_serving.limited_to_agent(request):
+        rows = await run_in_threadpool(lambda: models_service.list_models(actor=actor))
     bots = [agent_serving.agent_card(a) for a in await agent_serving.visible_agents(request, actor)]
     return {"object": "list", "data": [_card(m) for m in rows] + bots}
 
@@ -48,7 +50,7 @@ async def get_model(name: str, request: Request, actor: Actor = Depends(require_
     if bot is not None:  # a published agent
         return agent_serving.agent_card(bot)
     try:
-        if await agent_serving.limited_to_agent(request):
+        if not actor.has_role(Role.builder) or await agent_serving.limited_to_agent(request):
             raise models_service.ModelNotFound(name)
         m = await run_in_threadpool(lambda: models_service.get_model(actor=actor, model=name))
     except models_service.ModelNotFound:

@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from types import SimpleNamespace
@@ -974,6 +974,10 @@ def stream_agent(*, actor: Actor, agent: int | str, question: str,
     question = (question or "").replace("\x00", "").strip()
     if not question:
         raise AgentError("Ask a question.")
+    # A user-role member may ask a published bot, and the bot reads what it was built with
+    # (its model, prompt, knowledge bases) on the builder's terms; the user may not reach those
+    # directly (the services refuse them), and the turn is stored as the user's.
+    runner = actor if actor.has_role(Role.builder) else replace(actor, role=Role.builder)
     # One session reads everything the turn needs (agent, version and model in one statement,
     # then conversation and tool rows where there are any), in autocommit: no BEGIN and COMMIT
     # round trips. Only reads: everything the turn writes (conversation, both messages, trace)
@@ -989,7 +993,7 @@ def stream_agent(*, actor: Actor, agent: int | str, question: str,
             if a.model is not None and a.model.name == ref and not ref.isdigit():
                 spec = spec_of(a.model, "chat")
             else:
-                spec = model_spec(actor=actor, model=cfg.model, capability="chat",
+                spec = model_spec(actor=runner, model=cfg.model, capability="chat",
                                   session=session)
         tool_rows = _tool_rows(session, actor, cfg)
         past: list[dict[str, Any]] = []
@@ -1013,16 +1017,16 @@ def stream_agent(*, actor: Actor, agent: int | str, question: str,
     keep = cfg.memory_turns * 2
     window = past[-keep:] if keep else []
     older = past[:-keep] if keep else past
-    system = _system_prompt(actor, cfg)
-    tools = _build_tools(actor, cfg, tool_rows)
+    system = _system_prompt(runner, cfg)
+    tools = _build_tools(runner, cfg, tool_rows)
     tracer = Tracer(secrets=[s for t in tools for s in t.secrets])
     if llm is None:
         from backend.services.chat import chat_model
 
         assert spec is not None
-        llm = chat_model(actor=actor, model=spec, placement=placement,  # type: ignore[arg-type]
+        llm = chat_model(actor=runner, model=spec, placement=placement,  # type: ignore[arg-type]
                          **cfg.params)
-    retrieve = (lambda q: _knowledge_hits(actor, cfg, q)) if cfg.knowledge_bases else None
+    retrieve = (lambda q: _knowledge_hits(runner, cfg, q)) if cfg.knowledge_bases else None
     run = AgentRun(agent_name, conv_id)
     turn = Turn(llm, cfg, question=question, system=system,
                 history=[{"role": m["role"], "content": m["content"]} for m in window],

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import redis
 
-from backend.accounts.actor import Actor
+from backend.accounts.actor import Actor, Role
 from backend.config import get_settings
 from backend.embedded import ensure_services, redis_py_url
 from backend.llm.channel import (
@@ -84,6 +84,7 @@ def stream_chat(
     seed, repetition_penalty, response_format, tool_choice (over the model's defaults).
     ``tools``: OpenAI-style tool specs. Raises ValueError for bad settings and InferenceBusy when
     the wait queue is full."""
+    actor.require_role(Role.builder, "chat with models directly")
     started = time.perf_counter()
     spec = _resolve(actor, model)
     msgs = validate_messages(messages)
@@ -270,6 +271,7 @@ def chat_model(*, actor: Actor, model: int | str | ModelSpec, placement: Placeme
     ``with_structured_output`` work). ``settings``: StudioChatModel's fields (temperature,
     max_tokens, stop, top_p, seed, repetition_penalty, timeout, max_retries); the model's own
     defaults fill the rest. Unknown settings are refused."""
+    actor.require_role(Role.builder, "chat with models directly")
     spec = _resolve(actor, model)
 
     def open_stream(messages: list[Message], p: dict[str, Any],

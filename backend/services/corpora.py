@@ -119,6 +119,7 @@ def _check_name(name: str) -> str:
 
 def list_corpora(*, actor: Actor, search: str = "") -> list[CorpusView]:
     """The workspace's corpora, by name, each with its versions."""
+    actor.require_role(Role.builder, "see corpora")
     with session_scope() as session:
         stmt = select(Corpus).where(Corpus.workspace_id == actor.workspace_id).order_by(Corpus.name)
         if search.strip():
@@ -128,6 +129,7 @@ def list_corpora(*, actor: Actor, search: str = "") -> list[CorpusView]:
 
 
 def get_corpus(*, actor: Actor, corpus: int | str) -> CorpusView:
+    actor.require_role(Role.builder, "see corpora")
     with session_scope() as session:
         return _view(_load(session, actor, corpus))
 
@@ -135,6 +137,7 @@ def get_corpus(*, actor: Actor, corpus: int | str) -> CorpusView:
 def get_version(*, actor: Actor, corpus: int | str, version: int | None = None
                 ) -> CorpusVersionView:
     """One version of a corpus (the latest when ``version`` is None)."""
+    actor.require_role(Role.builder, "see corpora")
     view = get_corpus(actor=actor, corpus=corpus)
     if not view.versions:
         raise CorpusNotFound(f"The corpus {view.name!r} has no version yet.")
@@ -150,6 +153,7 @@ def get_version(*, actor: Actor, corpus: int | str, version: int | None = None
 def corpus_sample(*, actor: Actor, corpus: int | str, version: int | None = None,
                   chars: int = 400) -> str:
     """The start of a training document, to show how tokenizers split it."""
+    actor.require_role(Role.builder, "see corpora")
     v = get_version(actor=actor, corpus=corpus, version=version)
     return sample_text(Path(v.folder) / "train.jsonl", chars)
 

@@ -146,6 +146,7 @@ def _tokenizer_for_path(path: str) -> Any:
 
 def base_tokenizer(*, actor: Actor, model: int | str) -> Any:
     """The tokenizer (with chat template) of a registered local model."""
+    actor.require_role(Role.builder, "see datasets")
     from backend.services.models import model_spec
 
     spec = model_spec(actor=actor, model=model, capability="chat")
@@ -363,6 +364,7 @@ def save_qa_pairs(*, actor: Actor, name: str, pairs: list[dict[str, Any]],
 
 def list_datasets(*, actor: Actor, search: str = "", format: str | None = None
                   ) -> list[DatasetView]:
+    actor.require_role(Role.builder, "see datasets")
     with session_scope() as session:
         stmt = select(TrainingDataset).order_by(TrainingDataset.name)
         if not actor.is_admin:
@@ -377,6 +379,7 @@ def list_datasets(*, actor: Actor, search: str = "", format: str | None = None
 
 
 def get_dataset(*, actor: Actor, dataset: int | str) -> DatasetView:
+    actor.require_role(Role.builder, "see datasets")
     with session_scope() as session:
         return _view(session, _load(session, actor, dataset))
 
@@ -394,6 +397,7 @@ def _version_row(session: Session, row: TrainingDataset, version: int | None) ->
 def load_records(*, actor: Actor, dataset: int | str, version: int | None = None
                  ) -> tuple[DatasetView, int, list[dict[str, Any]]]:
     """The dataset, the version read, and its normalised records."""
+    actor.require_role(Role.builder, "see datasets")
     with session_scope() as session:
         row = _load(session, actor, dataset)
         ver = _version_row(session, row, version)
@@ -411,6 +415,7 @@ def preview(*, actor: Actor, dataset: int | str, base_model: int | str,
             val_fraction: float = 0.1, seed: int = 42) -> dict[str, Any]:
     """What training will see: a few examples through the base model's chat template with the
     loss tokens marked, the token-length histogram, the split sizes and the duplicates."""
+    actor.require_role(Role.builder, "see datasets")
     from backend.training.finetune_data import count_tokens
     from backend.training.finetune_data import preview as token_runs
 

@@ -37,6 +37,7 @@ KIND = "finetune"
 
 def base_model_info(*, actor: Actor, model: int | str) -> ModelInfo:
     """Size, architecture, context length and chat template of a registered local model."""
+    actor.require_role(Role.builder, "see fine-tuning")
     spec = models_service.model_spec(actor=actor, model=model, capability="chat")
     if not spec.is_local or not Path(spec.source).is_dir():
         raise ValueError(f"{spec.name!r} is not a model folder on this machine; fine-tuning "
@@ -85,6 +86,7 @@ def _check_method(config: FinetuneConfig, dataset_format: str, info: ModelInfo) 
 def estimate_run(*, actor: Actor, base_model: int | str, dataset: int | str,
                  config: FinetuneConfig, version: int | None = None) -> Estimate:
     """Memory and time on the first GPU a gpu worker reports (or on the CPU)."""
+    actor.require_role(Role.builder, "see fine-tuning")
     from backend.training.finetune_data import count_tokens
 
     info = base_model_info(actor=actor, model=base_model)
@@ -141,11 +143,13 @@ def start_finetune(*, actor: Actor, base_model: int | str, dataset: int | str,
 
 
 def list_runs(*, actor: Actor, limit: int = 50) -> list[jobs_service.JobView]:
+    actor.require_role(Role.builder, "see fine-tuning")
     return jobs_service.list_jobs(actor=actor, kinds=[KIND], limit=limit)
 
 
 def export_zip(*, actor: Actor, model: int | str) -> Path:
     """The merged model folder of a produced model as a zip (written once, then reused)."""
+    actor.require_role(Role.builder, "see fine-tuning")
     view = models_service.get_model(actor=actor, model=model)
     folder = Path(view.source)
     if view.kind != "produced" or not folder.is_dir():

@@ -330,6 +330,7 @@ def _new_index(session: Session, kb: KnowledgeBase, settings: dict[str, Any], di
 
 def list_knowledge_bases(*, actor: Actor, search: str = "", all_workspaces: bool = False
                          ) -> list[KnowledgeBaseView]:
+    actor.require_role(Role.builder, "see knowledge bases")
     with session_scope() as session:
         stmt = select(KnowledgeBase).order_by(KnowledgeBase.name)
         if not (all_workspaces and actor.is_admin):
@@ -342,6 +343,7 @@ def list_knowledge_bases(*, actor: Actor, search: str = "", all_workspaces: bool
 
 
 def get_knowledge_base(*, actor: Actor, kb: int | str) -> KnowledgeBaseView:
+    actor.require_role(Role.builder, "see knowledge bases")
     with session_scope() as session:
         return _view(session, _load(session, actor, kb))
 
@@ -438,6 +440,7 @@ def _doc_view(d: KnowledgeDocument) -> DocumentView:
 def list_documents(*, actor: Actor, kb: int | str, search: str = "",
                    statuses: Sequence[str] | None = None, limit: int = 5000
                    ) -> list[DocumentView]:
+    actor.require_role(Role.builder, "see knowledge bases")
     with session_scope() as session:
         row = _load(session, actor, kb)
         stmt = select(KnowledgeDocument).where(KnowledgeDocument.kb_id == row.id)
@@ -622,6 +625,7 @@ def reindex(*, actor: Actor, kb: int | str, enqueue: bool = True) -> int:
 
 def kb_jobs(*, actor: Actor, kb: int | str, limit: int = 10) -> list[Any]:
     """Recent ingest and re-index jobs of this base, newest first (the page follows them)."""
+    actor.require_role(Role.builder, "see knowledge bases")
     from backend.services.jobs import list_jobs
 
     with session_scope() as session:
@@ -696,6 +700,7 @@ def search(*, actor: Actor, kb: str | int, query: str, k: int = 5, mode: str = "
     ``neighbors``: add the text of that many chunks before and after each hit as
     ``metadata['context']``. ``per_document``: at most that many chunks of one document lead
     the hits, the others follow them (default ``retrieval.PER_DOCUMENT``; 0: no limit)."""
+    actor.require_role(Role.builder, "search knowledge bases")
     from backend.knowledge import retrieval
     from backend.knowledge.terms import highlight_terms, matches
 
@@ -850,6 +855,7 @@ def highlight(*, actor: Actor, query: str, text: str, language: str = "en"
               ) -> list[tuple[int, int]]:
     """Character spans of ``text`` that match words of ``query`` (as keyword search sees
     them)."""
+    actor.require_role(Role.builder, "search knowledge bases")
     from backend.knowledge.terms import highlight_terms, matches
 
     return matches(text, highlight_terms(query, language))
@@ -870,6 +876,7 @@ def list_chunks(*, actor: Actor, kb: int | str, limit: int | None = None, offset
                 include_disabled: bool = False) -> list[ChunkView]:
     """The chunks of the base's active index, in document order (for browsing and for building
     training data)."""
+    actor.require_role(Role.builder, "browse chunks")
     with session_scope() as session:
         base = _load(session, actor, kb)
         if base.active_index_id is None:
@@ -889,6 +896,7 @@ def list_chunks(*, actor: Actor, kb: int | str, limit: int | None = None, offset
 
 
 def count_chunks(*, actor: Actor, kb: int | str, document_id: int | None = None) -> int:
+    actor.require_role(Role.builder, "browse chunks")
     with session_scope() as session:
         base = _load(session, actor, kb)
         stmt = select(func.count()).select_from(KnowledgeChunk).where(
@@ -960,6 +968,7 @@ class MapPoint:
 def embedding_map(*, actor: Actor, kb: int | str, limit: int = 3000) -> list[MapPoint]:
     """A 2-D projection (PCA) of the base's chunk embeddings; at most ``limit`` chunks, spread
     evenly over the base."""
+    actor.require_role(Role.builder, "see knowledge bases")
     import numpy as np
 
     with session_scope() as session:

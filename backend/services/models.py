@@ -180,6 +180,7 @@ def _insert(actor: Actor, row: RegisteredModel, details: dict[str, Any]) -> Mode
 def list_models(*, actor: Actor, search: str = "", capability: str | None = None,
                 kind: str | None = None, all_workspaces: bool = False) -> list[ModelView]:
     """Models of the actor's workspace (all workspaces for an admin who asks), by name."""
+    actor.require_role(Role.builder, "use the model registry")
     with session_scope() as session:
         stmt = select(RegisteredModel).order_by(RegisteredModel.name)
         if not (all_workspaces and actor.is_admin):
@@ -201,6 +202,7 @@ def list_models(*, actor: Actor, search: str = "", capability: str | None = None
 
 
 def get_model(*, actor: Actor, model: int | str) -> ModelView:
+    actor.require_role(Role.builder, "use the model registry")
     with session_scope() as session:
         return _view(_load(session, actor, model))
 
@@ -209,6 +211,7 @@ def model_spec(*, actor: Actor, model: int | str, capability: str | None = None,
                session: Session | None = None) -> ModelSpec:
     """How to reach the model, API key decrypted. For other services; never show it.
     ``session``: read in the caller's session (one round trip for the caller's reads)."""
+    actor.require_role(Role.builder, "use the model registry")
     if session is None:
         with session_scope() as own:
             return model_spec(actor=actor, model=model, capability=capability, session=own)
@@ -418,6 +421,7 @@ def _test_spec(actor: Actor, spec: ModelSpec, timeout_s: float) -> TestResult:
 def test_model(*, actor: Actor, model: int | str, timeout_s: float | None = None) -> TestResult:
     """Send a tiny request (a short chat, or one embedding) and say plainly whether it worked.
     Answers within ``timeout_s`` (default: the request timeout) and records the outcome."""
+    actor.require_role(Role.builder, "use the model registry")
     timeout = timeout_s or get_settings().request_timeout_s
     spec = model_spec(actor=actor, model=model)
     if spec.is_local and Path(spec.source).is_absolute():

@@ -44,6 +44,7 @@ class Plan:
 
 def presets(*, actor: Actor) -> dict[str, dict[str, Any]]:
     """The presets with their shapes and parameter counts (at their default vocabulary)."""
+    actor.require_role(Role.builder, "see pre-training")
     out: dict[str, dict[str, Any]] = {}
     for name in PRESETS:
         cfg = preset_config(name)
@@ -72,6 +73,7 @@ def plan_run(*, actor: Actor, preset: str = "tiny", objective: str = "causal",
              tokenizer_model: str | None = None, overrides: dict[str, Any] | None = None
              ) -> Plan:
     """The config a launch would use, validated, with its estimates on the workers' hardware."""
+    actor.require_role(Role.builder, "see pre-training")
     cfg = preset_config(preset, objective=objective, **(overrides or {}))
     vocab = cfg.vocab_size
     folder = _tokenizer_source(actor, tokenizer_model)
@@ -152,6 +154,7 @@ def launch_pretrain(*, actor: Actor, corpus: int | str, version: int | None = No
 
 def run_result(*, actor: Actor, job_id: int) -> dict[str, Any]:
     """The outcome a CLI or page shows: status, registered model, initial and final loss."""
+    actor.require_role(Role.builder, "see pre-training")
     job = jobs_service.get_job(actor=actor, job_id=job_id)
     result = dict(job.result or {})
     return {"job_id": job.id, "status": job.status, "error": job.error,

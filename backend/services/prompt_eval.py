@@ -63,6 +63,7 @@ class EvalResults:
 
 def parse_data_file(*, actor: Actor, data: bytes | str, filename: str) -> list[dict[str, Any]]:
     """Read an uploaded CSV/JSONL into rows (checks only; nothing is stored)."""
+    actor.require_role(Role.builder, "see batch evaluations")
     return read_rows(data, filename)
 
 
@@ -145,6 +146,7 @@ def submit_eval(*, actor: Actor, rows: Sequence[Mapping[str, Any]], models: Sequ
 
 
 def eval_results(*, actor: Actor, job_id: int) -> EvalResults:
+    actor.require_role(Role.builder, "see batch evaluations")
     job = jobs_service.get_job(actor=actor, job_id=job_id)
     if job.kind != KIND:
         raise jobs_service.JobNotFound(f"Job #{job_id} is not a prompt evaluation.")
@@ -155,6 +157,7 @@ def eval_results(*, actor: Actor, job_id: int) -> EvalResults:
 
 def eval_csv(*, actor: Actor, job_id: int) -> str:
     """The results as CSV (row, model, variables, expected, output, score, ...)."""
+    actor.require_role(Role.builder, "see batch evaluations")
     return results_csv(eval_results(actor=actor, job_id=job_id).rows)
 
 

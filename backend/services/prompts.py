@@ -286,6 +286,7 @@ def _version(session: Session, p: Prompt, version: int | None) -> PromptVersion:
 def list_prompts(*, actor: Actor, search: str = "") -> list[PromptView]:
     """The workspace's prompts (latest versions), by name. ``search`` looks in names,
     descriptions and the latest template."""
+    actor.require_role(Role.builder, "see prompts")
     with session_scope() as session:
         stmt = (select(Prompt, PromptVersion)
                 .join(PromptVersion, (PromptVersion.prompt_id == Prompt.id)
@@ -301,6 +302,7 @@ def list_prompts(*, actor: Actor, search: str = "") -> list[PromptView]:
 
 def get_prompt(*, actor: Actor, name: int | str, version: int | None = None) -> PromptView:
     """One prompt with the content of ``version`` (the latest when None)."""
+    actor.require_role(Role.builder, "see prompts")
     with session_scope() as session:
         p = _load(session, actor, name)
         return _prompt_view(p, _version(session, p, version))
@@ -382,6 +384,7 @@ def save_prompt(*, actor: Actor, name: str, template: str, system: str = "",
 
 def list_versions(*, actor: Actor, name: int | str) -> list[VersionView]:
     """Every version of a prompt, newest first."""
+    actor.require_role(Role.builder, "see prompts")
     with session_scope() as session:
         p = _load(session, actor, name)
         rows = session.execute(select(PromptVersion).where(PromptVersion.prompt_id == p.id)
@@ -391,6 +394,7 @@ def list_versions(*, actor: Actor, name: int | str) -> list[VersionView]:
 
 def compare_versions(*, actor: Actor, name: int | str, a: int, b: int) -> list[PartDiff]:
     """What changed from version ``a`` to version ``b`` (unified diffs of the changed parts)."""
+    actor.require_role(Role.builder, "see prompts")
     with session_scope() as session:
         p = _load(session, actor, name)
         va, vb = _version_view(p, _version(session, p, a)), _version_view(p, _version(session, p, b))
@@ -440,6 +444,7 @@ def _with_context(actor: Actor, context: Mapping[str, Any] | None,
 
 def knowledge_bases(*, actor: Actor) -> list[str]:
     """Names of the workspace's knowledge bases (for a prompt's context)."""
+    actor.require_role(Role.builder, "use the playground")
     from backend.services import knowledge
 
     return [kb.name for kb in knowledge.list_knowledge_bases(actor=actor)]
@@ -449,6 +454,7 @@ def render_parts(*, actor: Actor, parts: PromptParts, variables: Mapping[str, An
                  context: Mapping[str, Any] | None = None) -> list[dict[str, str]]:
     """Messages for unsaved content (the editor): raises MissingVariables naming what is
     missing, TemplateError for anything the sandbox refuses."""
+    actor.require_role(Role.builder, "use the playground")
     values = _with_context(actor, _check_context(context), variables)
     return render_messages(parts, values)
 
@@ -456,6 +462,7 @@ def render_parts(*, actor: Actor, parts: PromptParts, variables: Mapping[str, An
 def render_prompt(*, actor: Actor, name: int | str, version: int | None = None,
                   variables: Mapping[str, Any] | None = None) -> list[dict[str, str]]:
     """The saved prompt's messages with the variables filled in (system, few-shot turns, user)."""
+    actor.require_role(Role.builder, "use the playground")
     v = get_prompt(actor=actor, name=name, version=version).current
     return render_parts(actor=actor, parts=v.parts, variables=variables or {}, context=v.context)
 
@@ -464,6 +471,7 @@ def prompt_variables(*, actor: Actor, template: str, system: str = "",
                      context: Mapping[str, Any] | None = None) -> list[str]:
     """The variables a form must ask for (``context`` is left out when a knowledge base
     fills it)."""
+    actor.require_role(Role.builder, "use the playground")
     names = template_variables(system, template)
     if context and context.get("kb"):
         names = [n for n in names if n != CONTEXT_VARIABLE]
@@ -506,6 +514,7 @@ def set_model_price(*, actor: Actor, model: int | str, input_per_mtok: float | N
 
 def model_prices(*, actor: Actor, model: int | str) -> tuple[float | None, float | None]:
     """(input, output) price per million tokens, None where unset."""
+    actor.require_role(Role.builder, "use the playground")
     from backend.services.models import get_model
 
     mid = get_model(actor=actor, model=model).id
@@ -634,6 +643,7 @@ def start_runs(*, actor: Actor, specs: Sequence[RunSpec], variables: Mapping[str
                source: str = "playground", record_runs: bool = True) -> LiveRun:
     """Start every column at once (1-4 models, or two versions against one model). Everything
     is checked first: a missing variable or a refused template raises before any model runs."""
+    actor.require_role(Role.builder, "run prompts")
     from backend.services.chat import stream_chat
 
     if not 1 <= len(specs) <= MAX_COLUMNS:
@@ -696,6 +706,7 @@ def run_prompt(*, actor: Actor, name: int | str | None = None, version: int | No
                params: Mapping[str, Any] | None = None, parts: PromptParts | None = None,
                source: str = "cli", timeout_s: float | None = None) -> list[ColumnState]:
     """Run a saved prompt (or unsaved ``parts``) against each model and wait for the answers."""
+    actor.require_role(Role.builder, "run prompts")
     if parts is None:
         if name is None:
             raise ValueError("Give a prompt name or the prompt's content.")
@@ -717,6 +728,7 @@ def list_runs(*, actor: Actor, search: str = "", prompt: int | str | None = None
     """Runs of the workspace, newest first. ``search`` looks in the template, variables,
     messages (follow-up turns too) and output; users see their own runs, builders everyone's in
     the workspace."""
+    actor.require_role(Role.builder, "see prompt runs")
     with session_scope() as session:
         stmt = (select(PromptRun, Prompt.name).outerjoin(Prompt, Prompt.id == PromptRun.prompt_id)
                 .where(PromptRun.workspace_id == actor.workspace_id)
@@ -738,6 +750,7 @@ def list_runs(*, actor: Actor, search: str = "", prompt: int | str | None = None
 
 
 def get_run(*, actor: Actor, run_id: int) -> RunView:
+    actor.require_role(Role.builder, "see prompt runs")
     with session_scope() as session:
         r = session.get(PromptRun, int(run_id))
         if r is None or (not actor.is_admin and (
@@ -754,6 +767,7 @@ def code_snippets(*, actor: Actor, model: str, messages: Sequence[Mapping[str, A
                   params: Mapping[str, Any] | None = None) -> dict[str, str]:
     """"Copy as code": the same request through the studio's OpenAI-compatible API, as Python
     (the ``openai`` client) and as curl. The key is a placeholder."""
+    actor.require_role(Role.builder, "use the playground")
     s = get_settings()
     base = f"http://{s.host}:{s.api_port}/v1"
     p = {k: v for k, v in _check_params(params).items()}
@@ -789,6 +803,7 @@ def code_snippets(*, actor: Actor, model: str, messages: Sequence[Mapping[str, A
 def token_view(*, actor: Actor, model: str, messages: Sequence[Mapping[str, Any]]) -> TokenView:
     """How a local model's tokenizer splits the messages (chat template included), with the
     count against its context window. Endpoints don't share their tokenizer: ReadingError."""
+    actor.require_role(Role.builder, "use the playground")
     from backend.services.models import model_spec
 
     spec = model_spec(actor=actor, model=model)
@@ -801,6 +816,7 @@ def token_view(*, actor: Actor, model: str, messages: Sequence[Mapping[str, Any]
 def attention_view(*, actor: Actor, model: str, messages: Sequence[Mapping[str, Any]],
                    layer: int, head: int) -> AttentionView:
     """One layer's and head's attention over the prompt's tokens (local models; 0-based)."""
+    actor.require_role(Role.builder, "use the playground")
     from backend.services.models import model_spec
 
     spec = model_spec(actor=actor, model=model)
@@ -814,4 +830,5 @@ def attention_view(*, actor: Actor, model: str, messages: Sequence[Mapping[str, 
 def gallery(*, actor: Actor, language: str = "en") -> list[GalleryTemplate]:
     """Starting templates (role, few-shot classification, chain of thought, JSON extraction,
     summary, translation, customer service with context) in English or Chinese."""
+    actor.require_role(Role.builder, "use the playground")
     return gallery_templates(language)

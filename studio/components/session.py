@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from backend.accounts.actor import Actor
+from backend.accounts.actor import Actor, Role
 from studio.i18n import _
 
 ACTOR_KEY = "actor"
@@ -53,6 +53,21 @@ def current_actor() -> Actor:
     st.info(_("Please log in to use the studio."))
     st.stop()
     raise RuntimeError("unreachable")  # st.stop() raises; this keeps type checkers content
+
+
+def require_page_role(actor: Actor, role: Role) -> None:
+    """Stop a page the actor's role may not use, with a short note. The sidebar does not offer
+    such a page (``studio/app.py``); this answers the page when it is run some other way, and the
+    services refuse its calls anyway."""
+    if actor.has_role(role):
+        return
+    if role == Role.admin:
+        st.info(_("This page is for admins."))
+    else:
+        st.info(_("This page needs the builder role: builders make prompts, knowledge bases, "
+                  "bots and models. Chat with your team's bots on the Chat page, or ask an admin "
+                  "for the builder role."))
+    st.stop()
 
 
 def sign_in(info: object) -> Actor:

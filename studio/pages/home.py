@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from backend.accounts.actor import Role
 from backend.services.jobs import job_counts, list_jobs, list_workers
 from studio.components.errors import show_error
 from studio.components.jobs_widgets import job_title, kind_label, stage_label, status_badge
@@ -38,7 +39,7 @@ def _registered_models() -> int | None:
 try:
     counts = job_counts(actor=actor)
     workers = list_workers(actor=actor)
-    models = _registered_models()
+    models = _registered_models() if actor.has_role(Role.builder) else None
 except Exception as exc:  # noqa: BLE001
     show_error(exc, doing=_("Reading the studio's counts"))
     st.stop()
@@ -82,6 +83,12 @@ for job in recent:
 page_link("jobs", label=_("All jobs"), icon=":material/arrow_forward:")
 
 # the four stages --------------------------------------------------------------------------------
+if not actor.has_role(Role.builder):  # a user chats with the workspace's bots; builders build
+    st.subheader(_("Chat with your team's bots"))
+    st.write(_("The bots your team published answer questions from your documents, with "
+               "sources. Your conversations and jobs are yours to see."))
+    page_link("chat", label=_("Open the chat"), icon=":material/chat:")
+    st.stop()
 st.subheader(_("Four stages of working with language models"))
 st.caption(_("Start at the first and go only as far as you need: most teams are well served by "
              "the first two."))

@@ -16,11 +16,12 @@ from backend.services import knowledge as kb_service
 from backend.services.models import list_models
 from studio.components.errors import show_error
 from studio.components.jobs_widgets import job_progress
-from studio.components.session import current_actor
+from studio.components.session import current_actor, require_page_role
 from studio.formatting import format_number, format_relative
 from studio.i18n import N_, _
 
 actor = current_actor()
+require_page_role(actor, Role.builder)  # users chat with the bots
 can_edit = actor.has_role(Role.builder)
 
 PICK = "kb_pick"

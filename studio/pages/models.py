@@ -22,7 +22,7 @@ from backend.services.models import (
 )
 from studio.components.errors import show_error
 from studio.components.lineage import model_lineage
-from studio.components.session import current_actor
+from studio.components.session import current_actor, require_page_role
 from studio.formatting import format_number, format_relative
 from studio.i18n import _
 
@@ -32,6 +32,7 @@ PICK = "models_pick"
 NEXT_PICK = "models_pick_next"  # applied at the top of the next run, before the widgets exist
 
 actor = current_actor()
+require_page_role(actor, Role.builder)  # users chat with the bots
 can_edit = actor.has_role(Role.builder)
 
 KIND_LABELS = {

@@ -28,10 +28,11 @@ from backend.services.jobs import get_job
 from backend.services.models import list_models
 from studio.components.errors import show_error
 from studio.components.jobs_widgets import job_progress
-from studio.components.session import current_actor
+from studio.components.session import current_actor, require_page_role
 from studio.i18n import _
 
 actor = current_actor()
+require_page_role(actor, Role.builder)  # users chat with the bots
 can_edit = actor.has_role(Role.builder)
 lang = str(st.session_state.get("lang") or "en")
 

@@ -17,11 +17,12 @@ from backend.services.models import list_models
 from backend.services.pretrain import compare_tokenizers, launch_pretrain, plan_run, presets, run_result
 from studio.components.errors import show_error
 from studio.components.jobs_widgets import job_progress, job_title, status_with_icon
-from studio.components.session import current_actor
+from studio.components.session import current_actor, require_page_role
 from studio.formatting import format_datetime, format_duration, format_number
 from studio.i18n import N_, _
 
 actor = current_actor()
+require_page_role(actor, Role.builder)  # users chat with the bots
 can_edit = actor.has_role(Role.builder)
 FLASH = "pretrain_flash"
 RUN = "pretrain_run_pick"
