@@ -73,7 +73,7 @@ def test_endpoint_key_is_only_ever_masked_on_the_page() -> None:
     view = models_service.get_model(actor=SYSTEM, model=name)
     at.text_input(key="models_search").input(name).run()
     assert not at.exception
-    tables = [df.value.to_csv() for df in at.dataframe]
+    tables = [df.value.to_csv() for df in [*at.dataframe, *at.table]]
     assert view.api_key_masked and view.api_key_masked in tables[0]
     assert not any(secret in t for t in tables) and secret not in _all_text(at)
     assert all(secret != w.value for w in at.text_input)
@@ -97,3 +97,26 @@ def test_users_see_models_but_no_add_forms() -> None:
     assert not at.exception
     assert any("builder role" in i.value for i in at.info)
     assert not [t for t in at.text_input if t.key == "models_tiny_name"]
+
+
+def test_try_it_sends_with_one_submit_and_keeps_the_answer(tiny_model_dir: Path) -> None:
+    name = f"page-try-{uuid.uuid4().hex[:6]}"
+    view = models_service.add_local_model(actor=SYSTEM, name=name, source=str(tiny_model_dir),
+                                          source_type="folder")
+    try:
+        at = _app()
+        at.run()
+        at.text_input(key="models_search").input(name).run()
+        at.toggle(key=f"models_try_{view.id}").set_value(True).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert "Try it in the playground" in _all_text(at)
+        # the box and Send are one form: Send takes what was typed, in one click
+        at.text_area(key=f"models_prompt_{view.id}").input("Hello there")
+        at.button(key=f"FormSubmitter:models_try_form_{view.id}-Send").click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert any("tokens in" in c.value for c in at.caption), _all_text(at)
+        at.run()  # another rerun (any click elsewhere): the answer stays
+        assert any("You: Hello there" in c.value for c in at.caption)
+        assert any("tokens in" in c.value for c in at.caption)
+    finally:
+        models_service.remove_model(actor=SYSTEM, model=view.id)

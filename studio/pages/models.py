@@ -22,6 +22,7 @@ from backend.services.models import (
 )
 from studio.components.errors import show_error
 from studio.components.lineage import model_lineage
+from studio.components.page_links import page_link
 from studio.components.session import current_actor, require_page_role
 from studio.formatting import format_number, format_relative
 from studio.i18n import _
@@ -148,20 +149,43 @@ def _test(m: ModelView) -> None:
     st.code(result.message, language=None, wrap_lines=True)
 
 
+def _answer_caption(u: Any) -> str:
+    return _("{n_in} tokens in, {n_out} out; first token after {ttft} ms; "
+             "{tps} tokens per second.").format(
+        n_in=u.prompt_tokens if u.prompt_tokens is not None else "?",
+        n_out=u.completion_tokens,
+        ttft=f"{u.ttft_ms:.0f}" if u.ttft_ms is not None else "?",
+        tps=f"{u.tokens_per_s:.1f}" if u.tokens_per_s else "?")
+
+
 def _try_it(m: ModelView) -> None:
-    prompt = st.text_area(_("Prompt"), key=f"models_prompt_{m.id}", height=80,
-                          placeholder=_("Ask the model something."))
-    c1, c2, _c = st.columns([1, 1, 4])
-    send = c1.button(_("Send"), key=f"models_send_{m.id}", disabled=not prompt.strip())
+    """A prompt and its streamed answer. The box and Send are one form, so a single click on
+    Send (or Ctrl+Enter in the box) sends what was typed; the last answer stays shown."""
+    answer_key = f"models_answer_{m.id}"
+    with st.form(f"models_try_form_{m.id}", border=False):
+        prompt = st.text_area(_("Prompt"), key=f"models_prompt_{m.id}", height=80,
+                              placeholder=_("Ask the model something."))
+        send = st.form_submit_button(_("Send"), type="primary")
     # Pressing Stop reruns the page, which closes the stream and so stops generation.
-    c2.button(_("Stop"), key=f"models_stop_{m.id}")
+    st.button(_("Stop"), key=f"models_stop_{m.id}")
+    if send and not prompt.strip():
+        st.warning(_("Type a prompt first."))
+        send = False
     if not send:
+        last = st.session_state.get(answer_key)
+        if last:
+            st.caption(_("You: {prompt}").format(prompt=last["prompt"]))
+            st.markdown(last["text"] or _("(no text)"))
+            if last.get("caption"):
+                st.caption(last["caption"])
+                st.code(last["where"], language=None)
         return
+    st.session_state.pop(answer_key, None)
     try:
         stream = stream_chat(m.id, [{"role": "user", "content": prompt}],
                              {"max_new_tokens": 256}, actor=actor, placement="auto")
         try:
-            st.write_stream(stream.text())
+            text = st.write_stream(stream.text())
         finally:
             if stream.usage is None:
                 stream.stop()
@@ -169,13 +193,12 @@ def _try_it(m: ModelView) -> None:
         show_error(exc, doing=_("Asking the model"))
         return
     u = stream.usage
+    shown = {"prompt": prompt, "text": text if isinstance(text, str) else "".join(map(str, text)),
+             "caption": _answer_caption(u) if u is not None else "",
+             "where": u.where if u is not None else ""}
+    st.session_state[answer_key] = shown
     if u is not None:
-        st.caption(_("{n_in} tokens in, {n_out} out; first token after {ttft} ms; "
-                     "{tps} tokens per second.").format(
-            n_in=u.prompt_tokens if u.prompt_tokens is not None else "?",
-            n_out=u.completion_tokens,
-            ttft=f"{u.ttft_ms:.0f}" if u.ttft_ms is not None else "?",
-            tps=f"{u.tokens_per_s:.1f}" if u.tokens_per_s else "?"))
+        st.caption(shown["caption"])
         st.code(u.where, language=None)
 
 
@@ -203,6 +226,9 @@ def _details(m: ModelView) -> None:
             _test(m)
         try_open = b2.toggle(_("Try it"), key=f"models_try_{m.id}",
                              disabled="chat" not in m.capabilities)
+        if "chat" in m.capabilities:
+            page_link("playground", label=_("Try it in the playground"), icon="💬",
+                      query_params={"model": m.name})
         if can_edit and b3.button(_("Remove"), key=f"models_remove_{m.id}"):
             st.session_state[CONFIRM] = m.id
         if st.session_state.get(CONFIRM) == m.id:
