@@ -17,6 +17,7 @@ from backend.services.models import list_models
 from backend.services.pretrain import compare_tokenizers, launch_pretrain, plan_run, presets, run_result
 from studio.components.errors import show_error
 from studio.components.jobs_widgets import job_progress, job_title, status_with_icon
+from studio.components.page_tabs import open_tab, page_tabs
 from studio.components.session import current_actor, require_page_role
 from studio.formatting import format_datetime, format_duration, format_number
 from studio.i18n import N_, _
@@ -63,11 +64,14 @@ flash = st.session_state.pop(FLASH, None)
 if flash:
     getattr(st, flash[0])(flash[1])
 
-TAB_NAMES = [_("Corpora"), _("Tokenizer"), _("Model and launch"), _("Runs")]
-# after a launch, or with ?tab=runs in the address, the page opens on the runs
-show_runs = st.session_state.pop("pretrain_show_runs", False) or st.query_params.get("tab") == "runs"
-tab_corpora, tab_tokenizer, tab_launch, tab_runs = st.tabs(
-    TAB_NAMES, default=TAB_NAMES[3] if show_runs else None)
+# after a launch, or with ?tab=runs in the address, the page opens on the runs; otherwise the
+# open tab stays open across the reruns its buttons cause
+if st.session_state.pop("pretrain_show_runs", False) or st.query_params.get("tab") == "runs":
+    open_tab("pretrain_tab", "runs")
+_tabs = page_tabs("pretrain_tab", [("corpora", _("Corpora")), ("tokenizer", _("Tokenizer")),
+                                   ("launch", _("Model and launch")), ("runs", _("Runs"))])
+tab_corpora, tab_tokenizer, tab_launch, tab_runs = (
+    _tabs["corpora"], _tabs["tokenizer"], _tabs["launch"], _tabs["runs"])
 
 
 # --- corpora ---------------------------------------------------------------------------------
