@@ -5,7 +5,9 @@ what the base covers."""
 
 from __future__ import annotations
 
+import colorsys
 import html
+import re
 from typing import Any
 
 import plotly.graph_objects as go
@@ -16,6 +18,7 @@ from backend.services import knowledge as kb_service
 from backend.services.models import list_models
 from studio.components.errors import show_error
 from studio.components.jobs_widgets import job_progress
+from studio.components.page_tabs import open_tab, run_tabs
 from studio.components.session import current_actor, require_page_role
 from studio.formatting import format_number, format_relative
 from studio.i18n import N_, _
@@ -28,7 +31,11 @@ PICK = "kb_pick"
 NEXT_PICK = "kb_pick_next"
 FLASH = "kb_flash"
 CONFIRM = "kb_confirm"
+TABS = "kb_tab"
 CHUNK_PAGE = 20
+REFRESH_S = 2.0
+# the map: a legend entry per document up to this many (more: pick the ones to colour)
+MAP_LEGEND = 30
 
 MODE_LABELS = {"hybrid": N_("Hybrid (vector + keyword)"), "vector": N_("Vector (meaning)"),
                "keyword": N_("Keyword (BM25)")}
@@ -94,6 +101,7 @@ def _create_form() -> None:
                 show_error(exc, doing=_("Creating the knowledge base"))
                 return
             st.session_state[NEXT_PICK] = kb.id
+            open_tab(TABS, "upload")
             _flash("success", _("Knowledge base {name} created. Upload documents next.").format(
                 name=kb.name))
             st.rerun()
@@ -102,14 +110,39 @@ def _create_form() -> None:
 # ----------------------------------------------------------------------------- overview
 
 
+def _working(kb_id: int) -> bool:
+    """An upload or re-index of this base is queued or running."""
+    jobs = kb_service.kb_jobs(actor=actor, kb=kb_id, limit=1)
+    return bool(jobs) and jobs[0].status in ("queued", "running")
+
+
+def _counters(kb: kb_service.KnowledgeBaseView) -> None:
+    """The base's counters; while an upload or re-index runs they are read again every
+    REFRESH_S seconds (documents and chunks count up as files are indexed)."""
+    live = _working(kb.id)
+
+    @st.fragment(run_every=REFRESH_S if live else None)
+    def _panel() -> None:
+        view = kb_service.get_knowledge_base(actor=actor, kb=kb.id) if live else kb
+        cols = st.columns(4)
+        cols[0].metric(_("Documents"), format_number(view.documents))
+        cols[1].metric(_("Chunks"), format_number(view.chunks))
+        cols[2].metric(_("Characters"), format_number(view.characters))
+        cols[3].metric(_("Failed files"), format_number(view.failed))
+        if live:
+            if view.pending:
+                st.caption(_("Indexing: {n} files still to read; the counters follow.").format(
+                    n=format_number(view.pending)))
+            if not _working(kb.id):
+                st.rerun(scope="app")  # done: show the whole page as it is now
+
+    _panel()
+
+
 def _overview(kb: kb_service.KnowledgeBaseView) -> None:
     if kb.description:
         st.caption(kb.description)
-    cols = st.columns(4)
-    cols[0].metric(_("Documents"), format_number(kb.documents))
-    cols[1].metric(_("Chunks"), format_number(kb.chunks))
-    cols[2].metric(_("Characters"), format_number(kb.characters))
-    cols[3].metric(_("Failed files"), format_number(kb.failed))
+    _counters(kb)
     s = kb.index or kb.settings
     st.caption(_("Embedding model: {model} · {dim} dimensions · splitting: {splitter}, {size} "
                  "characters, overlap {overlap} · language: {language}").format(
@@ -235,7 +268,7 @@ def _chunks(kb: kb_service.KnowledgeBaseView) -> None:
                        format_func=lambda i: by_id[i] if i else _("All documents"),
                        key="kb_chunk_doc")
     search = c2.text_input(_("Text in the chunk"), key="kb_chunk_search")
-    total = kb_service.count_chunks(actor=actor, kb=kb.id, document_id=doc)
+    total = kb_service.count_chunks(actor=actor, kb=kb.id, document_id=doc, search=search)
     pages = max(1, (total + CHUNK_PAGE - 1) // CHUNK_PAGE)
     page = int(st.number_input(_("Page (of {pages})").format(pages=pages), 1, pages, 1,
                                key="kb_chunk_page")) if pages > 1 else 1
@@ -245,11 +278,15 @@ def _chunks(kb: kb_service.KnowledgeBaseView) -> None:
     if not chunks:
         st.info(_("No chunks to show."))
         return
+    first = (page - 1) * CHUNK_PAGE + 1
+    st.caption(_("Chunks {first}–{last} of {total}").format(
+        first=format_number(first), last=format_number(first + len(chunks) - 1),
+        total=format_number(total)))
     for c in chunks:
         heading = " > ".join(c.metadata.get("heading_path") or [])
         state = "" if c.enabled else " · " + _("disabled")
         edited = " · " + _("edited") if c.edited else ""
-        label = f"{c.source} #{c.ord + 1}{state}{edited}"
+        label = f"{_plain(c.source)} #{c.ord + 1}{state}{edited} · {_preview(c.text)}"
         with st.expander(label):
             if heading:
                 st.caption(heading)
@@ -270,6 +307,16 @@ def _chunks(kb: kb_service.KnowledgeBaseView) -> None:
                     st.rerun()
 
 
+def _plain(text: str) -> str:
+    """Text for a label that Streamlit renders as Markdown: its markup characters out."""
+    return re.sub(r"[*_`\[\]#<>|~\\$:]+", " ", text).strip()
+
+
+def _preview(text: str, limit: int = 90) -> str:
+    flat = " ".join(_plain(text).split())
+    return flat if len(flat) <= limit else flat[:limit].rsplit(" ", 1)[0] + " …"
+
+
 # ---------------------------------------------------------------------- retrieval test
 
 
@@ -288,7 +335,7 @@ def _hit_card(n: int, h: kb_service.SearchHit, *, compact: bool = False) -> None
     page = _(", page {page}").format(page=h.page) if h.page else ""
     with st.container(border=True):
         st.markdown(f"**{n}. {html.escape(h.source)}**{page} · "
-                    + _("score {score}").format(score=f"{h.score:.4f}"))
+                    + _("relevance {percent}").format(percent=f"{h.relevance:.0%}"))
         if heading:
             st.caption(heading)
         ranks = h.metadata.get("ranks") or {}
@@ -343,6 +390,17 @@ def _retrieval(kb: kb_service.KnowledgeBaseView) -> None:
 # ---------------------------------------------------------------------------------- map
 
 
+def _palette(n: int) -> list[str]:
+    """``n`` colours that can be told apart: hues a golden angle apart, in three shades."""
+    out = []
+    for i in range(n):
+        hue = (i * 0.618033988749895) % 1.0
+        light, sat = ((0.45, 0.75), (0.32, 0.8), (0.6, 0.7))[(i // 7) % 3]
+        r, g, b = colorsys.hls_to_rgb(hue, light, sat)
+        out.append(f"rgb({int(r * 255)},{int(g * 255)},{int(b * 255)})")
+    return out
+
+
 def _map(kb: kb_service.KnowledgeBaseView) -> None:
     st.caption(_("Each dot is a chunk, placed by its meaning (a 2-D projection of the "
                  "embeddings); colours are documents. Clusters show what the base covers; "
@@ -354,22 +412,45 @@ def _map(kb: kb_service.KnowledgeBaseView) -> None:
     if len(points) < 2:
         st.info(_("The map appears once documents are indexed."))
         return
-    fig = go.Figure()
     by_source: dict[str, list[kb_service.MapPoint]] = {}
     for p in points:
         by_source.setdefault(p.source, []).append(p)
-    for source, pts in sorted(by_source.items()):
+    sources = sorted(by_source)
+    picked = st.multiselect(
+        _("Documents to colour"), sources, key="kb_map_pick",
+        placeholder=_("All documents") if len(sources) <= MAP_LEGEND else
+        _("Type to find documents ({n} in the map)").format(n=len(sources)))
+    coloured = picked or (sources if len(sources) <= MAP_LEGEND else [])
+    colours = dict(zip(sources, _palette(len(sources)), strict=True))
+    fig = go.Figure()
+
+    def trace(name: str, pts: list[kb_service.MapPoint], colour: str, legend: bool,
+              group: str | None = None) -> None:
         fig.add_trace(go.Scattergl(
-            x=[p.x for p in pts], y=[p.y for p in pts], mode="markers", name=source[-40:],
-            text=[f"{html.escape(p.heading)}<br>{html.escape(p.preview[:120])}" for p in pts],
-            hovertemplate="%{text}<extra>" + html.escape(source[-40:]) + "</extra>",
-            marker={"size": 6, "opacity": 0.75}))
+            x=[p.x for p in pts], y=[p.y for p in pts], mode="markers", name=name[-40:],
+            text=[f"<b>{html.escape(p.source[-60:])}</b><br>{html.escape(p.heading)}<br>"
+                  f"{html.escape(p.preview[:120])}" for p in pts],
+            hovertemplate="%{text}<extra></extra>", showlegend=legend, legendgroup=group,
+            marker={"size": 6, "opacity": 0.8, "color": colour}))
+
+    others = [p for src in sources if src not in coloured for p in by_source[src]]
+    if others:
+        if coloured:
+            trace(_("Other documents"), others, "rgba(150,150,150,0.35)", True)
+        else:  # too many documents for a legend: colours by document, names on hover
+            for src in sources:
+                trace(src, by_source[src], colours[src], False)
+    for src in coloured:
+        trace(src, by_source[src], colours[src], True)
     fig.update_layout(height=520, margin={"l": 10, "r": 10, "t": 30, "b": 10},
                       xaxis={"title": {"text": _("Component 1")}, "showticklabels": False},
                       yaxis={"title": {"text": _("Component 2")}, "showticklabels": False},
                       legend={"title": {"text": _("Document")}},
-                      showlegend=len(by_source) <= 30)
+                      showlegend=bool(coloured))
     st.plotly_chart(fig, width="stretch", key="kb_map")
+    if not coloured:
+        st.caption(_("{n} documents: point at a dot to see its document, or pick documents "
+                     "above to colour them and list them in a legend.").format(n=len(sources)))
 
 
 # ----------------------------------------------------------------------------- settings
@@ -475,12 +556,11 @@ if not bases:
 kb = next(b for b in bases if b.id == st.session_state[PICK])
 st.subheader(kb.name)
 _overview(kb)
-tabs = st.tabs([_("Documents"), _("Upload"), _("Chunks"), _("Retrieval test"),
-                _("Embedding map"), _("Settings")])
-sections = (_documents, _upload, _chunks, _retrieval, _map, _settings)
-for tab, section in zip(tabs, sections, strict=True):
-    with tab:
-        try:
-            section(kb)
-        except Exception as exc:  # noqa: BLE001 - one tab failing keeps the others
-            show_error(exc, doing=_("Showing this part of the page"))
+run_tabs(TABS, [
+    ("documents", _("Documents"), _documents, (kb,)),
+    ("upload", _("Upload"), _upload, (kb,)),
+    ("chunks", _("Chunks"), _chunks, (kb,)),
+    ("retrieval", _("Retrieval test"), _retrieval, (kb,)),
+    ("map", _("Embedding map"), _map, (kb,)),
+    ("settings", _("Settings"), _settings, (kb,)),
+])
