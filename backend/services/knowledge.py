@@ -8,6 +8,7 @@ role. Members see their workspace only; admins may look across workspaces. Other
 from __future__ import annotations
 
 import logging
+import math
 import re
 import shutil
 import threading
@@ -146,6 +147,11 @@ class SearchHit:
     @property
     def page(self) -> int | None:
         return self.metadata.get("page")
+
+    @property
+    def relevance(self) -> float:
+        """How well the chunk matches the question, 0 to 1, for people (``relevance``)."""
+        return float(self.metadata.get("relevance", 0.0))
 
     def citation(self) -> str:
         parts = [self.source]
@@ -572,6 +578,11 @@ def _submit_ingest(actor: Actor, kb_id: int, items: list[dict[str, Any]], *, kb_
     from backend.jobs import titles
     from backend.services.jobs import submit_job
 
+    if template == "copies":  # the copies of a removed document are indexed in its place
+        title_template, args = titles.KB_REINDEX_COPIES, {"kb": kb_name, "source": source}
+    else:
+        names = ", ".join(i["source"] for i in items[:3]) + (" …" if len(items) > 3 else "")
+        title_template, args = titles.KB_INGEST, {"kb": kb_name, "files": names}
     job = submit_job(actor=actor, kind=INGEST_KIND, params={"kb_id": kb_id, "files": items},
                      title_template=title_template, title_args=args, enqueue=enqueue)
     return job.id
@@ -581,11 +592,6 @@ def ingest_files(*, actor: Actor, kb: int | str, paths: Sequence[str | Path] | N
                  uploads: Sequence[tuple[str, bytes | BinaryIO]] | None = None,
                  enqueue: bool = True) -> int:
     """Store the files (folders walked, names kept relative to them; zips opened by the job)
-    if template == "copies":  # the copies of a removed document are indexed in its place
-        title_template, args = titles.KB_REINDEX_COPIES, {"kb": kb_name, "source": source}
-    else:
-        names = ", ".join(i["source"] for i in items[:3]) + (" …" if len(items) > 3 else "")
-        title_template, args = titles.KB_INGEST, {"kb": kb_name, "files": names}
     and launch the ingest job on the cpu queue. Returns the job id."""
     actor.require_role(Role.builder, "add documents")
     from backend.accounts.uploads import display_name, max_upload_bytes
@@ -612,6 +618,7 @@ def reindex(*, actor: Actor, kb: int | str, enqueue: bool = True) -> int:
     """Build a new index with the base's current settings; search keeps using the old index
     until the new one is complete. Returns the job id."""
     actor.require_role(Role.builder, "re-index knowledge bases")
+    from backend.jobs import titles
     from backend.services.jobs import submit_job
 
     with session_scope() as session:
@@ -621,7 +628,6 @@ def reindex(*, actor: Actor, kb: int | str, enqueue: bool = True) -> int:
                      title_template=titles.KB_REINDEX, title_args={"kb": name}, enqueue=enqueue)
     return job.id
 
-    from backend.jobs import titles
 
 def kb_jobs(*, actor: Actor, kb: int | str, limit: int = 10) -> list[Any]:
     """Recent ingest and re-index jobs of this base, newest first (the page follows them)."""
@@ -782,7 +788,39 @@ def search(*, actor: Actor, kb: str | int, query: str, k: int = 5, mode: str = "
     words = highlight_terms(query, info.language)
     for h in hits:
         h.metadata["highlights"] = matches(h.text, words)
+    _set_relevance(hits, mode=mode, reranked=bool(rerank))
     return hits
+
+
+def _set_relevance(hits: list[SearchHit], *, mode: str, reranked: bool = False) -> None:
+    """Give each hit ``metadata['relevance']``: a number from 0 to 1 that a person can read,
+    never higher than that of a hit ranked above it (the numbers follow the order shown).
+
+    It is the cosine similarity of the chunk to the question where there is one (vector and
+    hybrid search; hybrid's own score is a fusion of ranks, about 0.05 whatever the match), a
+    reranker's score (squashed to 0-1 when it is a logit), or for keyword search the BM25 score
+    relative to the best hit's. A hit that the ranking put above one with a higher similarity
+    (its page as a whole is about the question, its words match) shows the lower number of
+    the two: the order is the ranking's, the number says at most how close the match is."""
+    if not hits:
+        return
+    if reranked:
+        raw = [h.score for h in hits]
+        if any(v < 0.0 or v > 1.0 for v in raw):
+            raw = [1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, v)))) for v in raw]
+    elif mode == "keyword":
+        top = max((h.score for h in hits), default=0.0)
+        raw = [h.score / top if top > 0 else 0.0 for h in hits]
+    elif mode == "vector":
+        raw = [h.score for h in hits]
+    else:
+        top = max((h.score for h in hits), default=0.0)
+        raw = [float(h.metadata["similarity"]) if "similarity" in h.metadata
+               else (h.score / top if top > 0 else 0.0) for h in hits]
+    cap = 1.0
+    for h, value in zip(hits, raw, strict=True):
+        cap = min(cap, max(0.0, min(1.0, float(value))))
+        h.metadata["relevance"] = round(cap, 4)
 
 
 def _hit(c: Any, chunk_text: str, chunk_meta: dict[str, Any] | None, ord_: int,
@@ -895,7 +933,9 @@ def list_chunks(*, actor: Actor, kb: int | str, limit: int | None = None, offset
         return [_chunk_view(c) for c in session.execute(stmt).scalars()]
 
 
-def count_chunks(*, actor: Actor, kb: int | str, document_id: int | None = None) -> int:
+def count_chunks(*, actor: Actor, kb: int | str, document_id: int | None = None,
+                 search: str = "", include_disabled: bool = True) -> int:
+    """How many chunks ``list_chunks`` with the same filters would list (a pager's total)."""
     actor.require_role(Role.builder, "browse chunks")
     with session_scope() as session:
         base = _load(session, actor, kb)
@@ -903,6 +943,10 @@ def count_chunks(*, actor: Actor, kb: int | str, document_id: int | None = None)
             KnowledgeChunk.index_id == base.active_index_id)
         if document_id is not None:
             stmt = stmt.where(KnowledgeChunk.document_id == document_id)
+        if not include_disabled:
+            stmt = stmt.where(KnowledgeChunk.enabled)
+        if search.strip():
+            stmt = stmt.where(KnowledgeChunk.text.ilike(f"%{search.strip()}%"))
         return int(session.execute(stmt).scalar() or 0)
 
 
