@@ -82,6 +82,12 @@ def load_model(source: str, *, device_preference: str = "auto") -> LoadedModel:
                        dtype=str(dtype).removeprefix("torch."), nbytes=nbytes)
 
 
+# Two models loading at once in two threads (two playground columns on two models) failed
+# with "Cannot copy out of meta tensor": from_pretrained creates weights under process-wide
+# patches (empty weights on the meta device) that the other thread's load then sees.
+_LOAD_ONE_AT_A_TIME = threading.Lock()
+
+
 class ModelCache:
     """Recently used models, kept loaded. Thread-safe; one load per source at a time."""
 
@@ -111,7 +117,8 @@ class ModelCache:
             if on_load is not None:
                 on_load()
             started = time.perf_counter()
-            lm = self._loader(source, device_preference=self.device_preference)
+            with _LOAD_ONE_AT_A_TIME:  # transformers' loading is not thread-safe (see there)
+                lm = self._loader(source, device_preference=self.device_preference)
             log.info("loaded %s on %s (%s, %.2f GB) in %.1f s", source, lm.device, lm.dtype,
                      lm.gb, time.perf_counter() - started)
             with self._lock:
