@@ -152,10 +152,21 @@ def test_choices_survive_the_steps(seeded: dict[str, object]) -> None:
     assert "Choose a base model (step 1)" not in text
     assert f"**{seeded['base']}**" in text and f"**{seeded['dataset']}**" in text
     assert at.button(key="ft_start")
+    at.radio(key="ft_preset").set_value("quick").run()
+    assert at.number_input(key="ft_ep").value == finetune_service.PRESETS["quick"].epochs
+    at.number_input(key="ft_ep").set_value(2.0).run()
+    at.text_input(key="ft_out_name").input("kept-name").run()
     at.segmented_control(key="ft_step_pick").set_value("model").run()
     assert at.selectbox(key="ft_model_pick").value == seeded["base"]
     at.segmented_control(key="ft_step_pick").set_value("data").run()
     assert at.selectbox(key="ft_dataset_pick").value == seeded["dataset"]
+    at.segmented_control(key="ft_step_pick").set_value("train").run()
+    assert not at.exception and not at.warning, [w.value for w in at.warning]
+    assert at.radio(key="ft_preset").value == "quick"  # the settings outlive the step change
+    assert at.number_input(key="ft_ep").value == 2.0
+    assert at.text_input(key="ft_out_name").value == "kept-name"
+    at.radio(key="ft_preset").set_value("thorough").run()  # another preset: its own epochs
+    assert at.number_input(key="ft_ep").value == finetune_service.PRESETS["thorough"].epochs
 
 
 def test_upload_names_the_dataset_after_its_file_and_lists_it(seeded: dict[str, object]) -> None:

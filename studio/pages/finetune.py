@@ -99,6 +99,27 @@ def _next_button(step: str, label: str) -> None:
               icon=":material/arrow_forward:")
 
 
+# the training settings and the names typed in a step, kept while another step is shown (a
+# widget's own value is dropped on a rerun that does not draw it; one written back through
+# the Session State API is kept); a widget whose key holds a value is drawn without a default
+PRESET_KEYS = ["ft_ep", "ft_bs", "ft_ga", "ft_len", "ft_r", "ft_drop", "ft_val", "ft_seed"]
+KEPT = ["ft_preset", "ft_method", "ft_lr", "ft_sched", "ft_pack", "ft_ans", "ft_targets",
+        "ft_out_name", "ft_ds_name", "ft_format", "ft_ds_search", *PRESET_KEYS]
+for _key in KEPT:
+    if _key in st.session_state:
+        st.session_state[_key] = st.session_state[_key]
+
+
+def _kept(key: str, **default: Any) -> dict[str, Any]:
+    return {"key": key} if key in st.session_state else {"key": key, **default}
+
+
+def _preset_changed() -> None:
+    """Another preset: its own epochs, batch size, rank... replace the ones shown."""
+    for key in PRESET_KEYS:
+        st.session_state.pop(key, None)
+
+
 if st.session_state.get(STEP) not in STEPS:
     st.session_state[STEP] = "model"
 step = st.segmented_control(_("Step"), STEPS, format_func=lambda s: STEP_LABELS[s],
@@ -366,41 +387,47 @@ def _data_step() -> None:
 
 def _settings_form() -> dict[str, Any]:
     preset = st.radio(_("Preset"), list(PRESET_LABELS), format_func=lambda p: PRESET_LABELS[p],
-                      index=1, key="ft_preset", horizontal=True)
+                      horizontal=True, on_change=_preset_changed,
+                      **_kept("ft_preset", index=1))
     base = finetune_service.PRESETS[preset]
     available = finetune_service.methods_available()
-    method = st.selectbox(_("Method"), list(METHOD_LABELS), key="ft_method",
-                          format_func=lambda m: METHOD_LABELS[m])
+    method = st.selectbox(_("Method"), list(METHOD_LABELS),
+                          format_func=lambda m: METHOD_LABELS[m], **_kept("ft_method"))
     if available.get(method):
         st.warning(str(available[method]))
     s: dict[str, Any] = {"method": method}
     with st.expander(_("Settings"), expanded=False):
         c = st.columns(3)
-        s["epochs"] = c[0].number_input(_("Epochs"), 0.1, 1000.0, float(base.epochs), key="ft_ep")
-        lr = c[1].number_input(_("Learning rate (0: automatic)"), 0.0, 0.5, 0.0, format="%.5f",
-                               key="ft_lr")
+        s["epochs"] = c[0].number_input(_("Epochs"), 0.1, 1000.0,
+                                        **_kept("ft_ep", value=float(base.epochs)))
+        lr = c[1].number_input(_("Learning rate (0: automatic)"), 0.0, 0.5, format="%.5f",
+                               **_kept("ft_lr", value=0.0))
         s["learning_rate"] = lr or None
         s["lr_schedule"] = c[2].selectbox(_("Schedule"), list(SCHEDULE_LABELS),
                                           format_func=lambda k: SCHEDULE_LABELS[k],
-                                          key="ft_sched")
+                                          **_kept("ft_sched"))
         c = st.columns(3)
-        s["batch_size"] = c[0].number_input(_("Batch size"), 1, 256, base.batch_size, key="ft_bs")
+        s["batch_size"] = c[0].number_input(_("Batch size"), 1, 256,
+                                            **_kept("ft_bs", value=base.batch_size))
         s["grad_accum"] = c[1].number_input(_("Gradient accumulation"), 1, 128,
-                                            base.grad_accum, key="ft_ga")
+                                            **_kept("ft_ga", value=base.grad_accum))
         s["max_length"] = c[2].number_input(_("Maximum length (tokens)"), 16, 131072,
-                                            base.max_length, key="ft_len")
+                                            **_kept("ft_len", value=base.max_length))
         c = st.columns(3)
-        s["lora_rank"] = c[0].number_input(_("LoRA rank"), 1, 1024, base.lora_rank, key="ft_r")
-        s["lora_dropout"] = c[1].number_input(_("LoRA dropout"), 0.0, 0.9, base.lora_dropout,
-                                              key="ft_drop")
+        s["lora_rank"] = c[0].number_input(_("LoRA rank"), 1, 1024,
+                                           **_kept("ft_r", value=base.lora_rank))
+        s["lora_dropout"] = c[1].number_input(_("LoRA dropout"), 0.0, 0.9,
+                                              **_kept("ft_drop", value=base.lora_dropout))
         s["val_fraction"] = c[2].number_input(_("Validation share"), 0.0, 0.5,
-                                              base.val_fraction, key="ft_val")
+                                              **_kept("ft_val", value=base.val_fraction))
         c = st.columns(3)
-        s["packing"] = c[0].toggle(_("Packing"), value=False, key="ft_pack",
+        s["packing"] = c[0].toggle(_("Packing"), **_kept("ft_pack", value=False),
                                    help=_("Put several short examples in one row: faster on "
                                           "data of varied length."))
-        s["answers_only"] = c[1].toggle(_("Loss on answers only"), value=True, key="ft_ans")
-        s["seed"] = c[2].number_input(_("Seed"), 0, 2**31 - 1, base.seed, key="ft_seed")
+        s["answers_only"] = c[1].toggle(_("Loss on answers only"),
+                                        **_kept("ft_ans", value=True))
+        s["seed"] = c[2].number_input(_("Seed"), 0, 2**31 - 1,
+                                      **_kept("ft_seed", value=base.seed))
         targets = st.text_input(_("LoRA target modules (comma-separated; empty: the "
                                   "architecture's default)"), key="ft_targets")
         if targets.strip():
