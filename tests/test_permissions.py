@@ -750,6 +750,24 @@ def test_cli_user_management(world: World) -> None:
     assert os.environ.get("STUDIO_API_KEY") is None
 
 
+def test_cli_keys_create_for_a_bot_says_whose_key(world: World) -> None:
+    """README's `studio keys create --agent BOT --rate 60/min`: the operator's CLI (no user of its
+    own) asks for --user in plain words; with --user, or with a key (the caller), it works."""
+    bot = _published_agent(world)
+    ws = str(world.ws_a)
+    code, out = _cli("keys", "create", "--agent", bot.name, "--rate", "60/min", "-w", ws,
+                     "--json")
+    assert code == 1 and "--user NAME" in out["error"], out
+    user = make_user(Role.user, [world.ws_a], prefix="bot-key")
+    code, out = _cli("keys", "create", "--user", user.username, "--agent", bot.name, "--rate",
+                     "60/min", "-w", ws, "--json")
+    assert code == 0, out
+    assert out["agent"] == bot.name and out["rate_per_min"] == 60
+    assert accounts.actor_for_api_key(out["key"]).username == user.username
+    code, out = _cli("keys", "create", "--name", "mine", "--json", key=world.key_a_user)
+    assert code == 0 and out["username"] == world.actor(Role.user).username  # the caller
+
+
 # ----------------------------------------------------------------- isolation: the API
 
 

@@ -160,10 +160,50 @@ def test_admin_page_creates_a_user_and_shows_the_audit_log() -> None:
     assert f"User {name} added." in [s.value for s in at.success]
     made = accounts.find_user(actor=Actor.system(), username=name)
     assert made.role == "builder"
+    at.session_state["admin_tab:next"] = "audit"  # the Audit log tab
+    at.run()
     at.text_input(key="audit_search").input(name).run()
     assert not at.exception
     audit_table = at.dataframe[-1].value
     assert any(name in str(v) for v in audit_table.to_numpy().ravel())
+
+
+def test_admin_page_makes_a_bot_limited_key_and_keeps_it_on_its_tab() -> None:
+    """The key form has a bot and a rate; after "Create the key" the page stays on the API keys
+    tab and shows the key (once) until the admin says it is copied."""
+    from backend.services import agents, models
+
+    admin = actor_of(make_user(Role.admin), 1)
+    owner = Actor.system(1)
+    model = models.add_openai_model(actor=owner, name=unique("key-model"),
+                                    base_url="http://127.0.0.1:9/v1", remote_model="x")
+    bot = agents.create_agent(actor=owner, name=unique("key-bot"), config={"model": model.name})
+    agents.publish_agent(actor=owner, agent=bot.id)
+    user = make_user(Role.user, [1], prefix="key-user")
+    at = AppTest.from_file(ADMIN_PAGE, default_timeout=TIMEOUT)
+    at.session_state["actor"] = admin
+    at.session_state["admin_tab:next"] = "keys"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.selectbox(key="admin_key_user").select(user.id)
+    at.selectbox(key="admin_key_bot").select(bot.name)
+    at.number_input(key="admin_key_rate").set_value(60)
+    at.text_input(key="admin_key_name").input("support widget")
+    at.button(key="admin_key_create").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    key = at.code[0].value
+    assert key.startswith("sk-studio-")
+    assert any("Copy the new key now" in w.value for w in at.warning)
+    assert any(bot.name in c.value and "60" in c.value for c in at.caption)
+    assert at.session_state["admin_tab"] == "API keys"  # still on its tab
+    limit = agents.key_limit(key)
+    assert limit is not None and limit.agent == bot.name and limit.rate_per_min == 60
+    assert accounts.actor_for_api_key(key).username == user.username
+    at.run()  # another rerun (any click elsewhere): the key is still there
+    assert at.code and at.code[0].value == key
+    at.button(key="admin_new_key_done").click().run()
+    assert not at.exception
+    assert not [c for c in at.code if c.value == key]
 
 
 def test_navigation_shows_admin_only_to_admins(an_admin: accounts.UserView) -> None:
@@ -177,6 +217,23 @@ def test_navigation_shows_admin_only_to_admins(an_admin: accounts.UserView) -> N
     at.switch_page("pages/admin.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert "Admin" in [t.value for t in at.title]
+
+
+def test_navigation_offers_a_user_only_the_users_pages(an_admin: accounts.UserView) -> None:
+    """A user-role account gets Home, Chat, Jobs and My account; the builders' pages are not
+    registered for it at all, so neither a link nor an address opens them."""
+    user = make_user(Role.user)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    _login(at, user.username, PASSWORD)
+    for page in ("playground", "knowledge", "agents", "finetune", "pretrain", "models",
+                 "settings", "admin"):
+        with pytest.raises(ValueError, match="Could not find a navigation page"):
+            at.switch_page(f"pages/{page}.py")
+    for page in ("home", "chat", "jobs", "account"):
+        nxt = _next_run(at)
+        nxt.switch_page(f"pages/{page}.py").run()
+        assert not nxt.exception, (page, [e.value for e in nxt.exception])
+        assert not nxt.error, (page, [e.value for e in nxt.error])
 
 
 def _html(at: AppTest) -> str:

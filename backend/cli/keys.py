@@ -21,7 +21,9 @@ def _line(k: accounts.ApiKeyView) -> str:
 
 @app.command("create")
 def create(
-    user: str = typer.Option(None, "--user", help="Whose key (default: the API key's user)."),
+    user: str = typer.Option(None, "--user", help="The user the key acts as, with that user's "
+                             "role (default: the caller, i.e. the --api-key's user; required "
+                             "without --api-key)."),
     workspace: str = typer.Option(None, "--workspace", "-w", help="Its workspace (name or id)."),
     name: str = typer.Option("", "--name", help="What it is for."),
     agent: str = typer.Option(None, "--agent", help="Limit the key to this published agent."),
@@ -31,6 +33,11 @@ def create(
 ) -> None:
     """Create an API key. It is printed once: store it now."""
     actor = cli_actor()
+    if not user and actor.user_id is None:
+        fail("Say which user the key acts as: --user NAME. Without --api-key the CLI runs as "
+             "the studio itself, which has no keys of its own; the key gets that user's role "
+             "(for a bot's key, a user-role account is enough). `studio users list` shows the "
+             "users.", as_json=as_json)
     uid = user_id_for(user, as_json) if user else None
     per_min = _rate(rate, as_json) if rate else None
     with service_errors(as_json):

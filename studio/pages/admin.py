@@ -4,12 +4,14 @@ again, so this page is a convenience, not the guard."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 
 import pandas as pd
 import streamlit as st
 
 from backend.services import accounts, secrets, workspaces
+from backend.services import agents as agents_service
 from backend.services import audit as audit_service
 from studio.components.account_labels import (
     ROLES,
@@ -19,6 +21,7 @@ from studio.components.account_labels import (
     role_label,
 )
 from studio.components.errors import show_error
+from studio.components.page_tabs import run_tabs
 from studio.components.session import current_actor
 from studio.formatting import format_datetime
 from studio.i18n import _
@@ -30,11 +33,12 @@ if not actor.is_admin:
     st.stop()
 
 NEW_KEY = "admin_new_key"
+TABS = "admin_tab"
 
 
 def _done(message: str) -> None:
     st.session_state["admin_flash"] = message
-    st.rerun()
+    st.rerun()  # the keyed tabs keep the tab that was open
 
 
 flash = st.session_state.pop("admin_flash", None)
@@ -50,12 +54,9 @@ except Exception as exc:  # noqa: BLE001
 space_names = {w.id: w.name for w in all_spaces}
 user_names = {u.id: u.username for u in all_users}
 
-tab_users, tab_spaces, tab_keys, tab_secrets, tab_audit = st.tabs(
-    [_("Users"), _("Workspaces"), _("API keys"), _("Secrets"), _("Audit log")]
-)
-
 # ----------------------------------------------------------------------------------- users
-with tab_users:
+def _users_tab() -> None:
+    """Users and roles: add, change, set a password, delete."""
     st.dataframe(
         pd.DataFrame([{
             _("User name"): u.username,
@@ -124,7 +125,8 @@ with tab_users:
                     _done(_("{name} deleted.").format(name=user.username))
 
 # ------------------------------------------------------------------------------ workspaces
-with tab_spaces:
+def _workspaces_tab() -> None:
+    """Workspaces, their members, and moving things between them."""
     st.dataframe(
         pd.DataFrame([{
             _("Name"): w.name, _("Members"): w.members, _("Description"): w.description,
@@ -220,11 +222,17 @@ with tab_spaces:
                     item=labels[int(item)], workspace=space_names[int(to_ws)]))
 
 # -------------------------------------------------------------------------------- API keys
-with tab_keys:
-    new_key = st.session_state.pop(NEW_KEY, None)
-    if new_key:
-        st.warning(_("Copy the new key now: it is shown only once."))
-        st.code(new_key, language=None)
+def _keys_tab() -> None:
+    """API keys: create one (for a user, a workspace, optionally one bot and a rate), revoke."""
+    shown = st.session_state.get(NEW_KEY)
+    if shown:  # shown until the admin says it is copied (reruns and other tabs keep it)
+        with st.container(border=True):
+            st.warning(_("Copy the new key now: it is shown only once."))
+            st.code(shown["key"], language=None)
+            st.caption(_limit_text(shown))
+            if st.button(_("I have copied the key"), key="admin_new_key_done"):
+                st.session_state.pop(NEW_KEY, None)
+                st.rerun()
     try:
         keys = accounts.list_api_keys(actor=actor, include_revoked=True)
     except Exception as exc:  # noqa: BLE001
@@ -236,22 +244,7 @@ with tab_keys:
         _("Last used"): format_datetime(k.last_used_at),
         _("Revoked"): format_datetime(k.revoked_at) if k.revoked else "",
     } for k in keys]), hide_index=True, width="stretch")
-    with st.form("admin_new_key_form", clear_on_submit=True):
-        st.write(_("Create an API key"))
-        key_user = st.selectbox(_("User"), list(user_names), format_func=user_names.__getitem__,
-                                key="admin_key_user")
-        key_ws = st.selectbox(_("Workspace"), list(space_names),
-                              format_func=space_names.__getitem__, key="admin_key_ws")
-        key_name = st.text_input(_("What it is for"), key="admin_key_name")
-        if st.form_submit_button(_("Create the key"), type="primary"):
-            try:
-                made = accounts.create_api_key(actor=actor, name=key_name, user_id=key_user,
-                                               workspace_id=key_ws)
-            except Exception as exc:  # noqa: BLE001
-                show_error(exc, doing=_("Creating the API key"))
-            else:
-                st.session_state[NEW_KEY] = made.key
-                _done(_("API key #{id} created.").format(id=made.view.id))
+    _new_key_form()
     live = {k.id: f"#{k.id} · {k.username}" for k in keys if not k.revoked}
     if live:
         revoke = st.selectbox(_("Revoke a key"), list(live), format_func=live.__getitem__,
@@ -264,8 +257,81 @@ with tab_keys:
             else:
                 _done(_("Key #{id} revoked.").format(id=revoke))
 
+def _limit_text(made: dict[str, object]) -> str:
+    """What a new key may do, in words."""
+    bot, rate = made.get("agent"), made.get("rate")
+    if bot and rate:
+        return _("It acts as {user} in {workspace}, for the bot {bot} only, at most {rate} "
+                 "requests a minute.").format(user=made["user"], workspace=made["workspace"],
+                                                bot=bot, rate=rate)
+    if bot:
+        return _("It acts as {user} in {workspace}, for the bot {bot} only.").format(
+            user=made["user"], workspace=made["workspace"], bot=bot)
+    if rate:
+        return _("It acts as {user} in {workspace}, at most {rate} requests a minute.").format(
+            user=made["user"], workspace=made["workspace"], rate=rate)
+    return _("It acts as {user} in {workspace}.").format(user=made["user"],
+                                                         workspace=made["workspace"])
+
+
+def _new_key_form() -> None:
+    """Create a key: whose, where, what for, and optionally one bot and a rate."""
+    st.subheader(_("Create an API key"))
+    col_user, col_ws = st.columns(2)
+    users = list(user_names)
+    key_user = col_user.selectbox(
+        _("User"), users, format_func=user_names.__getitem__,
+        index=users.index(actor.user_id) if actor.user_id in users else 0,
+        help=_("The key acts as this user, with this user's role."), key="admin_key_user")
+    spaces = list(space_names)
+    key_ws = col_ws.selectbox(
+        _("Workspace"), spaces, format_func=space_names.__getitem__,
+        index=spaces.index(actor.workspace_id) if actor.workspace_id in spaces else 0,
+        key="admin_key_ws")
+    bots: list[str] = []
+    if key_ws is not None:
+        try:
+            bots = [b.name for b in agents_service.published_agents(
+                actor=replace(actor, workspace_id=int(key_ws)))]
+        except Exception as exc:  # noqa: BLE001
+            show_error(exc, doing=_("Loading the bots"))
+    col_bot, col_rate = st.columns(2)
+    key_bot = col_bot.selectbox(
+        _("Bot"), [""] + bots, format_func=lambda b: b or _("Any model or bot"),
+        help=_("A key for one bot reaches only that published bot over the API."),
+        key="admin_key_bot")
+    key_rate = col_rate.number_input(
+        _("Requests a minute"), min_value=0, max_value=100_000, value=0, step=10,
+        help=_("At most this many chat requests a minute; 0: no limit."), key="admin_key_rate")
+    key_name = st.text_input(_("What it is for"), key="admin_key_name")
+    if not st.button(_("Create the key"), type="primary", key="admin_key_create"):
+        return
+    try:
+        made = accounts.create_api_key(actor=actor, name=key_name, user_id=key_user,
+                                       workspace_id=key_ws)
+    except Exception as exc:  # noqa: BLE001
+        show_error(exc, doing=_("Creating the API key"))
+        return
+    rate = int(key_rate or 0) or None
+    if key_bot or rate:
+        try:
+            agents_service.set_key_limit(actor=actor, key_id=made.view.id, agent=key_bot or None,
+                                         rate_per_min=rate)
+        except Exception as exc:  # noqa: BLE001 - no key without the limits asked for
+            accounts.revoke_api_key(actor=actor, key_id=made.view.id)
+            show_error(exc, doing=_("Limiting the API key"))
+            return
+    st.session_state[NEW_KEY] = {"key": made.key, "id": made.view.id, "user": made.view.username,
+                                 "workspace": made.view.workspace, "agent": key_bot or None,
+                                 "rate": rate}
+    for k in ("admin_key_name", "admin_key_bot", "admin_key_rate"):
+        st.session_state.pop(k, None)
+    _done(_("API key #{id} created.").format(id=made.view.id))
+
+
 # --------------------------------------------------------------------------------- secrets
-with tab_secrets:
+def _secrets_tab() -> None:
+    """Workspace secrets, shown masked."""
     st.caption(_("Provider API keys and tool headers, encrypted in the database. Values are "
                  "shown masked; rotate the secret key with `studio secrets rotate`."))
     sec_ws = st.selectbox(_("Workspace"), list(space_names), format_func=space_names.__getitem__,
@@ -303,7 +369,8 @@ with tab_secrets:
                     _done(_("Secret {name} deleted.").format(name=gone))
 
 # ------------------------------------------------------------------------------- audit log
-with tab_audit:
+def _audit_tab() -> None:
+    """The audit log, filtered."""
     facets = audit_service.audit_facets(actor=actor)
     col1, col2, col3 = st.columns(3)
     who = col1.text_input(_("User name"), placeholder=_("Anyone"), key="audit_user")
@@ -338,3 +405,12 @@ with tab_audit:
         _("Workspace"): space_names.get(e.workspace_id or 0, str(e.workspace_id or "")),
         _("Details"): ", ".join(f"{k}={v}" for k, v in (e.details or {}).items()),
     } for e in entries]), hide_index=True, width="stretch")
+
+
+run_tabs(TABS, [
+    ("users", _("Users"), _users_tab, ()),
+    ("workspaces", _("Workspaces"), _workspaces_tab, ()),
+    ("keys", _("API keys"), _keys_tab, ()),
+    ("secrets", _("Secrets"), _secrets_tab, ()),
+    ("audit", _("Audit log"), _audit_tab, ()),
+])
