@@ -142,10 +142,10 @@ def test_corpus_from_given_documents_counts_them_as_files_read(tmp_path: Path) -
     assert stats.files_read == 6
 
 
-def test_the_file_uploaders_own_words_are_rewritten_into_the_readers_language() -> None:
+def test_streamlits_own_words_are_rewritten_into_the_readers_language() -> None:
     """Streamlit writes them in English in the browser; the page's script swaps them with these
     rules (JavaScript's replace; checked here with Python's)."""
-    from studio.components.uploader_text import rules
+    from studio.components.streamlit_text import rules
 
     def swap(lang: str, text: str) -> str:
         for pattern, replacement in rules(lang):
@@ -159,3 +159,4 @@ def test_the_file_uploaders_own_words_are_rewritten_into_the_readers_language() 
     assert swap("zh_CN", "upload") == "upload"  # the icon's name is not a word on the page
     assert swap("en", "每个文件不超过 200MB") == "200MB per file"  # and back after a switch
     assert swap("en", "Upload") == "Upload"
+    assert swap("zh_CN", "Choose an option") == "请选择"

@@ -22,7 +22,7 @@ from backend.accounts.actor import Actor
 from backend.config import get_settings
 from backend.services import accounts
 from studio.components.session import signed_in_actor
-from studio.components.uploader_text import uploader_text
+from studio.components.streamlit_text import streamlit_text
 from studio.i18n import (
     LANGUAGES,
     SESSION_KEY,
@@ -180,4 +180,4 @@ def language_switch() -> None:
     )
     if st.session_state.pop("_lang_cookie_pending", False):
         _remember_in_browser(lang)
-    uploader_text()  # Streamlit's own words in its file uploaders, in this language
+    streamlit_text()  # Streamlit's own words in its widgets, in this language

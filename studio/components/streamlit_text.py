@@ -1,11 +1,12 @@
-"""Streamlit's file uploader in the reader's language.
+"""Streamlit's own words in the reader's language.
 
-Streamlit 1.67 writes the uploader's own words in English inside the browser ("Upload",
-"200MB per file", "Drag and drop files here", "File must be 200.0MB or smaller.") and has no
-setting for them. ``uploader_text()`` (called once per run beside the language switch) puts a
-small script on the page that rewrites those words in every uploader, now and whenever
-Streamlit draws one again, keeping the numbers and file types Streamlit fills in. The words are
-ordinary catalog entries, so a translator sees them like any other.
+Streamlit 1.67 writes some words of its widgets in English inside the browser, with no setting
+for them: the file uploader's ("Upload", "200MB per file", "Drag and drop files here", "File
+must be 200.0MB or smaller.") and the select boxes' ("Choose an option", "No results").
+``streamlit_text()`` (called once per run beside the language switch) puts a small script on
+the page that rewrites those words inside these widgets, now and whenever Streamlit draws them
+again, keeping the numbers and file types Streamlit fills in. The words are ordinary catalog
+entries, so a translator sees them like any other.
 """
 
 from __future__ import annotations
@@ -30,7 +31,24 @@ TEXTS: tuple[str, ...] = (
     N_("{type} files are not allowed."),
     N_("File size is too small."),
     N_("Only one file is allowed."),
+    # select boxes and multiselects (their placeholder when nothing is chosen, their menus)
+    N_("Choose an option"),
+    N_("Choose options"),
+    N_("Choose or add an option"),
+    N_("Choose or add options"),
+    N_("Add an option"),
+    N_("Add options"),
+    N_("No options to select"),
+    N_("No results"),
+    N_("Clear value"),
+    N_("Clear selection"),
+    N_("Select all"),
 )
+
+# where those words live: the widgets, and the menus they open (drawn at the end of the page)
+_SCOPE = ('[data-testid="stFileUploader"], [data-testid="stSelectbox"], '
+          '[data-testid="stMultiSelect"], [data-baseweb="select"], [data-baseweb="popover"], '
+          '[role="listbox"]')
 
 _FIELD = re.compile(r"\{(\w+)\}")
 
@@ -76,17 +94,19 @@ _SCRIPT = """<script>
     return null;
   }
   function fix() {
-    document.querySelectorAll('[data-testid="stFileUploader"]').forEach((u) => {
+    document.querySelectorAll(%s).forEach((u) => {
       const walker = document.createTreeWalker(u, NodeFilter.SHOW_TEXT);
       let n;
       while ((n = walker.nextNode())) {
         const v = swap(n.nodeValue);
         if (v !== null) n.nodeValue = v;
       }
-      u.querySelectorAll('[aria-label]').forEach((el) => {
-        const v = swap(el.getAttribute('aria-label'));
-        if (v !== null) el.setAttribute('aria-label', v);
-      });
+      for (const attr of ['aria-label', 'placeholder', 'title']) {
+        u.querySelectorAll('[' + attr + ']').forEach((el) => {
+          const v = swap(el.getAttribute(attr));
+          if (v !== null) el.setAttribute(attr, v);
+        });
+      }
     });
   }
   w.__studioUploaderFix = fix;
@@ -97,15 +117,16 @@ _SCRIPT = """<script>
       pending = true;
       requestAnimationFrame(() => { pending = false; w.__studioUploaderFix(); });
     });
-    w.__studioUploaderObserver.observe(document.body,
-      {subtree: true, childList: true, characterData: true});
+    w.__studioUploaderObserver.observe(document.body, {subtree: true, childList: true,
+      characterData: true, attributes: true, attributeFilter: ['placeholder', 'aria-label']});
   }
   fix();
 })();
 </script>"""
 
 
-def uploader_text() -> None:
+def streamlit_text() -> None:
     """Put the rewriting script on the page (a few hundred bytes; no visible element)."""
     lang = current_language()
-    st.html(_SCRIPT % json.dumps(rules(lang), ensure_ascii=False), unsafe_allow_javascript=True)
+    st.html(_SCRIPT % (json.dumps(rules(lang), ensure_ascii=False), json.dumps(_SCOPE)),
+            unsafe_allow_javascript=True)
