@@ -32,25 +32,24 @@ def _page_text(i: int) -> str:
 
 def test_bot_in_three_steps_answers_with_sources_feedback_and_share_link(
         studio: Any, admin: tuple[str, str], page: Any, tmp_path: Path) -> None:
-    # what the story starts from, seeded through the CLI: the demo model, a knowledge base
-    # (side by side: the ingest waits for the worker's embedder)
+    # what the story starts from, seeded through the CLI: the demo model, a knowledge base,
+    # side by side with the first steps on the page (the ingest waits for the worker's embedder)
     files = []
     for i in range(1, 6):
         path = tmp_path / f"garage{i}.md"
         path.write_text(_page_text(i))
         files.append(str(path))
-
-    def knowledge() -> None:
-        studio.cli("kb", "create", "Handbook")
-        studio.cli("kb", "ingest", "Handbook", *files, "--wait")
-
-    with ThreadPoolExecutor(2) as pool:
-        seeded = [pool.submit(studio.cli, "models", "add-tiny", "demo"), pool.submit(knowledge)]
-        for f in seeded:
-            f.result()
+    pool = ThreadPoolExecutor(3)
+    made_model = pool.submit(studio.cli, "models", "add-tiny", "demo")
+    made_kb = pool.submit(studio.cli, "kb", "create", "Handbook")
+    ingested = pool.submit(lambda: (made_kb.result(), studio.cli(
+        "kb", "ingest", "Handbook", *files, "--wait")))
+    pool.shutdown(wait=False)
 
     ui.goto(page, studio)
     ui.login(page, *admin)
+    made_model.result()
+    made_kb.result()
     ui.nav(page, "Agents")
     ui.tab(page, "Bot in three steps")
     ui.choose(page, "Step 1: knowledge base", "Handbook")
@@ -76,6 +75,7 @@ def test_bot_in_three_steps_answers_with_sources_feedback_and_share_link(
     ui.shot(page, "chat-page")
     assert "bot=" + BOT in page.url
 
+    ingested.result()  # the documents are in before the first question
     ui.chat(page, "How does the gate of the garage open?")
     answer = ui.main(page).get_by_test_id("stChatMessage").last
     answer.wait_for()
