@@ -190,20 +190,22 @@ def _reporting_callback(ctx: JobContext, save_every_s: float) -> Any:
 
         def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             self.last_save = time.monotonic()
+            self.pace.step_begin(self.last_save)  # a step's time runs from here
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             self.training = True
             self.last_step_end = time.monotonic()
             self.pace.begin(self.last_step_end, state.global_step, _tokens_seen(state))
+            self.pace.step_begin(self.last_step_end)
             if state.global_step:
                 ctx.log(f"Resumed at step {state.global_step} of {state.max_steps}")
 
-        def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            self.pace.step_begin(time.monotonic())
-
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            # a step's time: from the end of what came before it (the last step, its log,
+            # evaluation or checkpoint) to its end, so its batch's loading counts, those not
             self.last_step_end = time.monotonic()
             self.pace.step_end(self.last_step_end, state.global_step, _tokens_seen(state))
+            self.pace.step_begin(self.last_step_end)
             total = max(1, state.max_steps)
             ctx.progress(0.05 + 0.85 * state.global_step / total,
                          "training: step {step}/{total}", step=state.global_step, total=total)
@@ -219,7 +221,9 @@ def _reporting_callback(ctx: JobContext, save_every_s: float) -> Any:
 
         def on_evaluate(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             if self.training:  # an evaluation between steps (it follows a step's end)
-                self.pace.evaluated(time.monotonic() - self.last_step_end)
+                now = time.monotonic()
+                self.pace.evaluated(now - self.last_step_end)
+                self.pace.step_begin(now)
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
             logs = logs or {}
@@ -242,6 +246,7 @@ def _reporting_callback(ctx: JobContext, save_every_s: float) -> Any:
                                           _evals_left(args, step, state.max_steps))
             if left is not None:
                 ctx.metric("eta_s", left, step)
+            self.pace.step_begin(time.monotonic())  # writing the metrics is not training
 
     return Report()
 

@@ -36,6 +36,8 @@ class Pace:
         self._samples.append((step, 0.0, tokens))
 
     def step_begin(self, now: float) -> None:
+        """Training (re)starts now: the next step's time counts from here (the latest call
+        wins, so work between steps that is not training calls it again when it ends)."""
         self._step_started = now
 
     def step_end(self, now: float, step: int, tokens: int) -> None:
