@@ -131,8 +131,8 @@ def _properties(m: ModelView) -> None:
         rows.append((_("Tested"), format_relative(m.last_tested_at)))
     if m.last_test_message:
         rows.append((_("Test result"), m.last_test_message))
-    st.dataframe([{_("Property"): k, _("Value"): v} for k, v in rows], hide_index=True,
-                 width="stretch")
+    # a table of text (not a grid): long values such as the lineage chain wrap, whole
+    st.table([{_("Property"): k, _("Value"): v} for k, v in rows], hide_index=True)
 
 
 def _test(m: ModelView) -> None:
