@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -14,7 +15,11 @@ import streamlit as st  # noqa: E402
 from backend.accounts.actor import Role  # noqa: E402
 from studio.components.language import apply_language, language_switch  # noqa: E402
 from studio.components.login import account_sidebar, login_page  # noqa: E402
-from studio.components.session import refresh_session, sync_session_cookie  # noqa: E402
+from studio.components.session import (  # noqa: E402
+    refresh_session,
+    require_page_role,
+    sync_session_cookie,
+)
 from studio.i18n import N_, _  # noqa: E402
 
 st.set_page_config(page_title="LLM Studio", page_icon="🧪", layout="wide")
@@ -45,8 +50,8 @@ apply_language()  # before any _(): the page titles below are translated
 PAGES = ROOT / "studio" / "pages"
 
 # Every page, the least role that may open it, and its group in the sidebar. A page a role may
-# not use is not registered for it at all, so its link is not shown and its URL opens nothing
-# (the services refuse the calls anyway). README's role table says the same.
+# not use is not in that role's sidebar, and its address shows only a note saying which role it
+# needs (the services refuse its calls anyway). README's role table says the same.
 PAGE_TABLE = [
     # (group, file, title, icon, url_path, role)
     (N_("Studio"), "home.py", N_("Home"), "🏠", "home", Role.user),
@@ -75,12 +80,24 @@ if actor is None:  # nobody logged in: the login page (first start: create the f
     st.navigation(login, position="hidden").run()
     st.stop()
 
+
+
+def _refused(role: Role) -> Callable[[], None]:
+    """What a page of a higher role shows at its address: why it does not open, and where to go."""
+    def page() -> None:
+        require_page_role(actor, role)
+    return page
+
+
 pages: dict[str, list[st.Page]] = {}
 for group, file, title, icon, url_path, role in PAGE_TABLE:
     if actor.has_role(role):
         pages.setdefault(_(group), []).append(st.Page(
             str(PAGES / file), title=_(title), icon=icon, url_path=url_path,
             default=url_path == "home"))
+    else:  # not in the sidebar; its address says it needs another role
+        pages.setdefault(_(PAGE_TABLE[0][0]), []).append(st.Page(
+            _refused(role), title=_(title), icon=icon, url_path=url_path, visibility="hidden"))
 
 account_sidebar(actor)
 with st.sidebar:
