@@ -45,7 +45,7 @@ def test_upload_train_evaluate_deploy_try(studio: Any, admin: tuple[str, str], p
     # clicking the active step keeps it (it used to empty the picker and jump to step 1)
     _step(page, "1 · Choose a model")
     assert "Choose the base model" in ui.text_of(page)
-    ui.button(page, "Next: prepare the data")
+    _step(page, "2 · Prepare data")  # through the step bar, as the person did
 
     # 2. the data, uploaded in the page: the name comes from the file
     assert "Choose a base model in step 1" not in ui.text_of(page)
@@ -57,7 +57,7 @@ def test_upload_train_evaluate_deploy_try(studio: Any, admin: tuple[str, str], p
     text = ui.text_of(page)
     assert "No dataset yet" not in text and "Choose a base model in step 1" not in text
     main.get_by_text("How the model sees the examples").first.wait_for()  # the preview
-    ui.button(page, "Next: train")
+    _step(page, "3 · Train")
 
     # 3. train from the page, few steps
     text = ui.text_of(page)
