@@ -201,3 +201,14 @@ def test_cli_sets_top_k_and_the_context_budget(place: dict[str, Any]) -> None:
     assert cfg["params"]["max_new_tokens"] == 16 and cfg["knowledge_bases"] == [place["kb"]]
     code, out = cli("agents", "update", name, "--context-budget", "100", "--json")
     assert code == 1 and "context_budget" in out["error"]
+
+
+def test_long_instructions_take_room_from_the_answer_before_failing() -> None:
+    budget = PromptBudget(window=600, answer_tokens=300)
+    system = "Follow these rules. " * 50  # about 340 tokens (estimated)
+    packed = fit_prompt(budget, system=system, question="q?")
+    assert packed.prompt_tokens > budget.prompt_limit  # more than a 300-token answer leaves
+    fit = packed.summary(budget)
+    assert fit["answer_tokens"] == 75 and fit["prompt_tokens"] <= fit["prompt_limit"]
+    with pytest.raises(PromptTooLong, match="the model leaves"):
+        fit_prompt(budget, system=system * 2, question="q?")

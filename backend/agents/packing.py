@@ -26,6 +26,8 @@ SAFETY_TOKENS = 16
 MIN_PASSAGE_ROOM = 192
 # an answer never gets more than this share of the context (the prompt needs the rest)
 MAX_ANSWER_SHARE = 0.5
+# the least kept for an answer (or an eighth of the window) when the prompt needs the rest
+MIN_ANSWER_TOKENS = 64
 # the shortest useful piece of a trimmed passage, in tokens
 MIN_TRIMMED_TOKENS = 24
 
@@ -77,6 +79,11 @@ class PromptBudget:
         return max(1, min(self.answer_tokens, int(self.window * MAX_ANSWER_SHARE)))
 
     @property
+    def answer_floor(self) -> int:
+        """The least kept for the answer when the instructions and the question need more."""
+        return min(self.answer_reserve, max(MIN_ANSWER_TOKENS, self.window // 8))
+
+    @property
     def prompt_limit(self) -> int:
         """The most tokens the prompt may take: the window less the answer, the tools and a
         safety margin."""
@@ -94,14 +101,18 @@ class Packed:
     dropped_turns: int = 0  # messages of the conversation left out
     trimmed: bool = False  # the last passage was cut at a sentence end
     prompt_tokens: int = 0  # the prompt as sent, as counted
+    limit: int = 0  # the most the prompt could take
     notes: dict[str, Any] = field(default_factory=dict)
 
     def summary(self, budget: PromptBudget) -> dict[str, Any]:
         """The trace's record of the fit."""
         return {"passages_used": len(self.passages), "passages_found": self.found,
                 "trimmed": self.trimmed, "turns_dropped": self.dropped_turns // 2,
-                "prompt_tokens": self.prompt_tokens, "prompt_limit": budget.prompt_limit,
-                "context_window": budget.window, "answer_tokens": budget.answer_reserve,
+                "prompt_tokens": self.prompt_tokens,
+                "prompt_limit": self.limit or budget.prompt_limit,
+                "context_window": budget.window,
+                "answer_tokens": budget.window - budget.extra_tokens - SAFETY_TOKENS
+                - (self.limit or budget.prompt_limit),
                 "counted": "tokenizer" if budget.exact else "estimate"}
 
 
@@ -190,6 +201,11 @@ def fit_prompt(budget: PromptBudget, *, system: str, question: str,
         dropped += n
         base = budget.count(_messages(head, hist, question))
     if base > limit:
+        # the answer may be shorter than the longest asked for (generation stops at the
+        # window's end): give the prompt what a short answer leaves
+        stretched = budget.window - budget.answer_floor - budget.extra_tokens - SAFETY_TOKENS
+        limit = max(limit, stretched)
+    if base > limit:
         raise PromptTooLong(
             f"The agent's instructions and the question take {base:,} tokens, but "
             f"{budget.model} leaves {max(limit, 0):,} for a prompt ({budget.window:,} in all, "
@@ -197,7 +213,7 @@ def fit_prompt(budget: PromptBudget, *, system: str, question: str,
             "system prompt, lower the longest answer, or raise the context budget.")
     if not with_passages:
         return Packed(system=system, history=hist, passages=[], found=0, dropped_turns=dropped,
-                      prompt_tokens=base)
+                      prompt_tokens=base, limit=limit)
     assert hits is not None
     used: list[dict[str, Any]] = []
     trimmed = False
@@ -229,7 +245,7 @@ def fit_prompt(budget: PromptBudget, *, system: str, question: str,
         if last.get("trimmed"):
             trimmed = False
     return Packed(system=text_sys, history=hist, passages=used, found=len(hits),
-                  dropped_turns=dropped, trimmed=trimmed, prompt_tokens=total)
+                  dropped_turns=dropped, trimmed=trimmed, prompt_tokens=total, limit=limit)
 
 
 DEFAULT_WINDOW = 8192  # for a model whose context window the studio cannot read
