@@ -27,9 +27,11 @@ FINETUNE_NO_JOB = "{method} (dataset {dataset} v{version})"
 FINETUNE_FULL = "full fine-tune (dataset {dataset} v{version}, job #{job})"
 FINETUNE_FULL_NO_JOB = "full fine-tune (dataset {dataset} v{version})"
 TINY = "tiny test model (seed {seed})"
+TINY_NO_SEED = "tiny test model"
 
 TEMPLATES: tuple[str, ...] = (KNOWLEDGE_BASE, CORPUS, PRETRAIN, PRETRAIN_NO_JOB, MODEL, FINETUNE,
-                              FINETUNE_NO_JOB, FINETUNE_FULL, FINETUNE_FULL_NO_JOB, TINY)
+                              FINETUNE_NO_JOB, FINETUNE_FULL, FINETUNE_FULL_NO_JOB, TINY,
+                              TINY_NO_SEED)
 SEPARATOR = " → "
 MAX_DEPTH = 8  # models made from models made from ...: a loop in hand-edited lineage stops here
 
@@ -90,7 +92,9 @@ def _steps(actor: Actor, model: models_service.ModelView, depth: int) -> list[Li
     if lineage.get("recipe") == "pretrain":
         steps += _pretrain_steps(actor, lineage)
     elif lineage.get("recipe") == "tiny":
-        steps.append(LineageStep(TINY, {"seed": lineage.get("seed")}))
+        seed = lineage.get("seed")
+        steps.append(LineageStep(TINY, {"seed": seed}) if seed is not None
+                     else LineageStep(TINY_NO_SEED))
     elif lineage.get("base_model") is not None or lineage.get("base_model_id") is not None:
         base: models_service.ModelView | None = None
         if depth < MAX_DEPTH:

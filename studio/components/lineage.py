@@ -24,6 +24,7 @@ _STEP_TEMPLATES: tuple[str, ...] = (
     N_("full fine-tune (dataset {dataset} v{version}, job #{job})"),
     N_("full fine-tune (dataset {dataset} v{version})"),
     N_("tiny test model (seed {seed})"),
+    N_("tiny test model"),
 )
 
 

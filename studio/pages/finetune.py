@@ -18,7 +18,8 @@ from backend.services import knowledge as knowledge_service
 from backend.services import models as models_service
 from backend.services.jobs import JobView, get_job
 from studio.components.errors import show_error
-from studio.components.jobs_widgets import job_progress, log_tail, status_with_icon
+from studio.components.jobs_widgets import job_progress, job_title, log_tail, status_with_icon
+from studio.components.lineage import lineage_caption
 from studio.components.page_links import page_link
 from studio.components.session import current_actor, require_page_role
 from studio.formatting import format_duration, format_number, format_relative
@@ -487,7 +488,7 @@ def _pick_run() -> JobView | None:
     by_id = {r.id: r for r in runs}
     picked = st.selectbox(_("Fine-tune run"), list(by_id),
                           format_func=lambda i: f"#{i} {status_with_icon(by_id[i].status)} "
-                                                f"{by_id[i].title}",
+                                                f"{job_title(by_id[i])}",
                           **_bind("ft_run_pick", JOB, list(by_id)))
     return get_job(actor=actor, job_id=picked)
 
@@ -550,7 +551,7 @@ def _deploy_step() -> None:
         return
     st.success(_("**{name}** is registered and ready to use in chats, agents and the API.")
                .format(name=model.name))
-    st.json(model.lineage or {}, expanded=False)
+    lineage_caption(model.id, actor=actor)
     page_link("playground", label=_("Try it in the playground"), icon="💬",
               query_params={"model": model.name})
     if st.button(_("Prepare a zip download"), key="ft_zip"):
