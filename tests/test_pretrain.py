@@ -133,6 +133,7 @@ def test_a_corpus_from_a_knowledge_base(python_docs: Path, tmp_path: Path) -> No
                               heldout_fraction=0.3)
     v = made.versions[-1]
     assert v.documents == 3 and v.sources[0]["knowledge_base"] == kb.name
+    assert v.stats["files_read"] == 3  # each document of the base was one file
     texts = {json.loads(line)["source"]: json.loads(line)["text"]
              for part in ("train.jsonl", "val.jsonl")
              for line in (Path(v.folder) / part).read_text().splitlines()}
@@ -306,6 +307,13 @@ def test_cli_pretrains_a_causal_model_that_learns_and_chats(python_docs: Path,
     assert model.capabilities == ["chat"]
     assert model.lineage and model.lineage["corpus"] == corpus
     assert model.lineage["corpus_version"] == 1 and model.lineage["job_id"] == out["job_id"]
+    from backend.services import jobs as jobs_service
+    from backend.services.lineage import chain_text, lineage_chain
+
+    finished = jobs_service.get_job(actor=SYSTEM, job_id=out["job_id"])
+    assert finished.stage == "done" and finished.title == f"Pre-train {name}"
+    assert chain_text(lineage_chain(actor=SYSTEM, model=name)) == (
+        f"corpus {corpus} v1 → pre-train job #{out['job_id']} → model {name}")
     chat = _run_cli("chat", name, "What is a for statement?", "--json", "--placement", "local",
                     "-n", "12", "--seed", "1", env=env, timeout=300)
     assert chat.returncode == 0, chat.stderr[-2000:]
