@@ -8,6 +8,7 @@ a flag the stopping criterion reads each token, so a stop takes effect at the ne
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -266,10 +267,8 @@ def hide_source(text: str, source: str, name: str | None = None) -> str:
         return text
     label = model_label(source, name)
     forms = {str(source)}
-    try:
+    with contextlib.suppress(OSError, ValueError):
         forms |= {os.path.abspath(source), os.path.realpath(source)}
-    except (OSError, ValueError):
-        pass
     for form in sorted((f for f in forms if f and len(f) > 1), key=len, reverse=True):
         text = text.replace(repr(form), repr(label)).replace(form, label)
     return text
