@@ -144,12 +144,12 @@ def launch_pretrain(*, actor: Actor, corpus: int | str, version: int | None = No
                       else {"bpe": plan.config.vocab_size}),
         "workspace_id": actor.workspace_id, "user_id": actor.user_id, "username": actor.username,
     }
-    return jobs_service.submit_job(actor=actor, kind=KIND, params=params,
-                                   title_template=titles.PRETRAIN, title_args={"name": name},
-                                   enqueue=enqueue)
     if title:  # the person's own words
         return jobs_service.submit_job(actor=actor, kind=KIND, params=params, title=title,
                                        enqueue=enqueue)
+    return jobs_service.submit_job(actor=actor, kind=KIND, params=params,
+                                   title_template=titles.PRETRAIN, title_args={"name": name},
+                                   enqueue=enqueue)
 
 
 def run_result(*, actor: Actor, job_id: int) -> dict[str, Any]:
@@ -220,10 +220,10 @@ def run_pretrain_job(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
         description=f"Pre-trained ({cfg.objective}) on {params.get('corpus')} "
                     f"v{params.get('version')}")
     ctx.log(f"Registered the model {view.name!r} ({', '.join(caps)})")
+    ctx.progress(1.0, "done")
     return {**result.to_dict(), "registered_model": view.name, "model_id": view.id,
             "objective": cfg.objective}
 
-    ctx.progress(1.0, "done")
 
 def _cuda_count() -> int:
     import torch
