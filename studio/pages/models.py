@@ -181,6 +181,7 @@ def _try_it(m: ModelView) -> None:
                 st.code(last["where"], language=None)
         return
     st.session_state.pop(answer_key, None)
+    st.caption(_("You: {prompt}").format(prompt=prompt))
     try:
         stream = stream_chat(m.id, [{"role": "user", "content": prompt}],
                              {"max_new_tokens": 256}, actor=actor, placement="auto")

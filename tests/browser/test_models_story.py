@@ -61,7 +61,7 @@ def test_try_a_model_with_one_click_then_open_it_in_the_playground(
     assert "/playground" in page.url
     assert _selected(page, "Model") == PICKED
     assert f"{PICKED} is selected" in ui.text_of(page)
-    assert str(main.get_by_label("User message template").input_value()) == \
+    assert str(main.get_by_label("User message template", exact=True).input_value()) == \
         "Draft about {{ topic }}"
     assert str(main.get_by_label("topic", exact=True).input_value()) == "tea"
     assert not ui.errors_shown(page)
