@@ -16,7 +16,7 @@ from backend.api.schemas import ChatCompletion, ChatCompletionChunk
 app = FastAPI(title="LLM Studio API", version="0.1.0",
               description="OpenAI-compatible: the `openai` client and LangChain's ChatOpenAI "
                           "work with `base_url=http://HOST:PORT/v1` and a studio API key.")
-install_error_handlers(app)  # 401/403/429 as OpenAI-style JSON errors
+install_error_handlers(app)  # 401/403/404/405/429 as OpenAI-style JSON errors
 app.include_router(models_router)  # /v1/models: every route but /health needs an API key
 app.include_router(chat_router)  # /v1/chat/completions, streaming or not
 
@@ -29,6 +29,12 @@ def _openapi() -> dict[str, Any]:
         doc = get_openapi(title=app.title, version=app.version, description=app.description,
                           routes=app.routes)
         schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        # FastAPI's 422 never comes: install_error_handlers answers such requests with a 400
+        for ops in doc.get("paths", {}).values():
+            for op in ops.values():
+                op.get("responses", {}).pop("422", None)
+        for gone in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(gone, None)
         for model in _DOCUMENTED:
             js = model.model_json_schema(ref_template="#/components/schemas/{model}",
                                          mode="validation" if model is ChatCompletionRequest

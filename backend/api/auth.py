@@ -16,8 +16,10 @@ import logging
 
 from fastapi import FastAPI, Request, Security
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.accounts.actor import Actor, PermissionDenied
 
@@ -98,7 +100,47 @@ async def _rate_limited(_: Request, exc: Exception) -> JSONResponse:
                                                   code="rate_limit_exceeded"))
 
 
+_ROUTES = "GET /v1/models, GET /v1/models/{name} and POST /v1/chat/completions"
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own 404/405 (no route, wrong method) in the declared error shape, not
+    ``{"detail": ...}``."""
+    assert isinstance(exc, StarletteHTTPException)
+    path, method = request.url.path, request.method
+    headers = dict(exc.headers or {})
+    if exc.status_code == 404 and path.startswith("/v1/models/"):
+        name = path.removeprefix("/v1/models/")
+        body = error_body(f"The model {name!r} does not exist in this key's workspace.",
+                          type_="invalid_request_error", code="model_not_found")
+    elif exc.status_code == 404:
+        body = error_body(f"There is no {path!r} here; the API answers {_ROUTES}.",
+                          type_="invalid_request_error", code="not_found")
+    elif exc.status_code == 405:
+        allowed = headers.get("allow") or headers.get("Allow") or ""
+        body = error_body(f"{path} does not take {method}; use {allowed or _ROUTES}.",
+                          type_="invalid_request_error", code="method_not_allowed")
+    else:
+        body = error_body(str(exc.detail), type_="invalid_request_error",
+                          code=f"http_{exc.status_code}")
+    return JSONResponse(status_code=exc.status_code, content=body, headers=headers)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    """A request FastAPI itself could not read (a parameter of the wrong type): a 400 naming
+    the parameter, like every other bad request, not FastAPI's 422 ``detail`` list."""
+    assert isinstance(exc, RequestValidationError)
+    first = (exc.errors() or [{}])[0]
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
+    param = ".".join(loc) or None
+    return JSONResponse(status_code=400, content=error_body(
+        f"{param or 'The request'}: {first.get('msg', 'is not valid')}.",
+        type_="invalid_request_error", code="invalid_request", param=param))
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ApiAuthError, _auth_error)
     app.add_exception_handler(RateLimited, _rate_limited)
     app.add_exception_handler(PermissionDenied, _permission_error)

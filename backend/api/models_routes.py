@@ -52,7 +52,9 @@ async def get_model(name: str, request: Request, actor: Actor = Depends(require_
     try:
         if not actor.has_role(Role.builder) or await agent_serving.limited_to_agent(request):
             raise models_service.ModelNotFound(name)
-        m = await run_in_threadpool(lambda: models_service.get_model(actor=actor, model=name))
+        # by name in the key's workspace only: in the API an id is not another spelling
+        m = await run_in_threadpool(lambda: models_service.get_model(actor=actor, model=name,
+                                                                     name_only=True))
     except models_service.ModelNotFound:
         return JSONResponse(status_code=404, content=error_body(
             f"The model {name!r} does not exist in this key's workspace.",

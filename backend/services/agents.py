@@ -57,6 +57,7 @@ from backend.models.agents import (
     McpServer,
 )
 from backend.models.registry import RegisteredModel
+from backend.services.lookup import as_id
 
 KNOWLEDGE_TOOL = "knowledge_search"
 ICONS = ("🤖", "💬", "📚", "🧮", "🛠️", "🔎", "🧠", "📈", "🌐", "⭐")
@@ -269,8 +270,9 @@ def _view(session: Session, a: Agent) -> AgentView:
 
 def _load(session: Session, actor: Actor, agent: int | str, *, lock: bool = False) -> Agent:
     row: Agent | None = None
-    if isinstance(agent, int) or (isinstance(agent, str) and agent.strip().isdigit()):
-        row = session.get(Agent, int(agent), with_for_update=lock)
+    number = as_id(agent)
+    if number is not None:
+        row = session.get(Agent, number, with_for_update=lock)
         if row is not None and row.workspace_id != actor.workspace_id and not actor.is_admin:
             row = None
     if row is None and isinstance(agent, str):
@@ -879,8 +881,9 @@ def _load_for_run(session: Session, actor: Actor, agent: int | str, version: str
     kind = version if version in ("draft", "published") else "number"
     params: dict[str, Any] = {} if kind != "number" else {"number": int(version)}
     found: Any = None
-    if isinstance(agent, int) or (isinstance(agent, str) and agent.strip().isdigit()):
-        found = session.execute(_run_statement(kind, "id"), {**params, "ref": int(agent)}).first()
+    number = as_id(agent)
+    if number is not None:
+        found = session.execute(_run_statement(kind, "id"), {**params, "ref": number}).first()
         if found is not None and found.workspace_id != actor.workspace_id \
                 and not actor.is_admin:
             found = None
@@ -990,7 +993,7 @@ def stream_agent(*, actor: Actor, agent: int | str, question: str,
 
             # the model came with the agent (one statement) when the config names it by name
             ref = cfg.model.strip()
-            if a.model is not None and a.model.name == ref and not ref.isdigit():
+            if a.model is not None and a.model.name == ref and as_id(ref) is None:
                 spec = spec_of(a.model, "chat")
             else:
                 spec = model_spec(actor=runner, model=cfg.model, capability="chat",

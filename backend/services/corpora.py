@@ -25,6 +25,7 @@ from backend.accounts.uploads import store_upload
 from backend.config import get_settings
 from backend.db import session_scope
 from backend.models.pretrain import Corpus, CorpusVersion
+from backend.services.lookup import as_id
 from backend.training.corpus import CorpusRefused, Document, Source, build_corpus, sample_text
 
 NAME_RE = re.compile(r"^[^\s/\\][^/\\]{0,199}$")
@@ -95,8 +96,8 @@ def _view(c: Corpus) -> CorpusView:
 
 def _load(session: Session, actor: Actor, corpus: int | str, *, lock: bool = False) -> Corpus:
     row: Corpus | None = None
-    if isinstance(corpus, int) or str(corpus).isdigit():
-        row = session.get(Corpus, int(corpus), with_for_update=lock)
+    if as_id(corpus) is not None:
+        row = session.get(Corpus, as_id(corpus), with_for_update=lock)
     if row is None and isinstance(corpus, str):
         stmt = select(Corpus).where(Corpus.name == corpus.strip(),
                                     Corpus.workspace_id == actor.workspace_id)

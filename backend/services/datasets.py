@@ -32,6 +32,7 @@ from backend.jobs import titles
 from backend.jobs.context import JobContext
 from backend.jobs.kinds import job_kind
 from backend.models.finetune import DatasetVersion, TrainingDataset
+from backend.services.lookup import as_id
 from backend.training import datasets as ds
 from backend.training.datasets import DatasetInvalid, Issue, ParsedDataset
 
@@ -118,8 +119,8 @@ def _check_name(name: str) -> str:
 def _load(session: Session, actor: Actor, dataset: int | str, *, lock: bool = False
           ) -> TrainingDataset:
     row: TrainingDataset | None = None
-    if isinstance(dataset, int) or str(dataset).isdigit():
-        row = session.get(TrainingDataset, int(dataset), with_for_update=lock)
+    if as_id(dataset) is not None:
+        row = session.get(TrainingDataset, as_id(dataset), with_for_update=lock)
     if row is None:
         stmt = select(TrainingDataset).where(TrainingDataset.name == str(dataset).strip(),
                                              TrainingDataset.workspace_id == actor.workspace_id)
@@ -189,6 +190,23 @@ def _store(actor: Actor, dataset_id: int, version: int, records: list[dict[str, 
     return final, hashlib.sha256(text.encode()).hexdigest()
 
 
+def _drop_nul(value: Any) -> tuple[Any, int]:
+    """``value`` with NUL characters (U+0000) dropped from every string, and how many were."""
+    if isinstance(value, str):
+        return value.replace("\x00", ""), value.count("\x00")
+    if isinstance(value, list):
+        pairs = [_drop_nul(v) for v in value]
+        return [v for v, _ in pairs], sum(n for _, n in pairs)
+    if isinstance(value, dict):
+        out, total = {}, 0
+        for k, v in value.items():
+            (k2, n1), (v2, n2) = _drop_nul(k), _drop_nul(v)
+            out[k2] = v2
+            total += n1 + n2
+        return out, total
+    return value, 0
+
+
 def _save(actor: Actor, *, name: str, fmt: str, records: list[dict[str, Any]],
           original_name: str, stats: dict[str, Any], description: str, source: str,
           note: str) -> DatasetView:
@@ -197,6 +215,9 @@ def _save(actor: Actor, *, name: str, fmt: str, records: list[dict[str, Any]],
     stored = STORED_FORMAT[fmt]
     if not records:
         raise ValueError("The dataset has no records to save.")
+    records, removed = _drop_nul(records)
+    if removed:  # Postgres text cannot hold NUL; the version says how many were dropped
+        stats = {**stats, "nul_removed": removed}
     try:
         with session_scope() as session:
             row = session.execute(

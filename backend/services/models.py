@@ -137,10 +137,11 @@ def _check_params(params: dict[str, Any] | None) -> dict[str, Any]:
             if k in params}
 
 
-def _load(session: Session, actor: Actor, model: int | str, *, lock: bool = False
-          ) -> RegisteredModel:
-    """By id, or by name in the actor's workspace. Other workspaces' models look absent."""
-    row = find_owned(session, actor, RegisteredModel, model, lock=lock)
+def _load(session: Session, actor: Actor, model: int | str, *, lock: bool = False,
+          name_only: bool = False) -> RegisteredModel:
+    """By id, or by name in the actor's workspace. Other workspaces' models look absent.
+    ``name_only``: by name in the actor's workspace only (the API names models so)."""
+    row = find_owned(session, actor, RegisteredModel, model, lock=lock, name_only=name_only)
     if row is None:
         raise ModelNotFound(
             f"No model {model!r} in this workspace. `studio models list` shows the registered ones."
@@ -201,10 +202,12 @@ def list_models(*, actor: Actor, search: str = "", capability: str | None = None
     return views
 
 
-def get_model(*, actor: Actor, model: int | str) -> ModelView:
+def get_model(*, actor: Actor, model: int | str, name_only: bool = False) -> ModelView:
+    """The model ``model`` names (an id or a name); ``name_only``: a name in the actor's own
+    workspace, admins included (how the API and an agent's config name a model)."""
     actor.require_role(Role.builder, "use the model registry")
     with session_scope() as session:
-        return _view(_load(session, actor, model))
+        return _view(_load(session, actor, model, name_only=name_only))
 
 
 def model_spec(*, actor: Actor, model: int | str, capability: str | None = None,
