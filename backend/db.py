@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from psycopg.types.string import StrBinaryDumper, StrDumperUnknown
 from sqlalchemy import Engine, create_engine, event, exc, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -59,13 +62,58 @@ def _ping_if_idle(engine: Engine) -> Any:
     return checkout
 
 
+# Postgres text and jsonb cannot hold U+0000 (NUL): a model's or a user's text that has one
+# would fail its whole write ("\u0000 cannot be converted to text"). Every text the studio
+# stores drops its NUL characters on the way in, in one place: the driver's str dumpers and the
+# JSON serializer below, so no table, job result, message, trace, run, chunk or dataset row can
+# miss it. NUL carries no meaning in text; nothing else is changed.
+NUL = "\x00"
+
+
+def drop_nul(text: str) -> str:
+    """``text`` without its NUL characters (which Postgres text cannot hold)."""
+    return text.replace(NUL, "") if NUL in text else text
+
+
+class _NulFreeStrDumper(StrDumperUnknown):
+    def dump(self, obj: str) -> Any:
+        return super().dump(drop_nul(obj))
+
+
+class _NulFreeStrBinaryDumper(StrBinaryDumper):
+    def dump(self, obj: str) -> Any:
+        return super().dump(drop_nul(obj))
+
+
+# a JSON escape: an escaped backslash (kept as is) or an escaped NUL (dropped)
+_JSON_NUL = re.compile(r"\\\\|\\u0000")
+
+
+def json_dumps(value: Any) -> str:
+    """JSON for json/jsonb columns, with NUL characters dropped from every string (keys too)."""
+    text = json.dumps(value)
+    if "\\u0000" not in text:
+        return text
+    return _JSON_NUL.sub(lambda m: m.group(0) if m.group(0) == "\\\\" else "", text)
+
+
+def _nul_free_strings(dbapi_connection: Any, record: Any) -> None:
+    adapters = getattr(dbapi_connection, "adapters", None)
+    if adapters is not None:  # psycopg 3
+        # the text one last: psycopg's default for str (untyped, so Postgres infers the
+        # column's type, e.g. pgvector's text form) stays the one chosen
+        adapters.register_dumper(str, _NulFreeStrBinaryDumper)
+        adapters.register_dumper(str, _NulFreeStrDumper)
+
+
 def engine_for(url: str, options: str = "") -> Engine:
     """The process's engine for ``url``; ``options``: libpq options of an engine of its own
     (``-c name=value`` settings every one of its connections starts with)."""
     key = (url, options)
     if key not in _engines:
-        engine = create_engine(url, pool_size=5, max_overflow=10,
+        engine = create_engine(url, pool_size=5, max_overflow=10, json_serializer=json_dumps,
                                connect_args={"options": connection_options(url, options)})
+        event.listen(engine, "connect", _nul_free_strings)
         event.listen(engine, "checkout", _ping_if_idle(engine))
         event.listen(engine, "checkin", _note_checkin)
         _engines[key] = engine

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import socket
 import traceback
 from dataclasses import dataclass
@@ -136,10 +137,33 @@ def _finish(job_id: int, status: JobStatus, owner: tuple[str, int], **values: An
     return done
 
 
+# Shown instead of a database error's own text (its SQL, parameters, driver names): the
+# details are in the worker's log and, for admins, in the job's traceback
+DATABASE_ERROR_MESSAGE = ("The database refused to store this job's data ({reason}). The "
+                          "worker's log has the details; retry the job, and report it if it "
+                          "fails again.")
+
+# an absolute server path (two or more parts): shown by its last part only
+_SERVER_PATH = re.compile(r"(?<![\w:/])(?:/[\w.@+-]+){2,}/?")
+
+
+def _plain(text: str) -> str:
+    """``text`` with server paths cut to their file names."""
+    return _SERVER_PATH.sub(lambda m: m.group(0).rstrip("/").rsplit("/", 1)[-1], text)
+
+
 def friendly_error(exc: BaseException) -> str:
+    """The job's error as people see it: plain words, no SQL, no server paths."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if isinstance(exc, SQLAlchemyError):
+        orig = getattr(exc, "orig", None)
+        reason = type(orig or exc).__name__
+        reason = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", reason).lower()
+        return DATABASE_ERROR_MESSAGE.format(reason=reason)
     if isinstance(exc, UserError | ValueError | FileNotFoundError | PermissionError):
-        return str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return _plain(str(exc)) or type(exc).__name__
+    return f"{type(exc).__name__}: {_plain(str(exc))}" if str(exc) else type(exc).__name__
 
 
 def run_job(job_id: int, *, worker_host: str | None = None) -> RunOutcome:
