@@ -301,20 +301,41 @@ def _check_config(actor: Actor, config: AgentConfig | dict[str, Any]) -> AgentCo
     if not cfg.model.strip():
         raise AgentError("Pick the model the agent talks with (`studio models list` shows "
                          "the registered ones).")
+    from backend.services import knowledge, prompts
     from backend.services.models import ModelNotFound, get_model
 
+    # Everything the agent names is looked up in the agent's own workspace (an admin's id of
+    # another workspace's row is refused too) and stored by its name, as it runs.
+    own = replace(actor, role=Role.builder) if actor.is_admin else actor
     try:
-        m = get_model(actor=actor, model=cfg.model)
+        m = get_model(actor=own, model=cfg.model)
     except ModelNotFound as exc:
         raise AgentError(str(exc)) from None
     if "chat" not in m.capabilities:
         raise AgentError(f"The model {cfg.model!r} is not a chat model.")
+    kb_names: list[str] = []
+    for kb in cfg.knowledge_bases:
+        try:
+            kb_names.append(knowledge.get_knowledge_base(actor=own, kb=kb).name)
+        except knowledge.KnowledgeBaseNotFound:
+            raise AgentError(f"There is no knowledge base {kb!r} in this workspace: pick one "
+                             "that `studio kb list` shows, or leave it out.") from None
+    saved = cfg.saved_prompt
+    if cfg.saved_prompt:
+        try:
+            p = prompts.get_prompt(actor=own, name=cfg.saved_prompt,
+                                   version=cfg.saved_prompt_version)
+        except prompts.PromptNotFound as exc:
+            raise AgentError(f"{exc} Pick a saved prompt of this workspace or leave it out.") \
+                from None
+        saved = p.name
     for t in cfg.tools:
         if t in BUILTIN_TOOLS or t == KNOWLEDGE_TOOL or t.startswith(("http:", "mcp:")):
             continue
         raise AgentError(f"Unknown tool {t!r}. Use {', '.join(BUILTIN_TOOLS)}, "
                          "http:NAME for an HTTP tool or mcp:SERVER/TOOL for an MCP tool.")
-    return cfg
+    return replace(cfg, model=m.name, knowledge_bases=list(dict.fromkeys(kb_names)),
+                   saved_prompt=saved)
 
 
 def _unique_name(session: Session, workspace_id: int, base: str) -> str:
