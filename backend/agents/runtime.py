@@ -46,6 +46,7 @@ from langgraph.runtime import Runtime
 from backend.agents import packing
 from backend.agents.config import AgentConfig
 from backend.agents.packing import PromptBudget
+from backend.agents.redact import Redactor
 from backend.agents.tools import AgentTool, ToolError, ToolOutput
 
 TokenSink = Callable[[str], None]
@@ -64,6 +65,7 @@ class Tracer:
 
     def __init__(self, secrets: Sequence[str] = ()) -> None:
         self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self._redact = Redactor(self.secrets, SCRUBBED)  # every covered form (redact.py)
         self.steps: list[dict[str, Any]] = []
         self.plans: list[dict[str, Any]] = []
         self.prompt_tokens = 0
@@ -72,12 +74,11 @@ class Tracer:
     def add_secrets(self, secrets: Sequence[str]) -> None:
         self.secrets = sorted({*self.secrets, *(s for s in secrets if s and len(s) >= 4)},
                               key=len, reverse=True)
+        self._redact = Redactor(self.secrets, SCRUBBED)
 
     def scrub(self, value: Any) -> Any:
         if isinstance(value, str):
-            value = value.replace("\x00", "")
-            for s in self.secrets:
-                value = value.replace(s, SCRUBBED)
+            value = self._redact(value.replace("\x00", ""))
             if len(value) > TRACE_TEXT_LIMIT:
                 value = value[:TRACE_TEXT_LIMIT] + f"… ({len(value):,} characters)"
             return value
