@@ -139,6 +139,10 @@ def _finish(job_id: int, *, wait: bool, as_json: bool, timeout: float | None) ->
     except typer.Exit:
         raise
     job = jobs_service.get_job(actor=actor, job_id=job_id)
+    skipped = int((job.result or {}).get("skipped", 0))
+    if skipped:
+        typer.echo(f"{skipped} files skipped: stylesheets, images, scripts or fonts, which are "
+                   "not indexed.", err=True)
     failed = int((job.result or {}).get("failed", 0))
     if failed:
         kb_id = job.params.get("kb_id")

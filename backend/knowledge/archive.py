@@ -8,7 +8,13 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from backend.knowledge.loaders import DocumentError, file_type_for
+from backend.knowledge.loaders import (
+    FILE_TYPES,
+    SKIPPED_REASON,
+    DocumentError,
+    file_type_for,
+    never_indexed,
+)
 
 MAX_MEMBERS = 5000
 MAX_RATIO = 200  # uncompressed / compressed, whole archive
@@ -28,8 +34,11 @@ def _unsafe(name: str) -> bool:
 
 
 def extract_zip(path: Path, dest: Path, *, display: str, max_total_bytes: int,
-                max_file_bytes: int) -> tuple[list[Member], list[tuple[str, str]]]:
-    """Files of known types from the archive, and (name, reason) for members skipped."""
+                max_file_bytes: int
+                ) -> tuple[list[Member], list[tuple[str, str]], list[tuple[str, str]]]:
+    """Files of known types from the archive; (name, reason) for members skipped (types never
+    indexed: stylesheets, images, scripts, fonts); (name, reason) for members refused (a type
+    that is not indexed, an archive inside, over the size limit): those count as failed."""
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -57,22 +66,28 @@ def extract_zip(path: Path, dest: Path, *, display: str, max_total_bytes: int,
                 "smaller archives.")
         members: list[Member] = []
         skipped: list[tuple[str, str]] = []
+        refused: list[tuple[str, str]] = []
         dest.mkdir(parents=True, exist_ok=True)
         for n, info in enumerate(infos):
             name = info.filename.replace("\\", "/")
             base = PurePosixPath(name).name
             if base.startswith(".") or "__MACOSX" in name:
                 continue
+            if never_indexed(name):
+                skipped.append((name, SKIPPED_REASON))
+                continue
             ftype = file_type_for(name)
             if ftype is None:
-                skipped.append((name, "this file type is not indexed"))
+                refused.append((name, "this file type is not indexed. Accepted: "
+                                      f"{', '.join(sorted(FILE_TYPES))}."))
                 continue
             if ftype == "zip":
-                skipped.append((name, "archives inside archives are not opened; upload it "
+                refused.append((name, "archives inside archives are not opened; upload it "
                                       "on its own"))
                 continue
             if info.file_size > max_file_bytes:
-                skipped.append((name, "larger than the upload limit"))
+                refused.append((name, f"{info.file_size / 1048576:.1f} MB, over the "
+                                      f"{max_file_bytes // 1048576} MB upload limit"))
                 continue
             target = dest / f"{n:05d}{PurePosixPath(name).suffix.lower()}"
             written = 0
@@ -84,4 +99,4 @@ def extract_zip(path: Path, dest: Path, *, display: str, max_total_bytes: int,
                                             "declares; the archive is refused.")
                     out.write(chunk)
             members.append(Member(name=name, path=target, file_type=ftype))
-        return members, skipped
+        return members, skipped, refused

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,7 +38,13 @@ from backend.knowledge.boilerplate import (
     boilerplate_of_files,
     strip_boilerplate,
 )
-from backend.knowledge.loaders import DocumentError, ParsedDocument, load
+from backend.knowledge.loaders import (
+    SKIPPED_REASON,
+    DocumentError,
+    ParsedDocument,
+    file_type_for,
+    load,
+)
 from backend.knowledge.splitting import ChunkDraft, split_document
 from backend.knowledge.store import remove_document_chunks, write_chunks
 from backend.models.knowledge import (
@@ -228,17 +234,21 @@ class _Prepared:
     store: Future[tuple[int, int] | None] | None = field(default=None, repr=False)
 
 
-def _expand(items: list[FileItem], work: Path, *, max_bytes: int) -> list[FileItem]:
-    """Zip archives become their members (source ``archive.zip/inner/path``)."""
+def _expand(items: list[FileItem], work: Path, *, max_bytes: int
+            ) -> tuple[list[FileItem], list[str]]:
+    """Zip archives become their members (source ``archive.zip/inner/path``); members refused
+    (a type not indexed, an archive inside, too large) become failed items with their reason.
+    Also the members skipped (types never indexed: stylesheets, images, scripts, fonts)."""
     out: list[FileItem] = []
+    skipped_all: list[str] = []
     for n, item in enumerate(items):
         if item.file_type != "zip" or item.error:
             out.append(item)
             continue
         try:
-            members, skipped = extract_zip(Path(item.stored_path), work / f"zip-{n}",
-                                           display=item.source, max_total_bytes=max_bytes * 5,
-                                           max_file_bytes=max_bytes)
+            members, skipped, refused = extract_zip(
+                Path(item.stored_path), work / f"zip-{n}", display=item.source,
+                max_total_bytes=max_bytes * 5, max_file_bytes=max_bytes)
         except DocumentError as exc:
             item.error = str(exc)
             out.append(item)
@@ -246,9 +256,13 @@ def _expand(items: list[FileItem], work: Path, *, max_bytes: int) -> list[FileIt
         for m in members:
             out.append(FileItem(source=f"{item.source}/{m.name}", stored_path=str(m.path),
                                 file_type=m.file_type, size=m.path.stat().st_size))
-        for name, why in skipped:
-            log.info("skipped %s/%s: %s", item.source, name, why)
-    return out
+        for name, why in refused:
+            source = f"{item.source}/{name}"
+            out.append(FileItem(source=source, stored_path="",
+                                file_type=file_type_for(name) or "unknown",
+                                error=f"{source}: {why}"))
+        skipped_all.extend(f"{item.source}/{name}" for name, _ in skipped)
+    return out, skipped_all
 
 
 @dataclass
@@ -257,6 +271,8 @@ class IngestReport:
     unchanged: int = 0
     duplicates: int = 0
     failed: int = 0
+    # files of types never indexed (stylesheets, images, scripts, fonts) in a folder or zip
+    skipped: int = 0
     chunks: int = 0
     characters: int = 0
     seconds: float = 0.0
@@ -268,14 +284,21 @@ class IngestReport:
 def ingest_files(ctx: JobContext, *, kb_id: int, items: list[FileItem],
                  embedder_for_index: Callable[[KnowledgeIndex], TextEmbedder],
                  max_bytes: int, job_id: int | None = None,
-                 keep_dir: Path | None = None, group_texts: int = 64) -> IngestReport:
+                 keep_dir: Path | None = None, group_texts: int = 64,
+                 skipped: Sequence[str] = ()) -> IngestReport:
     """Index ``items`` into the base's active index (see the module's docstring for the
     pipeline). ``group_texts``: documents are embedded together until they hold this many
-    chunks."""
+    chunks. ``skipped``: files of a folder left out because their type is never indexed
+    (counted with the zip members left out for the same reason)."""
     started = time.perf_counter()
     report = IngestReport()
     work = ctx.run_dir / "unpacked"
-    items = _expand(items, work, max_bytes=max_bytes)
+    items, zip_skipped = _expand(items, work, max_bytes=max_bytes)
+    left_out = [*skipped, *zip_skipped]
+    report.skipped = len(left_out)
+    if left_out:
+        few = ", ".join(left_out[:5]) + (" …" if len(left_out) > 5 else "")
+        ctx.log(f"{len(left_out)} files skipped ({SKIPPED_REASON}): {few}")
     total = len(items)
     with session_scope() as session:
         kb = session.get(KnowledgeBase, kb_id)

@@ -63,6 +63,24 @@ def file_type_for(name: str) -> str | None:
     return FILE_TYPES.get(Path(name).suffix.lower())
 
 
+# Files that come with documents (a generated HTML manual's stylesheets, images, scripts and
+# fonts; media) and are never indexed: in a folder or a zip they are skipped and counted as
+# skipped, not failed
+NEVER_INDEXED = frozenset({
+    ".css", ".scss", ".sass", ".less", ".map",
+    ".js", ".mjs", ".cjs",
+    ".png", ".jpg", ".jpeg", ".gif", ".svg", ".ico", ".webp", ".bmp", ".tif", ".tiff", ".avif",
+    ".woff", ".woff2", ".ttf", ".otf", ".eot",
+    ".mp3", ".mp4", ".wav", ".ogg", ".webm", ".mov", ".avi",
+})
+SKIPPED_REASON = "a stylesheet, image, script, font or media file: not indexed"
+
+
+def never_indexed(name: str) -> bool:
+    """True for a file that accompanies documents and is never indexed (``NEVER_INDEXED``)."""
+    return Path(name).suffix.lower() in NEVER_INDEXED
+
+
 # ---------------------------------------------------------------------------- cleaning
 
 _SPACES = re.compile(r"[ \t\u00a0\u2000-\u200b\u3000]+")

@@ -574,7 +574,8 @@ def _walk(path: Path) -> Iterable[tuple[str, Path]]:
 
 
 def _submit_ingest(actor: Actor, kb_id: int, items: list[dict[str, Any]], *, kb_name: str,
-                   template: str = "add", source: str = "", enqueue: bool = True) -> int:
+                   template: str = "add", source: str = "", enqueue: bool = True,
+                   skipped: list[str] | None = None) -> int:
     from backend.jobs import titles
     from backend.services.jobs import submit_job
 
@@ -583,7 +584,10 @@ def _submit_ingest(actor: Actor, kb_id: int, items: list[dict[str, Any]], *, kb_
     else:
         names = ", ".join(i["source"] for i in items[:3]) + (" …" if len(items) > 3 else "")
         title_template, args = titles.KB_INGEST, {"kb": kb_name, "files": names}
-    job = submit_job(actor=actor, kind=INGEST_KIND, params={"kb_id": kb_id, "files": items},
+    params: dict[str, Any] = {"kb_id": kb_id, "files": items}
+    if skipped:
+        params["skipped"] = skipped
+    job = submit_job(actor=actor, kind=INGEST_KIND, params=params,
                      title_template=title_template, title_args=args, enqueue=enqueue)
     return job.id
 
@@ -599,16 +603,30 @@ def ingest_files(*, actor: Actor, kb: int | str, paths: Sequence[str | Path] | N
     with session_scope() as session:
         base = _load(session, actor, kb)
         kb_id, kb_name = base.id, base.name
+    from backend.knowledge.loaders import never_indexed
+
     limit = max_upload_bytes()
     items: list[dict[str, Any]] = []
+    # a folder's stylesheets, images, scripts and fonts: skipped and counted, not failed (a
+    # file named on its own is still refused when its type is not indexed)
+    skipped: list[str] = []
     for p in paths or []:
-        for rel, file in _walk(Path(p).expanduser()):
-            items.append(_stash(kb_id, display_name(rel, keep_dirs=True), file, limit))
+        root = Path(p).expanduser()
+        for rel, file in _walk(root):
+            name = display_name(rel, keep_dirs=True)
+            if root.is_dir() and never_indexed(name):
+                skipped.append(name)
+                continue
+            items.append(_stash(kb_id, name, file, limit))
     for name, data in uploads or []:
         items.append(_stash(kb_id, display_name(name, keep_dirs=True), data, limit))
     if not items:
+        if skipped:
+            raise ValueError(f"No files to ingest: the {len(skipped)} files given are "
+                             "stylesheets, images, scripts or fonts, which are not indexed.")
         raise ValueError("No files to ingest: give files, folders or a zip.")
-    job_id = _submit_ingest(actor, kb_id, items, kb_name=kb_name, enqueue=enqueue)
+    job_id = _submit_ingest(actor, kb_id, items, kb_name=kb_name, enqueue=enqueue,
+                            skipped=skipped)
     record(actor, "launch", "kb_ingest", kb_id, {"kb": kb_name, "files": len(items),
                                                  "job": job_id})
     return job_id

@@ -41,7 +41,7 @@ def run_ingest(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     report = ingest_files(
         ctx, kb_id=kb_id, items=items, max_bytes=max_upload_bytes(), job_id=ctx.job_id,
         embedder_for_index=lambda ix: embedder_for_index(actor, ix.embedder, ix.vectors),
-        keep_dir=_kb_upload_dir(kb_id))
+        keep_dir=_kb_upload_dir(kb_id), skipped=list(params.get("skipped", [])))
     return report.to_dict()
 
 

@@ -242,6 +242,10 @@ def _upload(kb: kb_service.KnowledgeBaseView) -> None:
     latest = jobs[0]
     st.subheader(_("Latest upload"))
     job_progress(latest.id, actor=actor, key="kb_job", show_metrics=False)
+    skipped = int((latest.result or {}).get("skipped", 0))
+    if skipped:
+        st.caption(_("{n} files skipped: stylesheets, images, scripts or fonts, which are not "
+                     "indexed.").format(n=skipped))
     live = latest.status in ("queued", "running")
 
     @st.fragment(run_every=2.0 if live else None)
