@@ -30,7 +30,8 @@ import numpy as np
 from sqlalchemy import select
 
 from backend.db import session_scope
-from backend.jobs.context import JobContext
+from backend.jobs.context import JobCancelled, JobContext, JobInterrupted, JobLost
+from backend.jobs.outage import DatabaseUnreachable
 from backend.knowledge.archive import extract_zip
 from backend.knowledge.boilerplate import (
     MIN_DOCUMENTS,
@@ -265,6 +266,11 @@ def _expand(items: list[FileItem], work: Path, *, max_bytes: int
     return out, skipped_all
 
 
+# What stops the whole job rather than failing one file: a cancel, the worker shutting down, the
+# job's row taken over elsewhere (JobLost), the database out of reach
+STOPS = (JobCancelled, JobInterrupted, JobLost, DatabaseUnreachable)
+
+
 @dataclass
 class IngestReport:
     ingested: int = 0
@@ -319,7 +325,7 @@ def ingest_files(ctx: JobContext, *, kb_id: int, items: list[FileItem],
         return embedders[ix.id]
 
     def failed(p_item: FileItem, doc_id: int, exc: BaseException, *, replace: bool) -> None:
-        if type(exc).__name__ in ("JobCancelled", "JobInterrupted"):
+        if isinstance(exc, STOPS):  # the job stops: the file has not failed
             raise exc
         if isinstance(exc, (DocumentError, ValueError, OSError, LookupError)):
             _mark_failed(doc_id, str(exc), replace=replace)
@@ -374,7 +380,7 @@ def ingest_files(ctx: JobContext, *, kb_id: int, items: list[FileItem],
                 p.vectors = vectors[at:at + len(p.embed_texts)]
                 at += len(p.embed_texts)
         except Exception as exc:  # noqa: BLE001 - embed one by one: only a culprit fails
-            if type(exc).__name__ in ("JobCancelled", "JobInterrupted"):
+            if isinstance(exc, STOPS):
                 raise
             for p in group:
                 try:
