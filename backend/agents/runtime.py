@@ -70,6 +70,7 @@ class Tracer:
         self.plans: list[dict[str, Any]] = []
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.finish_reason = "stop"  # the last model call's: "length" when it hit its limit
 
     def add_secrets(self, secrets: Sequence[str]) -> None:
         self.secrets = sorted({*self.secrets, *(s for s in secrets if s and len(s) >= 4)},
@@ -139,6 +140,8 @@ def call_model(llm: BaseChatModel | Any, messages: list[BaseMessage], tracer: Tr
         raise
     meta = merged.usage_metadata if merged is not None else None
     usage: dict[str, Any] = dict(meta) if meta else {}
+    reason = (merged.response_metadata or {}).get("finish_reason") if merged is not None else None
+    tracer.finish_reason = "length" if reason == "length" else "stop"
     calls = [{**c, "id": c.get("id") or f"call_{uuid.uuid4().hex[:12]}"}
              for c in (merged.tool_calls if merged is not None else [])]
     ai = AIMessage(content=merged.content if merged is not None else "", tool_calls=calls,

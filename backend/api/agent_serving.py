@@ -95,8 +95,11 @@ async def dispatch(request: Request, actor: Actor, req: ChatCompletionRequest
         return None
     try:
         question, history = _question_and_history(req)
+        limit_tokens = (req.max_completion_tokens if req.max_completion_tokens is not None
+                        else req.max_tokens)
         run = await run_in_threadpool(lambda: agents_service.stream_agent(
-            actor=actor, agent=bot.id, question=question, history=history, channel="api"))
+            actor=actor, agent=bot.id, question=question, history=history, channel="api",
+            max_tokens=limit_tokens))
         it = iter(run)
         first = await run_in_threadpool(next, it, _END)
     except Exception as exc:  # noqa: BLE001 - an OpenAI-style error, as for models
@@ -117,7 +120,7 @@ async def dispatch(request: Request, actor: Actor, req: ChatCompletionRequest
         "id": f"chatcmpl-agent-{result.trace_id if result else 0}", "object": "chat.completion",
         "created": created, "model": bot.name, "system_fingerprint": None,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(parts)},
-                     "logprobs": None, "finish_reason": "stop"}],
+                     "logprobs": None, "finish_reason": _finish_reason(result)}],
         "usage": _usage(result), **_extras(result)})
 
 
@@ -129,6 +132,11 @@ def _failure(exc: Exception) -> JSONResponse:
             str(exc), type_="invalid_request_error", code="invalid_request"))
     status, body = model_failure(exc)
     return JSONResponse(status_code=status, content=body)
+
+
+def _finish_reason(result: agents_service.AgentAnswer | None) -> str:
+    """"length" when the answer's model call hit its token limit or the context, else "stop"."""
+    return "length" if result is not None and result.finish_reason == "length" else "stop"
 
 
 def _usage(result: agents_service.AgentAnswer | None) -> dict[str, int]:
@@ -162,7 +170,7 @@ async def _sse(run: agents_service.AgentRun, it: Any, first: Any, created: int,
             if piece:
                 yield chunk({"content": piece})
             piece = await anyio.to_thread.run_sync(next, it, _END)
-        yield chunk({}, "stop", **_extras(run.result))
+        yield chunk({}, _finish_reason(run.result), **_extras(run.result))
         if include_usage:
             body = {**base, "choices": [], "usage": _usage(run.result)}
             yield f"data: {json.dumps(body)}\n\n"

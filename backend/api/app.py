@@ -11,7 +11,7 @@ from backend.api.auth import install_error_handlers
 from backend.api.chat_request import ChatCompletionRequest
 from backend.api.chat_routes import router as chat_router
 from backend.api.models_routes import router as models_router
-from backend.api.schemas import ChatCompletion, ChatCompletionChunk
+from backend.api.schemas import STREAM_EVENT, ChatCompletion, ChatCompletionChunk
 
 app = FastAPI(title="LLM Studio API", version="0.1.0",
               description="OpenAI-compatible: the `openai` client and LangChain's ChatOpenAI "
@@ -41,6 +41,7 @@ def _openapi() -> dict[str, Any]:
                                          else "serialization")
             schemas.update(js.pop("$defs", {}))
             schemas[model.__name__] = js
+        schemas["ChatCompletionStreamEvent"] = STREAM_EVENT
         app.openapi_schema = doc
     return app.openapi_schema
 

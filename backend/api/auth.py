@@ -49,6 +49,30 @@ def error_body(message: str, *, type_: str, code: str,
     return {"error": {"message": message, "type": type_, "code": code, "param": param}}
 
 
+DB_RETRY_AFTER_S = 5  # Retry-After while the database cannot be reached
+
+
+def database_unavailable_body(exc: BaseException) -> dict[str, dict[str, str | None]]:
+    """The 503 body while Postgres is down or restarting (the driver's words go to the log,
+    never to the client: they name hosts and ports)."""
+    log.warning("database unreachable: %s", str(exc).splitlines()[0] if str(exc) else exc)
+    return error_body("The studio's database cannot be reached right now (it may be restarting). "
+                      f"Try again in {DB_RETRY_AFTER_S} seconds.", type_="server_error",
+                      code="database_unavailable")
+
+
+async def _database_unreachable(request: Request, exc: Exception) -> JSONResponse:
+    from backend.jobs.outage import is_unreachable
+
+    if not is_unreachable(exc):  # a bad statement: a plain 500, the trace in the log
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse(status_code=500, content=error_body(
+            "The request failed on the server; the API log has the details.",
+            type_="server_error", code="internal_error"))
+    return JSONResponse(status_code=503, headers={"Retry-After": str(DB_RETRY_AFTER_S)},
+                        content=database_unavailable_body(exc))
+
+
 # Declares the bearer scheme in /openapi.json; the header itself is read by require_actor, so
 # a missing or malformed one gets our own 401 message.
 bearer_scheme = HTTPBearer(auto_error=False, scheme_name="ApiKey",
@@ -144,3 +168,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiAuthError, _auth_error)
     app.add_exception_handler(RateLimited, _rate_limited)
     app.add_exception_handler(PermissionDenied, _permission_error)
+    from sqlalchemy.exc import DBAPIError
+
+    # OperationalError and InterfaceError (Postgres down, restarting) are DBAPIErrors
+    app.add_exception_handler(DBAPIError, _database_unreachable)

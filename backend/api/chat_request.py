@@ -20,21 +20,45 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+)
 
 from backend.llm.types import MAX_STOP_STRINGS, Message, check_response_format
 
 
 class BadRequest(ValueError):
-    """Answered with 400; ``param`` names the field when one is at fault."""
+    """Answered with 400; ``param`` names the field when one is at fault, ``code`` is OpenAI's
+    error code (``invalid_request``, ``unsupported_parameter``)."""
 
-    def __init__(self, message: str, param: str | None = None) -> None:
+    def __init__(self, message: str, param: str | None = None,
+                 code: str = "invalid_request") -> None:
         super().__init__(message)
         self.param = param
+        self.code = code
 
 
 _STRICT = ConfigDict(strict=True, extra="ignore")
 Number = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def _integral(value: Any) -> Any:
+    """343.0 -> 343, as OpenAI accepts it (JSON Schema counts it an integer); 5.5 stays and is
+    refused, and so do booleans."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# a whole number; integral floats (343.0) are whole numbers too
+Whole = Annotated[int, BeforeValidator(_integral)]
+_WHOLE = " Integral numbers written as floats (343.0) are accepted."
 
 
 class TextPart(BaseModel):
@@ -96,14 +120,31 @@ class JsonSchemaSpec(BaseModel):
     model_config = _STRICT
     name: StrictStr = Field(min_length=1, max_length=64)
     description: StrictStr | None = None
-    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    schema_: dict[str, Any] | StrictBool | None = Field(
+        default=None, alias="schema",
+        description="A JSON Schema. One that no value satisfies (false, {\"not\": {}}, a minimum "
+                    "above its maximum) is a 400, and so is one the grammar engine cannot "
+                    "follow for a local model.")
     strict: StrictBool | None = None
+
+
+def _response_format_doc(schema: dict[str, Any]) -> None:
+    """In the OpenAPI document: ``json_schema`` is required (an object) when ``type`` is
+    ``json_schema``, as the server checks."""
+    schema["description"] = (
+        "``text`` (the default), ``json_object`` (any JSON object) or ``json_schema`` (then "
+        "``json_schema`` is required: {\"name\": ..., \"schema\": {...}}; null or missing is a "
+        "400). ``json_schema`` is ignored for the other types.")
+    schema["if"] = {"properties": {"type": {"const": "json_schema"}}, "required": ["type"]}
+    schema["then"] = {"required": ["json_schema"],
+                      "properties": {"json_schema": {"type": "object"}}}
 
 
 class ResponseFormat(BaseModel):
     """``text`` (the default), ``json_object`` (any JSON object) or ``json_schema``."""
 
-    model_config = _STRICT
+    model_config = ConfigDict(strict=True, extra="ignore",
+                              json_schema_extra=_response_format_doc)
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JsonSchemaSpec | None = None
 
@@ -124,10 +165,15 @@ class ChatCompletionRequest(BaseModel):
     temperature: Number | None = Field(default=None, ge=0, le=2,
                                        description="0 (or below 1e-5) decodes greedily.")
     top_p: Number | None = Field(default=None, gt=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1, le=131072)
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=131072)
-    stop: StrictStr | list[StrictStr] | None = None
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    max_tokens: Whole | None = Field(default=None, ge=1, le=131072,
+                                     description="The answer's token budget." + _WHOLE)
+    max_completion_tokens: Whole | None = Field(default=None, ge=1, le=131072,
+                                                description="As max_tokens (wins over it)."
+                                                + _WHOLE)
+    stop: StrictStr | list[StrictStr] | None = Field(
+        default=None, description=f"Up to {MAX_STOP_STRINGS} texts that end the answer; empty "
+                                  "strings are ignored.")
+    seed: Whole | None = Field(default=None, ge=0, le=2**32 - 1, description=_WHOLE.strip())
     frequency_penalty: Number | None = Field(default=None, ge=-2, le=2)
     presence_penalty: Number | None = Field(default=None, ge=-2, le=2)
     repetition_penalty: Number | None = Field(default=None, ge=0.5, le=2.5)
@@ -135,8 +181,11 @@ class ChatCompletionRequest(BaseModel):
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
-    n: int | None = Field(default=None, ge=1, le=1, description="Only 1.")
-    logprobs: StrictBool | None = None
+    n: Whole | None = Field(default=None, ge=1, le=1, description="Only 1.")
+    logprobs: StrictBool | None = Field(
+        default=None, description="Log probabilities are not supported: false (or leaving it "
+                                  "out) is accepted, true is a 400 with code "
+                                  "unsupported_parameter. top_logprobs is ignored.")
     response_format: ResponseFormat | None = None
 
     @property
@@ -218,16 +267,19 @@ def parse_body(raw: bytes) -> ChatCompletionRequest:
         raise BadRequest("The field 'model' is empty; GET /v1/models lists the models you may use.",
                          param="model")
     if req.logprobs:
-        raise BadRequest("logprobs are not supported; leave 'logprobs' out.", param="logprobs")
+        raise BadRequest("logprobs are not supported by this server; send 'logprobs': false or "
+                         "leave it out.", param="logprobs", code="unsupported_parameter")
     stops = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
     if len(stops) > MAX_STOP_STRINGS:
         raise BadRequest(f"At most {MAX_STOP_STRINGS} stop strings (got {len(stops)}).",
                          param="stop")
-    if any(not s for s in stops):
-        raise BadRequest("Stop strings must be non-empty text.", param="stop")
+    stops = [s for s in stops if s]  # an empty stop string stops nothing: ignored, as OpenAI does
+    req.stop = stops or None
     if req.response_format is not None:
         try:
             check_response_format(response_format_dict(req))
+        except BadRequest:
+            raise
         except ValueError as exc:
             raise BadRequest(str(exc), param="response_format") from None
     if isinstance(req.tool_choice, NamedToolChoice) or req.tool_choice == "required":
@@ -251,7 +303,8 @@ def response_format_dict(req: ChatCompletionRequest) -> dict[str, Any] | None:
         return {"type": "json_object"}
     if rf.json_schema is None:
         raise BadRequest("response_format of type 'json_schema' needs 'json_schema': "
-                         "{\"name\": ..., \"schema\": {...}}.", param="response_format")
+                         "{\"name\": ..., \"schema\": {...}}.",
+                         param="response_format.json_schema")
     spec = rf.json_schema.model_dump(by_alias=True, exclude_none=True)
     return {"type": "json_schema", "json_schema": spec}
 

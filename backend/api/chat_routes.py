@@ -25,7 +25,13 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from backend.accounts.actor import Actor, PermissionDenied, Role
 from backend.api import agent_serving
-from backend.api.auth import RateLimited, error_body, require_actor
+from backend.api.auth import (
+    DB_RETRY_AFTER_S,
+    RateLimited,
+    database_unavailable_body,
+    error_body,
+    require_actor,
+)
 from backend.api.chat_request import (
     BadRequest,
     ChatCompletionRequest,
@@ -35,6 +41,8 @@ from backend.api.chat_request import (
     parse_body,
 )
 from backend.api.schemas import SSE_DESCRIPTION, responses
+from backend.jobs.outage import is_unreachable
+from backend.llm.constrained import check_grammar
 from backend.llm.errors import (
     EndpointError,
     InferenceBusy,
@@ -44,7 +52,7 @@ from backend.llm.errors import (
     LLMError,
 )
 from backend.llm.stream import ChatStream
-from backend.llm.types import ChatPiece, ModelSpec, ToolCall, Usage
+from backend.llm.types import ChatPiece, GenerationParams, ModelSpec, ToolCall, Usage
 from backend.services import chat as chat_service
 from backend.services import models as models_service
 
@@ -70,8 +78,10 @@ def _not_found(name: str) -> JSONResponse:
 
 def _failure(exc: Exception) -> tuple[int, dict[str, dict[str, Any]]]:
     """An exception as (HTTP status, OpenAI-style error body); unexpected ones are logged."""
+    if is_unreachable(exc):
+        return 503, database_unavailable_body(exc)
     if isinstance(exc, BadRequest | InvalidChatRequest):
-        status, type_, code = 400, "invalid_request_error", "invalid_request"
+        status, type_, code = 400, "invalid_request_error", getattr(exc, "code", "invalid_request")
     elif isinstance(exc, RateLimited):
         status, type_, code = 429, "rate_limit_error", "rate_limit_exceeded"
     elif isinstance(exc, InferenceBusy):
@@ -99,6 +109,8 @@ def _error_response(exc: Exception, headers: dict[str, str] | None = None) -> JS
     status, body = _failure(exc)
     headers = dict(headers or {})
     retry = getattr(exc, "retry_after_s", None)
+    if is_unreachable(exc):
+        retry = DB_RETRY_AFTER_S
     if status in (429, 503) and retry is not None:
         headers["Retry-After"] = str(max(1, round(retry)))
     return JSONResponse(status_code=status, content=body, headers=headers)
@@ -147,9 +159,12 @@ def _start_model(actor: Actor, spec: ModelSpec, req: ChatCompletionRequest
         placement, where = "worker", "worker"
     else:
         placement, where = "local", "in-process"
-    stream = chat_service.stream_chat(
-        spec, chat_messages(req), chat_params(req, is_local=spec.is_local), chat_tools(req),
-        actor=actor, placement=placement)
+    params, tools = chat_params(req, is_local=spec.is_local), chat_tools(req)
+    if spec.is_local and (params.get("response_format") or params.get("tool_choice")):
+        # a schema the grammar engine cannot follow is a 400 naming the field, before any queue
+        check_grammar(GenerationParams.from_dict(params), tools)
+    stream = chat_service.stream_chat(spec, chat_messages(req), params, tools, actor=actor,
+                                      placement=placement)
     return stream, where
 
 
@@ -180,8 +195,11 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
                          "event stream of chat.completion.chunk objects.",
           "content": {"application/json": {"schema": {
                           "$ref": "#/components/schemas/ChatCompletion"}},
+                      # the stream as a text, and each event's data (OpenAPI 3.2's itemSchema)
                       "text/event-stream": {"schema": {"type": "string",
                                                        "description": SSE_DESCRIPTION},
+                                            "itemSchema": {
+                          "$ref": "#/components/schemas/ChatCompletionStreamEvent"},
                                             "x-chunk-schema": {
                           "$ref": "#/components/schemas/ChatCompletionChunk"}}}},
     **responses(400, 401, 403, 404, 429, 502, 503),

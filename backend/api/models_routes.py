@@ -30,7 +30,7 @@ def _card(m: models_service.ModelView) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/models", response_model=ModelList, responses=responses(401),
+@router.get("/v1/models", response_model=ModelList, responses=responses(401, 503),
             summary="The models of the key's workspace (and its published bots)")
 async def list_models(request: Request, actor: Actor = Depends(require_actor)) -> dict[str, Any]:
     rows: list[models_service.ModelView] = []
@@ -43,7 +43,7 @@ async def list_models(request: Request, actor: Actor = Depends(require_actor)) -
 
 @router.get("/v1/models/{name:path}", response_model=None, summary="One model (or published bot)",
             responses={200: {"model": ModelCard, "description": "The model."},
-                       **responses(401, 404)})
+                       **responses(401, 404, 503)})
 async def get_model(name: str, request: Request, actor: Actor = Depends(require_actor)) -> Any:
     bot = next((a for a in await agent_serving.visible_agents(request, actor) if a.name == name),
                None)

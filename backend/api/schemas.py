@@ -116,8 +116,9 @@ _ERRORS: dict[int, str] = {
     404: "No such model in the key's workspace.",
     429: "The key's rate limit is used up; see Retry-After.",
     502: "The model's endpoint failed.",
-    503: "Every gpu worker is busy and the wait queue is full, or the chat waited longer than "
-         "the stated limit; see Retry-After.",
+    503: "Every gpu worker is busy and the wait queue is full, the chat waited longer than "
+         "the stated limit, or the studio's database cannot be reached right now (code "
+         "database_unavailable); see Retry-After.",
 }
 
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again.",
@@ -141,3 +142,17 @@ SSE_DESCRIPTION = (
     "`stream_options.include_usage` one more with `usage` and no choices), then "
     "`data: [DONE]`. An error after the stream began comes as `data: {\"error\": {...}}`."
 )
+
+# one event of the stream: the JSON after "data: " (the last event, "data: [DONE]", is not JSON)
+STREAM_EVENT: dict[str, Any] = {
+    "description": "One Server-Sent Event of a streamed answer, as `data: <this JSON>`: a "
+                   "chat.completion.chunk, or an error body if the answer failed after the "
+                   "stream began. The stream ends with the event `data: [DONE]`.",
+    "type": "object",
+    "properties": {"event": {"type": "string", "const": "message"},
+                   "data": {"type": "string", "contentMediaType": "application/json",
+                            "contentSchema": {"oneOf": [
+                                {"$ref": "#/components/schemas/ChatCompletionChunk"},
+                                {"$ref": "#/components/schemas/ErrorResponse"}]}}},
+    "required": ["data"],
+}

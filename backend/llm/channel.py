@@ -169,5 +169,5 @@ def read_events(
                 return
             elif kind == "error":
                 if data.get("code") == "invalid_request":
-                    raise InvalidChatRequest(data["message"])
+                    raise InvalidChatRequest(data["message"], param=data.get("param"))
                 raise LLMError(data["message"])

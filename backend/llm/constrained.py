@@ -17,6 +17,7 @@ A forced tool call is written the way local chat templates and ``ToolCallFilter`
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -33,7 +34,7 @@ def _json_schema(params: GenerationParams) -> dict[str, Any] | None:
     rf = params.response_format or {}
     if rf.get("type") == "json_schema":
         schema = (rf.get("json_schema") or {}).get("schema")
-        return dict(schema) if schema else None
+        return dict(schema) if isinstance(schema, Mapping) and schema else None
     return None
 
 
@@ -48,7 +49,7 @@ def _tool_schema(tools: Sequence[Mapping[str, Any]], forced: str) -> dict[str, A
             "name": {"const": fn["name"]}, "arguments": args}, "required": ["name", "arguments"]})
     if not options:
         raise InvalidChatRequest(f"tool_choice asks for the tool {forced!r}, which is not among "
-                                 "the tools sent.")
+                                 "the tools sent.", param="tool_choice")
     return options[0] if len(options) == 1 else {"anyOf": options}
 
 
@@ -58,6 +59,7 @@ def build_grammar(params: GenerationParams, tools: Sequence[Mapping[str, Any]] |
     import xgrammar as xgr
 
     forced = params.forced_tool
+    param = "tools" if forced is not None and tools else "response_format"
     try:
         if forced is not None and tools:
             body = xgr.Grammar.from_json_schema(json.dumps(_tool_schema(tools, forced)),
@@ -74,10 +76,38 @@ def build_grammar(params: GenerationParams, tools: Sequence[Mapping[str, Any]] |
     except InvalidChatRequest:
         raise
     except Exception as exc:  # noqa: BLE001 - xgrammar raises RuntimeError/ValueError kinds
-        raise InvalidChatRequest(
-            f"The response format cannot be enforced for this model: {exc}. Simplify the JSON "
-            "Schema (types, properties, required, enum, items, anyOf work)."
-        ) from None
+        raise InvalidChatRequest(_cannot_enforce(exc, param), param=param) from None
+
+
+_ENGINE_PREFIX = re.compile(r"^\s*(\[[0-9:.]+\]\s*)?(\S*\.(cc|cpp|h|py):\d+:\s*)?")
+
+
+def engine_reason(exc: BaseException) -> str:
+    """The grammar engine's complaint in a person's words: without its timestamp, source file
+    and line (``[21:56:12] /project/cpp/json_schema_converter.cc:5088: ...``)."""
+    text = " ".join(_ENGINE_PREFIX.sub("", line).strip() for line in str(exc).splitlines()
+                    if line.strip())
+    text = _ENGINE_PREFIX.sub("", text).strip().rstrip(".")
+    ref = re.match(r"Cannot find field '([^']*)' in (#\S*)", text)
+    if ref:
+        return (f"the $ref {ref.group(2)!r} points to nothing in the schema "
+                f"(no {ref.group(1)!r} there); define it or remove the $ref")
+    if "minimum greater than maximum" in text.lower():
+        return "a minimum is greater than its maximum; change one of them"
+    return text or type(exc).__name__
+
+
+def _cannot_enforce(exc: BaseException, param: str) -> str:
+    what = "The tools' parameters" if param == "tools" else "The JSON Schema of response_format"
+    return (f"{what} cannot be enforced: {engine_reason(exc)}. Change the schema (types, "
+            "properties, required, enum, items, anyOf, $defs with $ref work).")
+
+
+def check_grammar(params: GenerationParams,
+                  tools: Sequence[Mapping[str, Any]] | None) -> None:
+    """Build the grammar now (no model needed): InvalidChatRequest, naming the field, when the
+    engine cannot follow the schema; the API checks this before the chat starts."""
+    build_grammar(params, tools)
 
 
 class _Engine:
@@ -253,6 +283,6 @@ def logits_processor(lm: Any, params: GenerationParams,
     try:
         compiled = eng.compiler.compile_grammar(grammar)
     except Exception as exc:  # noqa: BLE001
-        raise InvalidChatRequest(f"The response format cannot be enforced for this model: "
-                                 f"{exc}") from None
+        param = "tools" if params.forced_tool is not None and tools else "response_format"
+        raise InvalidChatRequest(_cannot_enforce(exc, param), param=param) from None
     return GrammarSampler(eng, compiled, params, budget)

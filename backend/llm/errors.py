@@ -28,7 +28,12 @@ class InferenceTimeout(LLMError):
 class InvalidChatRequest(LLMError):
     """The chat cannot be run as asked (the prompt is longer than the model's context, its chat
     template refuses the messages, a response format the grammar engine cannot follow): the
-    caller must change the request. The API answers 400."""
+    caller must change the request. The API answers 400; ``param`` names the request field at
+    fault (``messages``, ``response_format``, ``max_tokens``) when one is."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class InferenceBusy(InferenceUnavailable):

@@ -182,11 +182,11 @@ class _PieceStreamer:
     applies the stop-string and tool-call filters, and hands what may be shown to ``emit``."""
 
     def __init__(self, tokenizer: Any, emit: Callable[[ChatPiece], None], stop: Sequence[str],
-                 parse_tools: bool) -> None:
+                 parse_tools: bool, forced_tool: bool = False) -> None:
         self.tokenizer = tokenizer
         self.emit = emit
         self.stop_filter = StopStringFilter(stop)
-        self.tool_filter = ToolCallFilter() if parse_tools else None
+        self.tool_filter = ToolCallFilter(forced=forced_tool) if parse_tools else None
         self.tokens: list[int] = []
         self.printed = 0
         self.prompt_seen = False
@@ -302,13 +302,13 @@ def encode_chat(lm: LoadedModel, messages: list[Message],
     except Exception as exc:  # noqa: BLE001 - the template refuses these messages: say why
         raise InvalidChatRequest(
             f"The chat template of {label} refused these messages: "
-            f"{hide_source(str(exc), lm.source, name)}") from None
+            f"{hide_source(str(exc), lm.source, name)}", param="messages") from None
     n = int(enc["input_ids"].shape[1])
     limit = context_length(lm)
     if limit is not None and n >= limit:
         raise InvalidChatRequest(
             f"The prompt has {n} tokens but the model {label} reads at most {limit}; "
-            "shorten the messages.")
+            "shorten the messages.", param="messages")
     return {k: v.to(lm.device) for k, v in enc.items()}
 
 
@@ -367,7 +367,8 @@ def run_local_chat(
     budget = params.max_new_tokens if limit is None else \
         min(params.max_new_tokens, limit - prompt_tokens)
     grammar = logits_processor(lm, params, tools, budget)
-    streamer = _PieceStreamer(lm.tokenizer, emit, params.stop, parse_tools=bool(tools))
+    streamer = _PieceStreamer(lm.tokenizer, emit, params.stop, parse_tools=bool(tools),
+                              forced_tool=bool(tools) and params.forced_tool is not None)
     flag = _StopFlag(should_stop)
     if stop_flag is not None:
         flag.event = stop_flag

@@ -74,7 +74,8 @@ def serve_chat_request(request: dict[str, Any], *, r: redis.Redis, worker: str,
         finally:
             publisher.flush()
     except InvalidChatRequest as exc:
-        out.send("error", message=hide_source(str(exc), source, name), code="invalid_request")
+        out.send("error", message=hide_source(str(exc), source, name), code="invalid_request",
+                 param=exc.param)
         return "error"
     except LLMError as exc:
         out.send("error", message=hide_source(str(exc), source, name))

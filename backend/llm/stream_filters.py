@@ -75,12 +75,15 @@ def parse_tool_call(body: str) -> ToolCall | None:
 
 class ToolCallFilter:
     """Splits a stream into text and tool calls. A block that is not valid JSON is passed through
-    as text, so nothing the model wrote is lost."""
+    as text, so nothing the model wrote is lost; but with ``forced`` (the grammar made the model
+    write a call) a call the token budget cut short is dropped: it is not the model's prose, and
+    the answer ends with ``finish_reason: "length"`` and no markup."""
 
-    def __init__(self) -> None:
+    def __init__(self, forced: bool = False) -> None:
         self.buf = ""
         self.inside = False
         self.calls = 0
+        self.forced = forced
 
     def feed(self, text: str) -> list[ChatPiece]:
         self.buf += text
@@ -116,10 +119,14 @@ class ToolCallFilter:
         """End of stream: an unclosed block is tried as a call (models often stop at EOS)."""
         rest, self.buf = self.buf, ""
         if not self.inside:
+            if self.forced and TOOL_OPEN.startswith(rest):
+                return []  # the start of the forced call's opening tag, cut short
             return [rest] if rest else []
         self.inside = False
         call = parse_tool_call(rest)
         if call is not None:
             self.calls += 1
             return [call]
+        if self.forced:
+            return []  # the forced call cut short by the budget: no half call as text
         return [TOOL_OPEN + rest]

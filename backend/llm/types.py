@@ -34,9 +34,11 @@ def check_response_format(rf: Any) -> None:
         raise ValueError("response_format json_schema needs a name: "
                          "{\"name\": ..., \"schema\": {...}}.")
     schema = spec.get("schema")
-    if schema is None:
+    if schema is None or schema is True:
         return
-    if not isinstance(schema, Mapping):
+    if schema is False or not isinstance(schema, Mapping):
+        if schema is False:
+            raise ValueError(_NOTHING.format(where="json_schema.schema", why="it is false"))
         raise ValueError("response_format json_schema.schema must be a JSON Schema object.")
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError
@@ -46,6 +48,63 @@ def check_response_format(rf: Any) -> None:
     except SchemaError as exc:
         raise ValueError(f"response_format json_schema.schema is not a valid JSON Schema: "
                          f"{exc.message}") from None
+    found = unsatisfiable(schema, "json_schema.schema")
+    if found is not None:
+        raise ValueError(_NOTHING.format(where=found[0], why=found[1]))
+
+
+_NOTHING = ("No value satisfies response_format's JSON Schema: at {where}, {why}. Change or "
+            "remove that part of the schema so that some JSON value can match it.")
+
+_BOUNDS = (("minimum", "maximum"), ("minLength", "maxLength"), ("minItems", "maxItems"),
+           ("minProperties", "maxProperties"))
+
+
+def unsatisfiable(schema: Any, where: str, depth: int = 0) -> tuple[str, str] | None:
+    """(where, why) when no JSON value can match ``schema`` for a reason one can see without
+    solving it (``false``, ``"not": {}``, an empty ``enum``, a minimum above its maximum), in the
+    schema or in a part every match needs (required properties, ``allOf``, every ``anyOf``
+    branch); None otherwise (it may still be unsatisfiable in ways this does not look for)."""
+    if depth > 32:
+        return None
+    if schema is False:
+        return where, "the schema is false"
+    if not isinstance(schema, Mapping):
+        return None
+    if "not" in schema and (schema["not"] is True or schema["not"] == {}):
+        return where, "\"not\": {} excludes every value"
+    if isinstance(schema.get("enum"), list) and not schema["enum"]:
+        return where, "the enum is empty"
+    for low, high in _BOUNDS:
+        a, b = schema.get(low), schema.get(high)
+        if isinstance(a, int | float) and isinstance(b, int | float) \
+                and not isinstance(a, bool) and not isinstance(b, bool) and a > b:
+            return where, f"{low} {a:g} is greater than {high} {b:g}"
+    props = schema.get("properties")
+    if isinstance(props, Mapping):
+        for name in schema.get("required") or []:
+            if isinstance(name, str) and name in props:
+                found = unsatisfiable(props[name], f"{where}.properties.{name}", depth + 1)
+                if found is not None:
+                    return found
+    for i, part in enumerate(schema.get("allOf") or []):
+        found = unsatisfiable(part, f"{where}.allOf.{i}", depth + 1)
+        if found is not None:
+            return found
+    for key in ("anyOf", "oneOf"):
+        parts = schema.get(key)
+        if isinstance(parts, list) and parts:
+            found_all = [unsatisfiable(p, f"{where}.{key}.{i}", depth + 1)
+                         for i, p in enumerate(parts)]
+            if all(found_all):
+                return where, f"no branch of {key} can match"
+    items = schema.get("items")
+    min_items = schema.get("minItems")
+    if isinstance(min_items, int) and min_items > 0 and items is not None:
+        found = unsatisfiable(items, f"{where}.items", depth + 1)
+        if found is not None:
+            return found
+    return None
 
 
 def check_tool_choice(choice: Any) -> None:

@@ -183,6 +183,7 @@ class AgentAnswer:
     total_ms: float
     agent: str
     version: int | None
+    finish_reason: str = "stop"  # "length": the answer hit its token limit (or the context)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -989,10 +990,13 @@ class AgentRun:
 def stream_agent(*, actor: Actor, agent: int | str, question: str,
                  conversation_id: int | None = None, version: str | int = "published",
                  channel: str = "studio", history: Sequence[dict[str, str]] | None = None,
-                 llm: Any = None, placement: str = "auto") -> AgentRun:
+                 llm: Any = None, placement: str = "auto",
+                 max_tokens: int | None = None) -> AgentRun:
     """Ask an agent. ``version``: "published" (anyone in the workspace), "draft" or a number
     (builders). ``history`` replaces the stored conversation as memory (the API sends its own
-    messages). ``llm``: a LangChain chat model to use instead of the agent's (tests, benches)."""
+    messages). ``llm``: a LangChain chat model to use instead of the agent's (tests, benches).
+    ``max_tokens``: the caller's limit on each model call of the turn (the API's
+    ``max_tokens``); the agent's own ``max_new_tokens`` still applies when lower."""
     from backend.agents.runtime import Tracer, Turn
 
     question = (question or "").replace("\x00", "").strip()
@@ -1049,7 +1053,7 @@ def stream_agent(*, actor: Actor, agent: int | str, question: str,
 
         assert spec is not None
         llm = chat_model(actor=runner, model=spec, placement=placement,  # type: ignore[arg-type]
-                         **cfg.params)
+                         **_with_limit(cfg.params, max_tokens))
     retrieve = (lambda q: _knowledge_hits(runner, cfg, q)) if cfg.knowledge_bases else None
     run = AgentRun(agent_name, conv_id)
     turn = Turn(llm, cfg, question=question, system=system,
@@ -1101,6 +1105,16 @@ def stream_agent(*, actor: Actor, agent: int | str, question: str,
     return run
 
 
+def _with_limit(params: dict[str, Any], max_tokens: int | None) -> dict[str, Any]:
+    """The agent's generation settings with the caller's token limit (the lower one wins)."""
+    if max_tokens is None:
+        return dict(params)
+    out = {k: v for k, v in params.items() if k not in ("max_tokens", "max_new_tokens")}
+    own = params.get("max_new_tokens", params.get("max_tokens"))
+    out["max_tokens"] = min(own, max_tokens) if isinstance(own, int) and own > 0 else max_tokens
+    return out
+
+
 def _store_turn(actor: Actor, *, agent_id: int, agent_name: str, workspace_id: int,
                 conv_id: int | None, channel: str, version: int | None, question: str,
                 tracer: Any, answer: Any, error: BaseException | None, total_ms: float,
@@ -1146,7 +1160,7 @@ def _store_turn(actor: Actor, *, agent_id: int, agent_name: str, workspace_id: i
             plan=list(answer.plan), trace_id=trace.id, conversation_id=conv_id,
             message_id=msg.id, prompt_tokens=tracer.prompt_tokens,
             completion_tokens=tracer.completion_tokens, total_ms=total_ms, agent=agent_name,
-            version=version)
+            version=version, finish_reason=tracer.finish_reason)
 
 
 def _jsonable(value: Any) -> Any:
