@@ -78,13 +78,6 @@ async def dispatch(request: Request, actor: Actor, req: ChatCompletionRequest
                    ) -> Response | None:
     """The response for a request that concerns agents or a limited key; None: not ours."""
     limit = await key_limit(request)
-    if limit is not None and limit.rate_per_min:
-        try:
-            await run_in_threadpool(agents_service.check_rate, limit)
-        except agents_service.RateLimited as exc:
-            return JSONResponse(status_code=429, headers={"Retry-After": str(exc.retry_after_s)},
-                                content=error_body(str(exc), type_="rate_limit_error",
-                                                   code="rate_limit_exceeded"))
     name = req.model.strip()
     bots = await run_in_threadpool(lambda: agents_service.published_agents(actor=actor))
     bot = next((b for b in bots if b.name == name), None)
@@ -95,6 +88,13 @@ async def dispatch(request: Request, actor: Actor, req: ChatCompletionRequest
         return None
     try:
         question, history = _question_and_history(req)
+    except Exception as exc:  # noqa: BLE001 - a refused request is not counted
+        return _failure(exc)
+    try:  # a request that will be served: it counts against the key's rate
+        await run_in_threadpool(charge_rate, limit)
+    except agents_service.RateLimited as exc:
+        return rate_limited(exc)
+    try:
         limit_tokens = (req.max_completion_tokens if req.max_completion_tokens is not None
                         else req.max_tokens)
         run = await run_in_threadpool(lambda: agents_service.stream_agent(
@@ -122,6 +122,19 @@ async def dispatch(request: Request, actor: Actor, req: ChatCompletionRequest
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(parts)},
                      "logprobs": None, "finish_reason": _finish_reason(result)}],
         "usage": _usage(result), **_extras(result)})
+
+
+def charge_rate(limit: agents_service.KeyLimit | None) -> None:
+    """Count a request that is about to be served against its key's rate (refused requests
+    never get here); ``agents_service.RateLimited`` when the key has used its N in 60 s."""
+    if limit is not None and limit.rate_per_min:
+        agents_service.check_rate(limit)
+
+
+def rate_limited(exc: agents_service.RateLimited) -> JSONResponse:
+    return JSONResponse(status_code=429, headers={"Retry-After": str(exc.retry_after_s)},
+                        content=error_body(str(exc), type_="rate_limit_error",
+                                           code="rate_limit_exceeded"))
 
 
 def _failure(exc: Exception) -> JSONResponse:

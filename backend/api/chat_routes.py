@@ -53,6 +53,7 @@ from backend.llm.errors import (
 )
 from backend.llm.stream import ChatStream
 from backend.llm.types import ChatPiece, GenerationParams, ModelSpec, ToolCall, Usage
+from backend.services import agents as agents_service
 from backend.services import chat as chat_service
 from backend.services import models as models_service
 
@@ -139,13 +140,16 @@ def _resolve(actor: Actor, name: str) -> ModelSpec | None:
     return models_service.model_spec(actor=actor, model=view.id)
 
 
-def _start(actor: Actor, req: ChatCompletionRequest) -> tuple[ChatStream, str] | None:
+def _start(actor: Actor, req: ChatCompletionRequest,
+           limit: agents_service.KeyLimit | None = None) -> tuple[ChatStream, str] | None:
     """Open the chat; (stream, placement) or None for an unknown model. The one dispatch point:
     what ``req.model`` names decides who answers (a registered model here; published agents are
-    added as one more branch)."""
+    added as one more branch). The request counts against the key's rate (``limit``) only once
+    its model is found: a refused request costs nothing."""
     spec = _resolve(actor, req.model)
     if spec is None:
         return None
+    agent_serving.charge_rate(limit)
     return _start_model(actor, spec, req)
 
 
@@ -214,7 +218,10 @@ async def chat_completions(request: Request, actor: Actor = Depends(require_acto
         agent_response = await agent_serving.dispatch(request, actor, req)  # published bots
         if agent_response is not None:
             return agent_response
-        started = await run_in_threadpool(_start, actor, req)
+        limit = await agent_serving.key_limit(request)
+        started = await run_in_threadpool(_start, actor, req, limit)
+    except agents_service.RateLimited as exc:
+        return agent_serving.rate_limited(exc)
     except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI-style error
         return _error_response(exc)
     if started is None:

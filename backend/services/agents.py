@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import math
 import queue
 import threading
 import time
@@ -1390,21 +1389,17 @@ def key_limit(api_key: str) -> KeyLimit | None:
 
 
 def check_rate(limit: KeyLimit) -> None:
-    """Count one request against the key's rate (a one-minute window in Redis); raise
-    ``RateLimited`` with the seconds to wait when it is used up."""
+    """Count one request against the key's rate: at most ``rate_per_min`` in any 60 s (a
+    sliding window in Redis, one atomic script); raise ``RateLimited`` with the seconds to wait
+    when it is used up (nothing is counted then). Call it only for requests that are served."""
     if not limit.rate_per_min:
         return
+    from backend.accounts import keyrate
     from backend.services.chat import channel_redis
 
-    now = time.time()
-    window = int(now // 60)
-    r = channel_redis()
-    key = f"studio:agents:rate:{limit.api_key_id}:{window}"
-    count = r.incr(key)
-    if count == 1:
-        r.expire(key, 120)
-    if int(count) > limit.rate_per_min:  # type: ignore[arg-type]
-        raise RateLimited(max(1, math.ceil((window + 1) * 60 - now)), limit.rate_per_min)
+    wait = keyrate.take(channel_redis(), limit.api_key_id, limit.rate_per_min)
+    if wait:
+        raise RateLimited(int(wait), limit.rate_per_min)
 
 
 def published_agents(*, actor: Actor) -> list[AgentView]:
