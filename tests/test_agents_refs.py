@@ -88,3 +88,22 @@ def test_own_things_named_by_id_are_stored_by_name(two: dict[str, Any]) -> None:
                 knowledge_bases=[str(two["kb"].id)], saved_prompt=two["prompt"])
     assert a.config["model"] == two["model"].name
     assert a.config["knowledge_bases"] == [two["kb"].name]
+
+
+def test_a_stored_config_naming_another_workspaces_kb_by_id_reads_nothing_there(
+        two: dict[str, Any]) -> None:
+    """A config saved before these checks may still hold an id: at run time an admin's turn
+    reads the agent's own workspace only, like anyone else's."""
+    from sqlalchemy import update
+
+    from backend.db import session_scope
+    from backend.models.agents import Agent
+    from tests.agents_helpers import Script
+
+    a = _create(two["builder"], model=two["model"].name)
+    with session_scope() as session:
+        session.execute(update(Agent).where(Agent.id == a.id).values(config={
+            **a.config, "knowledge_bases": [str(two["their_kb"].id)]}))
+    with pytest.raises(LookupError, match=str(two["their_kb"].id)):
+        agents.run_agent(actor=two["admin"], agent=a.id, question="hi", version="draft",
+                         llm=Script("x").model())

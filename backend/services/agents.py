@@ -1011,6 +1011,9 @@ def stream_agent(*, actor: Actor, agent: int | str, question: str,
     # is written in one transaction when it ends, so nothing delays the first token.
     with read_scope() as session:
         a, cfg, number = _config_for(session, actor, agent, version)
+        # what the config names is read in the agent's own workspace, an admin's turn too
+        # (an admin's id would otherwise reach another workspace's model or knowledge base)
+        runner = replace(runner, role=Role.builder, workspace_id=a.workspace_id)
         spec = None
         if llm is None:
             from backend.services.models import model_spec, spec_of
