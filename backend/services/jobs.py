@@ -424,7 +424,8 @@ def list_workers(*, actor: Actor, include_dead: bool = False) -> list[WorkerView
                        gpus=list(w.gpus or []))
             for w in rows
         ]
-    return [v for v in views if include_dead or v.alive]
+    # a worker that has claimed its name but not announced its queues yet is still starting
+    return [v for v in views if (include_dead or v.alive) and v.queues]
 
 
 def workers_alive(*, queue: str | None = None, hostname: str | None = None) -> bool:

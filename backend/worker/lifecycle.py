@@ -167,6 +167,8 @@ def _on_shutdown(**_: object) -> None:
     if isinstance(hostname, str):
         try:
             with session_scope() as session:
-                session.execute(delete(Worker).where(Worker.hostname == hostname))
+                # only its own row: a name taken over by a newer worker stays
+                session.execute(delete(Worker).where(Worker.hostname == hostname,
+                                                     Worker.pid == os.getpid()))
         except Exception:  # noqa: BLE001
             log.exception("could not remove worker row %s", hostname)

@@ -19,25 +19,46 @@ def default_worker_name(queues: list[str]) -> str:
 
 
 def check_name_free(nodename: str) -> None:
-    """Refuse a name a live worker holds: its heartbeat is fresh and, on this machine, its
-    process exists. (A dead one's name may be reused; its jobs are then marked interrupted.)"""
+    """Claim ``nodename`` for this process, atomically: its row in the workers table is
+    inserted, or taken over when the worker holding it is gone (its heartbeat is stale or, on
+    this machine, its process has ended). Two workers started with the same name at the same
+    moment cannot both pass: the second insert waits for the first and then finds a live
+    holder. Raises ``WorkerNameTaken``; called before the worker consumes any job."""
     from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import select
+    from sqlalchemy.dialects.postgresql import insert
 
     from backend.db import session_scope
     from backend.jobs.reaper import process_alive
     from backend.models.jobs import Worker
 
     settings = get_settings()
+    me = os.getpid()
+    now = datetime.now(UTC)
     with session_scope() as session:
-        row = session.get(Worker, nodename)
-        if row is None or row.pid == os.getpid():
+        claimed = session.execute(
+            insert(Worker).values(hostname=nodename, queues=[], pid=me, started_at=now,
+                                  last_seen=now)
+            .on_conflict_do_nothing(index_elements=[Worker.hostname])
+            .returning(Worker.hostname)).first()
+        if claimed is not None:
             return
-        fresh = row.last_seen >= datetime.now(UTC) - timedelta(seconds=settings.heartbeat_timeout_s)
-        same_machine = nodename.rsplit("@", 1)[-1] == socket.gethostname()
-        if fresh and (not same_machine or process_alive(row.pid)):
-            raise WorkerNameTaken(
-                f"A worker named {nodename} is already running (pid {row.pid}). "
-                "Give this one another --name, or leave --name out for a unique one.")
+        # the name has a row: lock it (a racing claim waits here) and judge its holder
+        row = session.execute(select(Worker).where(Worker.hostname == nodename)
+                              .with_for_update()).scalar_one_or_none()
+        if row is None:  # removed meanwhile (its worker stopped): claim it anew
+            session.add(Worker(hostname=nodename, queues=[], pid=me, started_at=now,
+                               last_seen=now))
+            return
+        if row.pid != me:
+            fresh = row.last_seen >= now - timedelta(seconds=settings.heartbeat_timeout_s)
+            same_machine = nodename.rsplit("@", 1)[-1] == socket.gethostname()
+            if fresh and (not same_machine or process_alive(row.pid)):
+                raise WorkerNameTaken(
+                    f"A worker named {nodename} is already running (pid {row.pid}). "
+                    "Give this one another --name, or leave --name out for a unique one.")
+        row.pid, row.last_seen, row.started_at = me, now, now
 
 
 def run_worker(queues: list[str], *, concurrency: int | None = None, name: str | None = None,
