@@ -175,7 +175,10 @@ def bots(world: World) -> dict[str, str]:
             ("plain", {"model": world.model,
                        "params": {"temperature": 0, "max_new_tokens": 300}}),
             ("tool", {"model": world.model, "tools": ["calculator"],
-                      "params": {"temperature": 0, "max_new_tokens": 120}})):
+                      "params": {"temperature": 0, "max_new_tokens": 120}}),
+            # the bot's own settings leave sampling on: the request's temperature 0 decides
+            ("sampling", {"model": world.model, "tools": ["calculator"],
+                          "params": {"max_new_tokens": 120}})):
         a = agents.create_agent(actor=owner, name=f"{kind}-{uuid.uuid4().hex[:6]}", config=cfg)
         agents.publish_agent(actor=owner, agent=a.id)
         out[kind] = a.name
@@ -201,10 +204,11 @@ def test_a_bot_honours_max_tokens_and_says_length(api_url: str, world: World,
     assert 0 < usage["completion_tokens"] <= 6, usage
 
 
+@pytest.mark.parametrize("bot", ["tool", "sampling"])
 @pytest.mark.parametrize("question", ["Hello, how are you?", "What is 2 + 3?"])
 def test_a_bot_with_a_tool_answers_the_same_streamed_or_not(
-        api_url: str, world: World, bots: dict[str, str], question: str) -> None:
-    body = {"model": bots["tool"], "messages": [{"role": "user", "content": question}],
+        api_url: str, world: World, bots: dict[str, str], question: str, bot: str) -> None:
+    body = {"model": bots[bot], "messages": [{"role": "user", "content": question}],
             "temperature": 0}
     plain = post(api_url, world.key_a, body)
     assert plain.status_code == 200, plain.text

@@ -99,7 +99,7 @@ async def dispatch(request: Request, actor: Actor, req: ChatCompletionRequest
                         else req.max_tokens)
         run = await run_in_threadpool(lambda: agents_service.stream_agent(
             actor=actor, agent=bot.id, question=question, history=history, channel="api",
-            max_tokens=limit_tokens))
+            max_tokens=limit_tokens, sampling=_sampling(req)))
         it = iter(run)
         first = await run_in_threadpool(next, it, _END)
     except Exception as exc:  # noqa: BLE001 - an OpenAI-style error, as for models
@@ -145,6 +145,12 @@ def _failure(exc: Exception) -> JSONResponse:
             str(exc), type_="invalid_request_error", code="invalid_request"))
     status, body = model_failure(exc)
     return JSONResponse(status_code=status, content=body)
+
+
+def _sampling(req: ChatCompletionRequest) -> dict[str, Any]:
+    """The request's sampling settings, which replace the bot's own."""
+    return {k: v for k, v in (("temperature", req.temperature), ("top_p", req.top_p),
+                              ("seed", req.seed)) if v is not None}
 
 
 def _finish_reason(result: agents_service.AgentAnswer | None) -> str:

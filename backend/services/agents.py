@@ -990,12 +990,15 @@ def stream_agent(*, actor: Actor, agent: int | str, question: str,
                  conversation_id: int | None = None, version: str | int = "published",
                  channel: str = "studio", history: Sequence[dict[str, str]] | None = None,
                  llm: Any = None, placement: str = "auto",
-                 max_tokens: int | None = None) -> AgentRun:
+                 max_tokens: int | None = None,
+                 sampling: dict[str, Any] | None = None) -> AgentRun:
     """Ask an agent. ``version``: "published" (anyone in the workspace), "draft" or a number
     (builders). ``history`` replaces the stored conversation as memory (the API sends its own
     messages). ``llm``: a LangChain chat model to use instead of the agent's (tests, benches).
     ``max_tokens``: the caller's limit on each model call of the turn (the API's
-    ``max_tokens``); the agent's own ``max_new_tokens`` still applies when lower."""
+    ``max_tokens``); the agent's own ``max_new_tokens`` still applies when lower. ``sampling``:
+    the caller's ``temperature``, ``top_p`` and ``seed``, which replace the agent's (the same
+    request gets the same answer, streamed or not)."""
     from backend.agents.runtime import Tracer, Turn
 
     question = (question or "").replace("\x00", "").strip()
@@ -1055,7 +1058,7 @@ def stream_agent(*, actor: Actor, agent: int | str, question: str,
 
         assert spec is not None
         llm = chat_model(actor=runner, model=spec, placement=placement,  # type: ignore[arg-type]
-                         **_with_limit(cfg.params, max_tokens))
+                         **_with_limit({**cfg.params, **(sampling or {})}, max_tokens))
     retrieve = (lambda q: _knowledge_hits(runner, cfg, q)) if cfg.knowledge_bases else None
     run = AgentRun(agent_name, conv_id)
     turn = Turn(llm, cfg, question=question, system=system,
