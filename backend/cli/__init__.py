@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import sys
 from typing import Any
 
@@ -146,6 +147,44 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+_NEGATIVE_NUMBER = re.compile(r"^-\d+(\.\d*)?$")
+_NOT_NUMBERS = {"nan", "inf", "infinity"}
+
+
+def _is_number(param: Any) -> bool:
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    return annotation in (int, float)
+
+
+def _usage_message(exc: ClickException, argv: list[str]) -> str:
+    """Bad usage in words that say what to change: a negative number where an id goes is not
+    "No such option"; nan or inf for a number is not "should be <= 3600"."""
+    from typer._click.exceptions import BadParameter, NoSuchOption
+
+    if isinstance(exc, NoSuchOption) and _NEGATIVE_NUMBER.match(exc.option_name or ""):
+        ctx = getattr(exc, "ctx", None)
+        params = getattr(getattr(ctx, "command", None), "params", None) or []
+        numeric = [p for p in params
+                   if getattr(p, "param_type_name", "") == "argument" and _is_number(p)]
+        if numeric:
+            name = str(numeric[0].name or "the value").upper()
+            return f"{name} must be a positive whole number, not {exc.option_name}"
+        return (f"{exc.option_name} is not an option; to pass a value that starts with '-', "
+                "put -- before it")
+    param = getattr(exc, "param", None)
+    if isinstance(exc, BadParameter) and param is not None and _is_number(param):
+        opts = list(getattr(param, "opts", None) or [])
+        for i, token in enumerate(argv):
+            value = None
+            if token in opts and i + 1 < len(argv):
+                value, opt = argv[i + 1], token
+            elif "=" in token and token.split("=", 1)[0] in opts:
+                opt, value = token.split("=", 1)
+            if value is not None and value.strip().lower().lstrip("+-") in _NOT_NUMBERS:
+                return f"{opt} must be a number, not {value!r}"
+    return exc.format_message()
+
+
 def main() -> None:
     argv = sys.argv[1:]
     command = _command_name(argv)
@@ -181,7 +220,7 @@ def main() -> None:
         ctx = getattr(exc, "ctx", None)
         if ctx is not None:
             where = f" (see `{ctx.command_path} --help`)"
-        print(f"Error: {_one_line(exc.format_message())}{where}", file=sys.stderr)
+        print(f"Error: {_one_line(_usage_message(exc, argv))}{where}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
     except Abort:
         print("Aborted.", file=sys.stderr)

@@ -36,6 +36,9 @@ def _output_format(fmt: str, schema: str | None, as_json: bool) -> dict[str, Any
     out: dict[str, Any] = {"type": fmt}
     if schema:
         path = Path(schema)
+        if not schema.lstrip().startswith("{") and path.is_dir():
+            fail(f"--schema {schema} is a folder; give a JSON schema file or the schema's text.",
+                 as_json=as_json)
         out["schema"] = path.read_text() if not schema.lstrip().startswith("{") and \
             path.is_file() else schema
     return out

@@ -7,6 +7,32 @@ import typer
 from backend.cli.output import JSON_OPTION, emit
 
 
+def check_port_free(host: str, port: int) -> None:
+    """One clear line (not uvicorn's six) when ``host:port`` cannot be listened on."""
+    import errno
+    import socket
+
+    from backend.cli.output import fail
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            probe.bind(address)
+    except socket.gaierror:
+        fail(f"--host {host} is not an address of this machine; give one it has, such as "
+             "127.0.0.1 or 0.0.0.0.")
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            fail(f"Port {port} on {host} is already in use (another `studio api`, or another "
+                 "program). Stop it, or pick another port with --port.")
+        if exc.errno == errno.EACCES:
+            fail(f"Port {port} needs administrator rights on this machine; pick one above 1023 "
+                 "with --port.")
+        fail(f"Cannot listen on {host}:{port} ({exc.strerror or exc}). Check --host and --port.")
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def up(no_worker: bool = typer.Option(False, "--no-worker", help="Start no worker here."),
@@ -55,7 +81,9 @@ def register(app: typer.Typer) -> None:
         from backend.config import get_settings
 
         s = get_settings()
-        uvicorn.run("backend.api.app:app", host=host or s.host, port=port or s.api_port)
+        host, port = host or s.host, port or s.api_port
+        check_port_free(host, port)
+        uvicorn.run("backend.api.app:app", host=host, port=port)
 
     @app.command()
     def doctor(as_json: bool = JSON_OPTION) -> None:
