@@ -340,10 +340,18 @@ class _Services:
         self.redis.stop()
 
 
+# A Redis the keeper watched that stays gone this long while the services are in use (killed,
+# crashed) is started again from its last snapshot: workers waiting on "Connection to broker
+# lost" reconnect on their own, with no new studio process needed to bring it back
+REDIS_REVIVE_AFTER_S = 1.0
+
+
 def keep(embedded_dir: Path, linger_s: float, poll_s: float = 0.5) -> None:
-    """The keeper's loop: stop the services ``linger_s`` after their last user went away."""
+    """The keeper's loop: stop the services ``linger_s`` after their last user went away, and
+    start again the embedded Redis it watched when it dies while they are in use."""
     services = _Services(embedded_dir)
     idle_since: float | None = None
+    redis_gone_since: float | None = None
     # a child of nobody: its parent may exit at once, and SIGHUP/SIGINT of a terminal are not ours
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -367,6 +375,15 @@ def keep(embedded_dir: Path, linger_s: float, poll_s: float = 0.5) -> None:
                     return
                 if services.users.prune():
                     idle_since = None
+                    if signal.SIGKILL in server_pids and services.redis.server_pid() is None \
+                            and not services.redis.ping():
+                        now = time.monotonic()
+                        redis_gone_since = redis_gone_since or now
+                        if now - redis_gone_since >= REDIS_REVIVE_AFTER_S:
+                            redis_gone_since = None
+                            _revive_redis(services)
+                    else:
+                        redis_gone_since = None
                     continue
                 now = time.monotonic()
                 idle_since = idle_since or now
@@ -378,6 +395,14 @@ def keep(embedded_dir: Path, linger_s: float, poll_s: float = 0.5) -> None:
                 return
         except OSError:  # the folder is being deleted: the next round sees it gone
             continue
+
+
+def _revive_redis(services: _Services) -> None:
+    log.warning("the embedded Redis is gone while the services are in use: starting it again")
+    try:
+        services.redis.start()
+    except Exception as exc:  # noqa: BLE001 - the next round tries again
+        log.error("could not start the embedded Redis again: %s", exc)
 
 
 def _folder_gone(embedded_dir: Path, server_pids: dict[signal.Signals, int]) -> bool:
