@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psutil
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from backend.models.jobs import Job, JobLog, JobStatus
@@ -38,10 +38,17 @@ def _interrupt(session: Session, *conditions: Any, why: str) -> int:
 
 
 def reap_stale_jobs(session: Session, *, timeout_s: float) -> int:
-    """Running jobs whose heartbeat is older than ``timeout_s`` become interrupted."""
+    """Running jobs whose heartbeat is older than ``timeout_s`` become interrupted.
+
+    Only once the database itself has been up for ``timeout_s``: while Postgres was stopped no
+    heartbeat could be written, so right after it starts again every heartbeat looks old though
+    no worker stopped. Those jobs' own runners say what happened (they go on, or end "The
+    database was unreachable ...")."""
     cutoff = datetime.now(UTC) - timedelta(seconds=timeout_s)
     silent = or_(Job.heartbeat_at < cutoff, and_(Job.heartbeat_at.is_(None), Job.updated_at < cutoff))
-    return _interrupt(session, silent, why=f"no heartbeat from its worker for {timeout_s:g} s")
+    database_up = func.pg_postmaster_start_time() < cutoff
+    return _interrupt(session, silent, database_up,
+                      why=f"no heartbeat from its worker for {timeout_s:g} s")
 
 
 def process_alive(pid: int | None) -> bool:
