@@ -58,7 +58,9 @@ def check_name_free(nodename: str) -> None:
                 raise WorkerNameTaken(
                     f"A worker named {nodename} is already running (pid {row.pid}). "
                     "Give this one another --name, or leave --name out for a unique one.")
-        row.pid, row.last_seen, row.started_at = me, now, now
+        # taken over: listed again only once this process announces its queues (and has
+        # marked the jobs of the name's previous process interrupted)
+        row.pid, row.last_seen, row.started_at, row.queues = me, now, now, []
 
 
 def run_worker(queues: list[str], *, concurrency: int | None = None, name: str | None = None,
