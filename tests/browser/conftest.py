@@ -102,8 +102,10 @@ def admin(studio: StudioServer) -> tuple[str, str]:
     return studio.create_admin(*ADMIN)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
+    # one browser per story module: sync Playwright keeps an asyncio loop running in this
+    # thread while it lives, which breaks later tests that call asyncio.run()
     from playwright.sync_api import sync_playwright
 
     pw = sync_playwright().start()
