@@ -138,33 +138,6 @@ def page(chromium: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
             shutil.rmtree(shots, ignore_errors=True)
 
 
-@pytest.fixture
-def new_page(chromium: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A factory of further fresh visitors (own context, no cookies) within one test:
-    ``other = new_page("visitor")``. Their screenshots go beside the test's own."""
-    module = Path(str(request.node.fspath)).stem
-    contexts: list[Any] = []
-
-    def make(who: str) -> Any:
-        context = new_context(chromium)
-        contexts.append(context)
-        pg = context.new_page()
-        ui.start_shots(pg, SHOTS_ROOT / module / f"{request.node.name}-{who}")
-        return pg
-
-    yield make
-    failed = request.node.stash.get(_FAILED, True)
-    for context in contexts:
-        for pg in context.pages:
-            if failed:
-                with contextlib.suppress(Exception):
-                    ui.shot(pg, "failure")
-        context.close()
-    if not failed and not os.environ.get("STUDIO_BROWSER_KEEP_SHOTS"):
-        for folder in (SHOTS_ROOT / module).glob(f"{request.node.name}-*"):
-            shutil.rmtree(folder, ignore_errors=True)
-
-
 @pytest.fixture(scope="session", autouse=True)
 def studio_env() -> dict[str, str]:
     """The stories start studios of their own: the service tests' shared one is not needed."""
