@@ -61,12 +61,5 @@ def test_corpus_tokenizer_train_register_chat(studio: Any, admin: tuple[str, str
     # 4. chat with the new model from the Models page
     ui.nav(page, "Models")
     ui.choose(page, "Model", "docs-gpt")
-    page.get_by_text("Try it", exact=True).first.click()
-    ui.settle(page)
-    ui.main(page).get_by_label("Prompt").fill("The for statement")
-    ui.main(page).get_by_label("Prompt").press("Tab")
-    ui.settle(page)
-    ui.button(page, "Send", exact=True, timeout_s=120)
-    ui.main(page).get_by_text("tokens in").first.wait_for(timeout=120_000)
-    ui.shot(page, "chatted")
+    ui.try_model(page, "The for statement", name="chatted")
     assert not ui.errors_shown(page)

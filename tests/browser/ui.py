@@ -201,3 +201,16 @@ def errors_shown(page: Page) -> list[str]:
     """The error boxes and exceptions on the page (a story should end with none)."""
     boxes = page.locator('[data-testid="stAlertContentError"], [data-testid="stException"]')
     return [t for t in boxes.all_inner_texts() if t.strip()]
+
+
+def try_model(page: Page, prompt: str, *, name: str = "answered") -> None:
+    """Models page, the picked model: open Try it, type a prompt and click Send once straight
+    after typing (as a person does), then wait for the answer's token line."""
+    area = main(page)
+    area.get_by_text("Try it", exact=True).first.click()  # a toggle
+    settle(page)
+    area.get_by_label("Prompt").fill(prompt)
+    area.get_by_role("button", name="Send").click()
+    settle(page, timeout_s=120)
+    area.get_by_text("tokens in").first.wait_for(timeout=120_000)
+    shot(page, name)
